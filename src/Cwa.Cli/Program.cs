@@ -1,6 +1,35 @@
+using System.CommandLine;
+using Cwa.Cli.Commands;
+
 namespace Cwa.Cli;
 
 public static class Program
 {
-    public static int Main(string[] args) => 0;
+    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Entry point shared by the executable and the end-to-end tests.</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var root = BuildRoot();
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var e in parse.Errors)
+                stderr.WriteLine($"error: {e.Message}");
+            stderr.WriteLine("Run 'cwa --help' (or 'cwa <command> --help') for usage.");
+            return ExitCodes.Usage;
+        }
+        return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
+    }
+
+    internal static RootCommand BuildRoot()
+    {
+        var root = new RootCommand(
+            "CriticalWeights (cwa): find the weights a language model cannot live without.\n" +
+            "Loads a Hugging Face Llama-family checkpoint, runs calibration text through it, scores every weight,\n" +
+            "ranks them, writes statistics, CSV, manifest and plots, and tests the ranking by perturbation.\n\n" +
+            "Exit codes: 0 ok, 1 runtime failure, 2 usage error or bad input.");
+        root.Add(AnalyzeCommand.Create());
+        return root;
+    }
 }

@@ -1,0 +1,98 @@
+using System.CommandLine;
+using Cwa.Core.Pipeline;
+
+namespace Cwa.Cli.Commands;
+
+/// <summary>`cwa analyze`: the main job. Only option declarations and their mapping live here.</summary>
+internal static class AnalyzeCommand
+{
+    private static readonly Option<string?> Model = new("--model", "-m") { Description = "Hugging Face model folder (config.json, *.safetensors, tokenizer). Default: the built-in demo model." };
+    private static readonly Option<string> Device = new("--device") { Description = "cpu, cuda or auto (cuda when available, else cpu).", DefaultValueFactory = _ => "auto" };
+    private static readonly Option<string?> Dtype = new("--dtype") { Description = "Precision the weights are held in: bf16, f16 or f32 (default: as stored). CPU arithmetic is fp32." };
+    private static readonly Option<string> Metric = new("--metric") { Description = "Score: grad_x_weight |G*W|, grad_squared G^2, fisher sum g_b^2, hutchinson_diag, obd 0.5*h*W^2, magnitude |W|, wanda |W|*||X||, act_outlier (super weights).", DefaultValueFactory = _ => "grad_x_weight" };
+    private static readonly Option<string> Mode = new("--mode") { Description = "Ranking: per_layer (top-k per tensor), global (exact top-k over all weights), per_block (top-k per transformer block).", DefaultValueFactory = _ => "per_layer" };
+    private static readonly Option<int> TopK = new("--topk", "-k") { Description = "How many weights to keep per tensor / block / globally.", DefaultValueFactory = _ => 100 };
+    private static readonly Option<string[]> Seeds = new("--seeds") { Description = "Seed(s) for data shuffling and controls, e.g. 1,2,3. Several seeds resample the calibration data (stability).", AllowMultipleArgumentsPerToken = true };
+    private static readonly Option<string?> DataFile = new("--data-file") { Description = "Calibration texts: .txt (one per line), .jsonl or .parquet. Default: the built-in corpus." };
+    private static readonly Option<string> TextField = new("--text-field") { Description = "Field (jsonl) or column (parquet) holding the text.", DefaultValueFactory = _ => "text" };
+    private static readonly Option<string?> EvalFile = new("--eval-file") { Description = "Held-out texts for perplexity (default: held-out part of the data)." };
+    private static readonly Option<int> MaxSamples = new("--max-samples") { Description = "Maximum number of calibration texts.", DefaultValueFactory = _ => 128 };
+    private static readonly Option<int> MaxLength = new("--max-length") { Description = "Truncate each text to this many tokens.", DefaultValueFactory = _ => 256 };
+    private static readonly Option<int> BatchSize = new("--batch-size") { Description = "Sequences per forward/backward batch.", DefaultValueFactory = _ => 8 };
+    private static readonly Option<string> OutDir = new("--out-dir", "-o") { Description = "Output directory (created).", DefaultValueFactory = _ => "results" };
+    private static readonly Option<bool> SavePlots = new("--save-plots") { Description = "Write PNG/SVG plots.", DefaultValueFactory = _ => true };
+    private static readonly Option<string?> Perturb = new("--perturb") { Description = "Perturb the top-k and measure held-out perplexity: zero, sign_flip, gauss_noise, bit_flip, scale." };
+    private static readonly Option<double> PerturbScale = new("--perturb-scale") { Description = "gauss_noise sigma (relative to |w| unless --absolute-noise) or the scale factor.", DefaultValueFactory = _ => 1.0 };
+    private static readonly Option<bool> AbsoluteNoise = new("--absolute-noise") { Description = "gauss_noise: --perturb-scale is an absolute sigma instead of relative to |w|." };
+    private static readonly Option<double> PerturbProb = new("--perturb-prob") { Description = "Probability that each selected weight is perturbed (bit_flip: per weight).", DefaultValueFactory = _ => 1.0 };
+    private static readonly Option<int?> Bit = new("--bit") { Description = "bit_flip: index of the bit to flip in the stored value (bf16: 15 = sign, 14..7 exponent)." };
+    private static readonly Option<string[]> Controls = new("--controls") { Description = "Control sets to perturb alongside: random_k,bottom_k.", AllowMultipleArgumentsPerToken = true };
+    private static readonly Option<int> ControlSeeds = new("--control-seeds") { Description = "How many random_k draws (mean and 95% interval).", DefaultValueFactory = _ => 5 };
+    private static readonly Option<string[]> KSweep = new("--k-sweep") { Description = "Dose-response: perturb the top-k for each k, e.g. 1,10,100,1000.", AllowMultipleArgumentsPerToken = true };
+    private static readonly Option<bool> StabilityCheck = new("--stability-check") { Description = "Compare top-k sets across seeds and disjoint data splits." };
+    private static readonly Option<string> GradReduction = new("--grad-reduction") { Description = "sum (default; G = sum over batches of the batch-mean-loss gradient) or mean.", DefaultValueFactory = _ => "sum" };
+    private static readonly Option<bool> Include1D = new("--include-1d") { Description = "Also score 1-D tensors (norms, biases)." };
+    private static readonly Option<int> HutchinsonProbes = new("--hutchinson-probes") { Description = "Rademacher probes for hutchinson_diag.", DefaultValueFactory = _ => 4 };
+    private static readonly Option<string> ObdCurvature = new("--obd-curvature") { Description = "Curvature for obd: fisher or hutchinson.", DefaultValueFactory = _ => "fisher" };
+    private static readonly Option<int> Threads = new("--threads") { Description = "CPU threads (default: all cores).", DefaultValueFactory = _ => Environment.ProcessorCount };
+    private static readonly Option<bool> Recompute = new("--recompute") { Description = "Activation checkpointing per block: less memory, ~30% more compute." };
+    private static readonly Option<bool> DumpScores = new("--dump-scores") { Description = "Also write every score to scores.safetensors (large)." };
+    private static readonly Option<string?> ExperimentName = new("--experiment-name") { Description = "Name recorded in the manifest." };
+
+    public static Command Create()
+    {
+        var cmd = new Command("analyze", "Score, rank and report the critical weights of a model (default: the built-in demo model and corpus).");
+        foreach (var o in new Option[] { Model, Device, Dtype, Metric, Mode, TopK, Seeds, DataFile, TextField, EvalFile, MaxSamples, MaxLength, BatchSize,
+                     OutDir, SavePlots, Perturb, PerturbScale, AbsoluteNoise, PerturbProb, Bit, Controls, ControlSeeds, KSweep, StabilityCheck, GradReduction,
+                     Include1D, HutchinsonProbes, ObdCurvature, Threads, Recompute, DumpScores, ExperimentName, CommandRunner.Quiet, CommandRunner.Verbose })
+            cmd.Add(o);
+        CommandRunner.SetAction(cmd, (parse, stdout) =>
+        {
+            var request = ToRequest(parse);
+            var summary = ConsoleProgress.Run(parse, stdout, sink => AnalysisPipeline.Run(request, sink));
+            if (!parse.GetValue(CommandRunner.Quiet))
+                SummaryPrinter.Print(summary, stdout);
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+
+    internal static AnalyzeRequest ToRequest(ParseResult p) => new()
+    {
+        Model = p.GetValue(Model),
+        Device = p.GetValue(Device)!,
+        Dtype = p.GetValue(Dtype),
+        Metric = p.GetValue(Metric)!,
+        Mode = p.GetValue(Mode)!,
+        TopK = Positive(p.GetValue(TopK), "--topk"),
+        Seeds = ListParser.Ints(p.GetValue(Seeds), "--seeds") is { Count: > 0 } s ? s : [42],
+        DataFile = p.GetValue(DataFile),
+        TextField = p.GetValue(TextField)!,
+        EvalFile = p.GetValue(EvalFile),
+        MaxSamples = Positive(p.GetValue(MaxSamples), "--max-samples"),
+        MaxLength = Positive(p.GetValue(MaxLength), "--max-length", 2),
+        BatchSize = Positive(p.GetValue(BatchSize), "--batch-size"),
+        OutDir = p.GetValue(OutDir)!,
+        SavePlots = p.GetValue(SavePlots),
+        Perturb = p.GetValue(Perturb),
+        PerturbScale = p.GetValue(PerturbScale),
+        PerturbAbsolute = p.GetValue(AbsoluteNoise),
+        PerturbProb = p.GetValue(PerturbProb),
+        Bit = p.GetValue(Bit),
+        Controls = ListParser.Strings(p.GetValue(Controls)),
+        ControlSeeds = Positive(p.GetValue(ControlSeeds), "--control-seeds"),
+        KSweep = ListParser.Ints(p.GetValue(KSweep), "--k-sweep", 1),
+        StabilityCheck = p.GetValue(StabilityCheck),
+        GradReduction = p.GetValue(GradReduction)!,
+        Include1D = p.GetValue(Include1D),
+        HutchinsonProbes = Positive(p.GetValue(HutchinsonProbes), "--hutchinson-probes"),
+        ObdCurvature = p.GetValue(ObdCurvature)!,
+        Threads = Positive(p.GetValue(Threads), "--threads"),
+        Recompute = p.GetValue(Recompute),
+        DumpScores = p.GetValue(DumpScores),
+        ExperimentName = p.GetValue(ExperimentName),
+    };
+
+    private static int Positive(int v, string name, int min = 1) =>
+        v >= min ? v : throw new Core.InputException($"{name} must be at least {min} (got {v})");
+}

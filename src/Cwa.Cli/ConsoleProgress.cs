@@ -1,0 +1,56 @@
+using System.CommandLine;
+using Cwa.Core.Pipeline;
+using Spectre.Console;
+
+namespace Cwa.Cli;
+
+/// <summary>
+/// Chooses how progress is shown: Spectre bars on an interactive terminal, one line per phase when output
+/// is redirected (CI logs stay readable), nothing with --quiet.
+/// </summary>
+internal static class ConsoleProgress
+{
+    public static T Run<T>(ParseResult parse, TextWriter stdout, Func<IProgressSink, T> work)
+    {
+        if (parse.GetValue(CommandRunner.Quiet))
+            return work(NullProgress.Instance);
+        bool interactive = ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
+        if (!interactive)
+            return work(new LineProgress(stdout));
+        T result = default!;
+        AnsiConsole.Progress()
+            .AutoClear(false)
+            .HideCompleted(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
+            .Start(ctx => result = work(new SpectreSink(ctx)));
+        return result;
+    }
+
+    private sealed class SpectreSink(ProgressContext ctx) : IProgressSink
+    {
+        public IPhaseProgress Start(string phase, double total) => new Phase(ctx.AddTask(Markup.Escape(phase), maxValue: Math.Max(total, 1e-9)));
+        public void Info(string message) => AnsiConsole.MarkupLine($"[grey]{Markup.Escape(message)}[/]");
+
+        private sealed class Phase(ProgressTask task) : IPhaseProgress
+        {
+            private readonly string _name = task.Description;
+            public void Advance(double steps = 1) => task.Increment(steps);
+            public void Describe(string text) => task.Description = $"{_name} [grey]{Markup.Escape(text)}[/]";
+            public void Dispose() { task.Value = task.MaxValue; task.StopTask(); }
+        }
+    }
+
+    private sealed class LineProgress(TextWriter w) : IProgressSink
+    {
+        public IPhaseProgress Start(string phase, double total) => new Phase(w, phase);
+        public void Info(string message) => w.WriteLine(message);
+
+        private sealed class Phase(TextWriter w, string name) : IPhaseProgress
+        {
+            private readonly System.Diagnostics.Stopwatch _sw = System.Diagnostics.Stopwatch.StartNew();
+            public void Advance(double steps = 1) { }
+            public void Describe(string text) { }
+            public void Dispose() => w.WriteLine($"{name}: done in {_sw.Elapsed.TotalSeconds:F2} s");
+        }
+    }
+}

@@ -1,0 +1,9 @@
+namespace Cwa.Cli;
+
+/// <summary>Documented process exit codes (README "Exit codes").</summary>
+public static class ExitCodes
+{
+    public const int Ok = 0;
+    public const int RuntimeFailure = 1;
+    public const int Usage = 2;
+}

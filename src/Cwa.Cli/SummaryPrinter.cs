@@ -1,0 +1,37 @@
+using System.Globalization;
+using Cwa.Core.Pipeline;
+using Spectre.Console;
+
+namespace Cwa.Cli;
+
+/// <summary>The short table printed at the end of a run: loss, top weights, timings, where the files are.</summary>
+internal static class SummaryPrinter
+{
+    public static void Print(AnalysisSummary s, TextWriter writer)
+    {
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(writer),
+            Ansi = ReferenceEquals(writer, Console.Out) ? AnsiSupport.Detect : AnsiSupport.No,
+        });
+        var head = new Table().Border(TableBorder.Rounded).AddColumn("Run").AddColumn("Value");
+        head.AddRow("model", Markup.Escape(s.ModelName));
+        head.AddRow("metric / mode / k", $"{s.Metric} / {s.Mode} / {s.TopK}");
+        head.AddRow("calibration", $"{s.NumTexts} texts, {s.NumTokens} tokens, loss {F(s.CalibrationLoss)}");
+        foreach (var (label, value) in s.Results)
+            head.AddRow(Markup.Escape(label), F(value));
+        console.Write(head);
+
+        var top = new Table().Border(TableBorder.Rounded).Title("Top weights")
+            .AddColumn("#").AddColumn("parameter").AddColumn("(row, col)").AddColumn("score").AddColumn("weight");
+        int rank = 1;
+        foreach (var w in s.TopWeights)
+            top.AddRow((rank++).ToString(CultureInfo.InvariantCulture), Markup.Escape(w.Parameter), w.Indices, F(w.Score), F(w.Weight));
+        console.Write(top);
+
+        console.WriteLine("timings: " + string.Join(", ", s.Timings.Select(t => $"{t.Phase} {t.Seconds:F2}s")));
+        console.WriteLine($"{s.OutputFiles.Count} files written to {s.OutDir}");
+    }
+
+    private static string F(double v) => v.ToString("G5", CultureInfo.InvariantCulture);
+}

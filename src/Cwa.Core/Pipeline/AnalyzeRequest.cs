@@ -1,0 +1,42 @@
+namespace Cwa.Core.Pipeline;
+
+/// <summary>Everything an analyze run needs, already validated by the CLI layer's parsers.</summary>
+public sealed record AnalyzeRequest
+{
+    /// <summary>Model folder; null = the built-in demo model.</summary>
+    public string? Model { get; init; }
+    public string Device { get; init; } = "auto";
+    /// <summary>Precision the weights are held in (null = as stored). Arithmetic is fp32 on CPU.</summary>
+    public string? Dtype { get; init; }
+    public string Metric { get; init; } = "grad_x_weight";
+    public string Mode { get; init; } = "per_layer";
+    public int TopK { get; init; } = 100;
+    public IReadOnlyList<int> Seeds { get; init; } = [42];
+    /// <summary>Null = the built-in corpus.</summary>
+    public string? DataFile { get; init; }
+    public string TextField { get; init; } = "text";
+    public string? EvalFile { get; init; }
+    public int MaxSamples { get; init; } = 128;
+    public int MaxLength { get; init; } = 256;
+    public int BatchSize { get; init; } = 8;
+    public string OutDir { get; init; } = "results";
+    public bool SavePlots { get; init; } = true;
+    public string? Perturb { get; init; }
+    public double PerturbScale { get; init; } = 1.0;
+    /// <summary>gauss_noise sigma is absolute rather than relative to |w|.</summary>
+    public bool PerturbAbsolute { get; init; }
+    public double PerturbProb { get; init; } = 1.0;
+    public int? Bit { get; init; }
+    public IReadOnlyList<string> Controls { get; init; } = [];
+    public int ControlSeeds { get; init; } = 5;
+    public IReadOnlyList<int> KSweep { get; init; } = [];
+    public bool StabilityCheck { get; init; }
+    public string GradReduction { get; init; } = "sum";
+    public bool Include1D { get; init; }
+    public int HutchinsonProbes { get; init; } = 4;
+    public string ObdCurvature { get; init; } = "fisher";
+    public int Threads { get; init; } = Environment.ProcessorCount;
+    public bool Recompute { get; init; }
+    public bool DumpScores { get; init; }
+    public string? ExperimentName { get; init; }
+}
