@@ -1,30 +1,31 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace Cwa.Core.Engine;
 
 /// <summary>
 /// Row-major GEMM: C = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T.
 /// op(A) is [m, k], op(B) is [k, n]; lda/ldb/ldc are row strides of the stored matrices.
-/// Placeholder reference loop: the optimised implementation replaces the body, keeping this signature.
+/// beta == 0 overwrites C (NaNs in C are ignored). Float goes through the packed AVX kernel,
+/// double (used by the finite-difference checks) through a simple blocked loop.
 /// </summary>
 public static class Gemm
 {
+    /// <summary>Upper bound on threads a single GEMM may use (the engine sets it from --threads).</summary>
+    public static int MaxThreads { get; set; } = Environment.ProcessorCount;
+
     public static void Compute<T>(bool transA, bool transB, int m, int n, int k, T alpha,
         T[] a, int aOffset, int lda, T[] b, int bOffset, int ldb, T beta, T[] c, int cOffset, int ldc)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++)
-            {
-                T sum = T.Zero;
-                for (int p = 0; p < k; p++)
-                {
-                    T av = transA ? a[aOffset + p * lda + i] : a[aOffset + i * lda + p];
-                    T bv = transB ? b[bOffset + j * ldb + p] : b[bOffset + p * ldb + j];
-                    sum += av * bv;
-                }
-                ref T cv = ref c[cOffset + i * ldc + j];
-                cv = beta == T.Zero ? alpha * sum : alpha * sum + beta * cv;
-            }
+        if (m == 0 || n == 0) return;
+        if (typeof(T) == typeof(float))
+        {
+            Sgemm.Compute(transA, transB, m, n, k, float.CreateTruncating(alpha),
+                Unsafe.As<float[]>(a), aOffset, lda, Unsafe.As<float[]>(b), bOffset, ldb,
+                float.CreateTruncating(beta), Unsafe.As<float[]>(c), cOffset, ldc);
+            return;
+        }
+        ReferenceGemm.Compute(transA, transB, m, n, k, alpha, a, aOffset, lda, b, bOffset, ldb, beta, c, cOffset, ldc);
     }
 }

@@ -1,0 +1,139 @@
+using System.Runtime.Intrinsics.X86;
+
+namespace Cwa.Core.Engine;
+
+/// <summary>
+/// Packed, cache-blocked SGEMM in the GotoBLAS/BLIS style. For each (NC column block, KC depth block) op(B) is
+/// packed once into NR-wide panels (L2/L3 resident), then row blocks of MC rows are packed into MR-tall panels
+/// (L1/L2 resident) and swept by the register-blocked micro-kernel. Packing absorbs all transpose cases.
+/// Threads split the MC row blocks of C; the KC order is fixed, so every element of C is summed in the same order
+/// whatever the thread count: results are bit-identical across runs and thread counts.
+/// </summary>
+internal static unsafe class Sgemm
+{
+    private const int KC = 256;
+    private const int MC = 96;
+    private const int NC = 2048;
+    private const long SmallWork = 32L * 32 * 32;
+    private const long ParallelWork = 1L << 21;
+
+    private static readonly bool Use512 = Avx512F.IsSupported;
+    private static readonly bool Use256 = Fma.IsSupported && Avx2.IsSupported;
+
+    [ThreadStatic] private static float[]? _packA;
+    [ThreadStatic] private static float[]? _packBLocal;
+    [ThreadStatic] private static bool _insideParallel;
+    private static float[] _packB = [];
+    private static readonly Lock PackBLock = new();
+
+    public static void Compute(bool transA, bool transB, int m, int n, int k, float alpha,
+        float[] a, int aOffset, int lda, float[] b, int bOffset, int ldb, float beta, float[] c, int cOffset, int ldc)
+    {
+        if (k == 0 || alpha == 0f)
+        {
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                {
+                    ref float cv = ref c[cOffset + i * ldc + j];
+                    cv = beta == 0f ? 0f : beta * cv;
+                }
+            return;
+        }
+        if ((long)m * n * k < SmallWork || !(Use512 || Use256))
+        {
+            ReferenceGemm.Compute(transA, transB, m, n, k, alpha, a, aOffset, lda, b, bOffset, ldb, beta, c, cOffset, ldc);
+            return;
+        }
+        int mr = Use512 ? SgemmKernel512.MR : SgemmKernel256.MR;
+        int nr = Use512 ? SgemmKernel512.NR : SgemmKernel256.NR;
+        bool parallel = !_insideParallel && Gemm.MaxThreads > 1 && (long)m * n * k >= ParallelWork && m > MC;
+        // The shared B pack buffer is only safe while one GEMM at a time uses it; nested or concurrent callers
+        // (attention heads run GEMMs from parallel loops) get a private buffer instead.
+        float[] packB;
+        bool ownsShared = parallel && PackBLock.TryEnter();
+        int nc = Math.Min(NC, RoundUp(n, nr));
+        int packBSize = KC * nc;
+        if (ownsShared)
+        {
+            if (_packB.Length < packBSize) _packB = GC.AllocateUninitializedArray<float>(packBSize, pinned: true);
+            packB = _packB;
+        }
+        else
+        {
+            if (_packBLocal == null || _packBLocal.Length < packBSize)
+                _packBLocal = GC.AllocateUninitializedArray<float>(packBSize, pinned: true);
+            packB = _packBLocal;
+            parallel = false;
+        }
+        try
+        {
+            for (int j0 = 0; j0 < n; j0 += NC)
+            {
+                int ncur = Math.Min(NC, n - j0);
+                for (int p0 = 0; p0 < k; p0 += KC)
+                {
+                    int kcur = Math.Min(KC, k - p0);
+                    float betaEff = p0 == 0 ? beta : 1f;
+                    Packing.PackB(transB, b, bOffset, ldb, p0, kcur, j0, ncur, nr, packB);
+                    int mBlocks = (m + MC - 1) / MC;
+                    if (parallel)
+                    {
+                        var opts = new ParallelOptions { MaxDegreeOfParallelism = Gemm.MaxThreads };
+                        Parallel.For(0, mBlocks, opts, ib =>
+                        {
+                            _insideParallel = true;
+                            try { Block(transA, a, aOffset, lda, m, ib * MC, p0, kcur, j0, ncur, mr, nr, packB, alpha, betaEff, c, cOffset, ldc); }
+                            finally { _insideParallel = false; }
+                        });
+                    }
+                    else
+                    {
+                        for (int ib = 0; ib < mBlocks; ib++)
+                            Block(transA, a, aOffset, lda, m, ib * MC, p0, kcur, j0, ncur, mr, nr, packB, alpha, betaEff, c, cOffset, ldc);
+                    }
+                }
+            }
+        }
+        finally
+        {
+            if (ownsShared) PackBLock.Exit();
+        }
+    }
+
+    private static void Block(bool transA, float[] a, int aOffset, int lda, int m, int i0, int p0, int kcur,
+        int j0, int ncur, int mr, int nr, float[] packB, float alpha, float beta, float[] c, int cOffset, int ldc)
+    {
+        int mcur = Math.Min(MC, m - i0);
+        int need = RoundUp(MC, mr) * KC;
+        var packA = _packA;
+        if (packA == null || packA.Length < need)
+            _packA = packA = GC.AllocateUninitializedArray<float>(need, pinned: true);
+        Packing.PackA(transA, a, aOffset, lda, i0, mcur, p0, kcur, mr, packA);
+        fixed (float* pa = packA, pb = packB, pc = c)
+        {
+            for (int jr = 0; jr < ncur; jr += nr)
+            {
+                int nrCur = Math.Min(nr, ncur - jr);
+                float* bp = pb + (jr / nr) * kcur * nr;
+                for (int ir = 0; ir < mcur; ir += mr)
+                {
+                    int mrCur = Math.Min(mr, mcur - ir);
+                    float* ap = pa + (ir / mr) * kcur * mr;
+                    float* cp = pc + cOffset + (long)(i0 + ir) * ldc + j0 + jr;
+                    if (Use512)
+                    {
+                        if (mrCur == mr && nrCur == nr) SgemmKernel512.Full(kcur, ap, bp, cp, ldc, alpha, beta);
+                        else SgemmKernel512.Edge(kcur, ap, bp, cp, ldc, mrCur, nrCur, alpha, beta);
+                    }
+                    else
+                    {
+                        if (mrCur == mr && nrCur == nr) SgemmKernel256.Full(kcur, ap, bp, cp, ldc, alpha, beta);
+                        else SgemmKernel256.Edge(kcur, ap, bp, cp, ldc, mrCur, nrCur, alpha, beta);
+                    }
+                }
+            }
+        }
+    }
+
+    internal static int RoundUp(int x, int m) => (x + m - 1) / m * m;
+}
