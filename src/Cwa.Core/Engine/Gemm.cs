@@ -14,6 +14,29 @@ public static class Gemm
     /// <summary>Upper bound on threads a single GEMM may use (the engine sets it from --threads).</summary>
     public static int MaxThreads { get; set; } = Environment.ProcessorCount;
 
+    /// <summary>
+    /// Parallel loop for the engine's own work items (attention heads, row blocks). GEMMs called inside it run
+    /// single-threaded, so the machine is not oversubscribed and results do not depend on scheduling.
+    /// </summary>
+    public static void ParallelFor(int count, int threads, Action<int> body)
+    {
+        if (threads <= 1 || count <= 1)
+        {
+            bool was = Sgemm.InsideParallel;
+            Sgemm.InsideParallel = true;
+            try { for (int i = 0; i < count; i++) body(i); }
+            finally { Sgemm.InsideParallel = was; }
+            return;
+        }
+        Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
+        {
+            bool was = Sgemm.InsideParallel;
+            Sgemm.InsideParallel = true;
+            try { body(i); }
+            finally { Sgemm.InsideParallel = was; }
+        });
+    }
+
     public static void Compute<T>(bool transA, bool transB, int m, int n, int k, T alpha,
         T[] a, int aOffset, int lda, T[] b, int bOffset, int ldb, T beta, T[] c, int cOffset, int ldc)
         where T : unmanaged, IFloatingPointIeee754<T>

@@ -22,7 +22,7 @@ internal static unsafe class Sgemm
 
     [ThreadStatic] private static float[]? _packA;
     [ThreadStatic] private static float[]? _packBLocal;
-    [ThreadStatic] private static bool _insideParallel;
+    [ThreadStatic] internal static bool InsideParallel;
     private static float[] _packB = [];
     private static readonly Lock PackBLock = new();
 
@@ -46,7 +46,7 @@ internal static unsafe class Sgemm
         }
         int mr = Use512 ? SgemmKernel512.MR : SgemmKernel256.MR;
         int nr = Use512 ? SgemmKernel512.NR : SgemmKernel256.NR;
-        bool parallel = !_insideParallel && Gemm.MaxThreads > 1 && (long)m * n * k >= ParallelWork && m > MC;
+        bool parallel = !InsideParallel && Gemm.MaxThreads > 1 && (long)m * n * k >= ParallelWork && m > MC;
         // The shared B pack buffer is only safe while one GEMM at a time uses it; nested or concurrent callers
         // (attention heads run GEMMs from parallel loops) get a private buffer instead.
         float[] packB;
@@ -81,9 +81,9 @@ internal static unsafe class Sgemm
                         var opts = new ParallelOptions { MaxDegreeOfParallelism = Gemm.MaxThreads };
                         Parallel.For(0, mBlocks, opts, ib =>
                         {
-                            _insideParallel = true;
+                            InsideParallel = true;
                             try { Block(transA, a, aOffset, lda, m, ib * MC, p0, kcur, j0, ncur, mr, nr, packB, alpha, betaEff, c, cOffset, ldc); }
-                            finally { _insideParallel = false; }
+                            finally { InsideParallel = false; }
                         });
                     }
                     else

@@ -1,0 +1,25 @@
+using Cwa.Core.Data;
+using Cwa.Core.Models;
+
+namespace Cwa.Core.Engine;
+
+/// <summary>
+/// The model-level interface the analysis pipeline drives. A backend owns the weights and fp32 gradient buffers
+/// on its device; only per-tensor data crosses it, so scores can be streamed one tensor at a time.
+/// </summary>
+public interface IBackend : IDisposable
+{
+    string Name { get; }
+    ModelConfig Config { get; }
+    IReadOnlyList<ParameterSpec> Specs { get; }
+    IActivationObserver<float>? Observer { get; set; }
+
+    double ForwardLoss(Batch batch);
+    /// <summary>Adds scale * d(batch mean loss)/dW to the gradient buffers; returns the batch loss.</summary>
+    double ForwardBackward(Batch batch, double scale);
+    EvalResult Evaluate(Batch batch);
+    void ClearGradients();
+    void ReadGradient(int tensorIndex, Span<float> destination);
+    void ReadWeight(int tensorIndex, Span<float> destination);
+    void WriteWeights(int tensorIndex, ReadOnlySpan<long> flatIndices, ReadOnlySpan<float> values);
+}

@@ -1,0 +1,220 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+using Cwa.Core.Data;
+using Cwa.Core.Models;
+
+namespace Cwa.Core.Engine;
+
+/// <summary>
+/// Llama-family decoder (Llama 2/3/3.1, Mistral, Qwen2 biases) with a hand-written backward pass.
+/// Generic over float (production) and double (finite-difference gradient checks).
+/// Loss = mean next-token cross-entropy over the batch's targets; ForwardBackward adds scale * dLoss/dW to the
+/// given gradient buffers for every parameter.
+/// </summary>
+public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    private readonly ModelWeights<T> _w;
+    private readonly ModelConfig _c;
+    private readonly EngineOptions _options;
+    private readonly int _threads;
+    private readonly LayerParams[] _layers;
+    private readonly int _embed, _finalNorm, _head;
+    private readonly Attention<T> _attention;
+    private readonly LossHead<T> _lossHead;
+    private Rope<T>? _rope;
+
+    public LlamaModel(ModelWeights<T> weights, EngineOptions? options = null)
+    {
+        _w = weights;
+        _c = weights.Config;
+        _options = options ?? new EngineOptions();
+        _threads = _options.EffectiveThreads;
+        _layers = LayerParams.Resolve(weights.Specs, _c.NumLayers);
+        _embed = weights.IndexOf("model.embed_tokens.weight");
+        _finalNorm = weights.IndexOf("model.norm.weight");
+        _head = _c.TieWordEmbeddings ? _embed : weights.IndexOf("lm_head.weight");
+        if (_c.NumHeads % _c.NumKvHeads != 0)
+            throw new InputException($"num_attention_heads {_c.NumHeads} is not a multiple of num_key_value_heads {_c.NumKvHeads}");
+        _attention = new Attention<T>(_c.NumHeads, _c.NumKvHeads, _c.HeadDim, _threads);
+        _lossHead = new LossHead<T>(_threads);
+    }
+
+    public ModelWeights<T> Weights => _w;
+    public IActivationObserver<T>? Observer { get; set; }
+
+    public double ForwardLoss(Batch batch)
+    {
+        var r = Run(batch, null, 1.0);
+        return r.Targets == 0 ? 0 : r.SumNll / r.Targets;
+    }
+
+    public double ForwardBackward(Batch batch, ModelWeights<T> grads, double scale = 1.0)
+    {
+        var r = Run(batch, grads, scale);
+        return r.Targets == 0 ? 0 : r.SumNll / r.Targets;
+    }
+
+    public EvalResult Evaluate(Batch batch)
+    {
+        var r = Run(batch, null, 1.0);
+        return new EvalResult(r.SumNll, r.Targets, r.Correct);
+    }
+
+    private LossHead<T>.Result Run(Batch batch, ModelWeights<T>? grads, double scale)
+    {
+        int bsz = batch.BatchSize, s = batch.SeqLen, n = bsz * s, d = _c.HiddenSize;
+        if (_rope == null || _rope.MaxPositions < s) _rope = new Rope<T>(_c, Math.Max(s, 16));
+        var real = new bool[n];
+        for (int b = 0; b < bsz; b++)
+            for (int t = 0; t < batch.Lengths[b]; t++) real[b * s + t] = true;
+
+        var x = new T[n * d];
+        var emb = _w[_embed];
+        for (int r = 0; r < n; r++)
+        {
+            int tok = batch.Tokens[r];
+            if ((uint)tok >= (uint)_c.VocabSize)
+                throw new InputException($"token id {tok} is outside the model's vocabulary of {_c.VocabSize} (tokenizer and model do not match)");
+            Array.Copy(emb, (long)tok * d, x, (long)r * d, d);
+        }
+
+        bool backward = grads != null;
+        bool keepAll = backward && !_options.Recompute;
+        var caches = new LayerCache<T>[keepAll ? _c.NumLayers : 1];
+        var savedInputs = backward && _options.Recompute ? new T[_c.NumLayers][] : null;
+        var scratch = new BlockScratch(n, _c);
+        for (int l = 0; l < _c.NumLayers; l++)
+        {
+            var cache = caches[keepAll ? l : 0] ??= NewCache(batch);
+            if (savedInputs != null) savedInputs[l] = (T[])x.Clone();
+            ForwardBlock(l, x, cache, batch, real, scratch, Observer);
+        }
+
+        var xn = new T[n * d];
+        var rf = new T[n];
+        RmsNorm<T>.Forward(x, _w[_finalNorm], xn, rf, n, d, _c.RmsNormEps, _threads);
+        if (Observer != null && _head != _embed)
+            Observer.OnLinearInput(_w.Specs[_head], xn, n, d, real);
+        var dxn = backward ? new T[n * d] : null;
+        var result = _lossHead.Run(batch, xn, d, _w[_head], _c.VocabSize, backward ? grads![_head] : null, dxn, scale);
+        if (!backward) return result;
+
+        var dx = new T[n * d];
+        RmsNorm<T>.Backward(x, _w[_finalNorm], rf, dxn!, dx, grads![_finalNorm], n, d, _threads);
+        for (int l = _c.NumLayers - 1; l >= 0; l--)
+        {
+            var cache = caches[keepAll ? l : 0];
+            if (savedInputs != null)
+                ForwardBlock(l, (T[])savedInputs[l].Clone(), cache, batch, real, scratch, null);
+            BackwardBlock(l, cache, dx, grads, batch, scratch);
+        }
+        var gEmb = grads[_embed];
+        for (int r = 0; r < n; r++)
+        {
+            if (!real[r]) continue;
+            var dst = gEmb.AsSpan(batch.Tokens[r] * d, d);
+            TensorPrimitives.Add(dst, dx.AsSpan(r * d, d), dst);
+        }
+        return result;
+    }
+
+    private LayerCache<T> NewCache(Batch b) =>
+        new(b.BatchSize * b.SeqLen, b.BatchSize, b.SeqLen, _c.HiddenSize, _c.QDim, _c.KvDim, _c.NumHeads, _c.IntermediateSize);
+
+    private void ForwardBlock(int l, T[] x, LayerCache<T> c, Batch batch, bool[] real, BlockScratch sc, IActivationObserver<T>? obs)
+    {
+        var p = _layers[l];
+        int n = batch.BatchSize * batch.SeqLen, d = _c.HiddenSize, f = _c.IntermediateSize;
+        Array.Copy(x, c.XIn, x.Length);
+        RmsNorm<T>.Forward(c.XIn, _w[p.InNorm], c.Xn1, c.R1, n, d, _c.RmsNormEps, _threads);
+        if (obs != null)
+            foreach (int i in new[] { p.Q, p.K, p.V }) obs.OnLinearInput(_w.Specs[i], c.Xn1, n, d, real);
+        Linear(c.Xn1, p.Q, p.QBias, c.Q, n, _c.QDim, d);
+        Linear(c.Xn1, p.K, p.KBias, c.K, n, _c.KvDim, d);
+        Linear(c.Xn1, p.V, p.VBias, c.V, n, _c.KvDim, d);
+        _rope!.Apply(c.Q, n, batch.SeqLen, _c.NumHeads, inverse: false);
+        _rope.Apply(c.K, n, batch.SeqLen, _c.NumKvHeads, inverse: false);
+        _attention.Forward(c.Q, c.K, c.V, c.Probs, c.Att, batch.BatchSize, batch.SeqLen, batch.Lengths);
+        obs?.OnLinearInput(_w.Specs[p.O], c.Att, n, _c.QDim, real);
+        Linear(c.Att, p.O, -1, sc.Dn, n, d, _c.QDim);
+        TensorPrimitives.Add<T>(c.XIn, sc.Dn, c.XMid);
+        RmsNorm<T>.Forward(c.XMid, _w[p.PostNorm], c.Xn2, c.R2, n, d, _c.RmsNormEps, _threads);
+        if (obs != null)
+        {
+            obs.OnLinearInput(_w.Specs[p.Gate], c.Xn2, n, d, real);
+            obs.OnLinearInput(_w.Specs[p.Up], c.Xn2, n, d, real);
+        }
+        Linear(c.Xn2, p.Gate, -1, c.Gate, n, f, d);
+        Linear(c.Xn2, p.Up, -1, c.Up, n, f, d);
+        SwiGlu<T>.Forward(c.Gate, c.Up, c.H);
+        obs?.OnLinearInput(_w.Specs[p.Down], c.H, n, f, real);
+        Linear(c.H, p.Down, -1, sc.Dn, n, d, f);
+        obs?.OnLinearOutput(_w.Specs[p.Down], sc.Dn, n, d, real);
+        TensorPrimitives.Add<T>(c.XMid, sc.Dn, x);
+    }
+
+    /// <summary>dx holds dLoss/d(block output) on entry and dLoss/d(block input) on return.</summary>
+    private void BackwardBlock(int l, LayerCache<T> c, T[] dx, ModelWeights<T> g, Batch batch, BlockScratch sc)
+    {
+        var p = _layers[l];
+        int n = batch.BatchSize * batch.SeqLen, d = _c.HiddenSize, f = _c.IntermediateSize, qd = _c.QDim, kd = _c.KvDim;
+        // down_proj: y = H Wd^T  =>  dWd += dY^T H, dH = dY Wd
+        Gemm.Compute(true, false, d, f, n, T.One, dx, 0, d, c.H, 0, f, T.One, g[p.Down], 0, f);
+        Gemm.Compute(false, false, n, f, d, T.One, dx, 0, d, _w[p.Down], 0, f, T.Zero, sc.Dh, 0, f);
+        SwiGlu<T>.Backward(c.Gate, c.Up, sc.Dh, sc.DGate, sc.DUp);
+        Gemm.Compute(true, false, f, d, n, T.One, sc.DGate, 0, f, c.Xn2, 0, d, T.One, g[p.Gate], 0, d);
+        Gemm.Compute(true, false, f, d, n, T.One, sc.DUp, 0, f, c.Xn2, 0, d, T.One, g[p.Up], 0, d);
+        Gemm.Compute(false, false, n, d, f, T.One, sc.DGate, 0, f, _w[p.Gate], 0, d, T.Zero, sc.Dn, 0, d);
+        Gemm.Compute(false, false, n, d, f, T.One, sc.DUp, 0, f, _w[p.Up], 0, d, T.One, sc.Dn, 0, d);
+        // Residual: gradient w.r.t. XMid is dx plus what flows back through the post-attention norm.
+        RmsNorm<T>.Backward(c.XMid, _w[p.PostNorm], c.R2, sc.Dn, dx, g[p.PostNorm], n, d, _threads);
+        // o_proj
+        Gemm.Compute(true, false, d, qd, n, T.One, dx, 0, d, c.Att, 0, qd, T.One, g[p.O], 0, qd);
+        Gemm.Compute(false, false, n, qd, d, T.One, dx, 0, d, _w[p.O], 0, qd, T.Zero, sc.DAtt, 0, qd);
+        _attention.Backward(c.Q, c.K, c.V, c.Probs, sc.DAtt, sc.Dq, sc.Dk, sc.Dv, batch.BatchSize, batch.SeqLen, batch.Lengths);
+        _rope!.Apply(sc.Dq, n, batch.SeqLen, _c.NumHeads, inverse: true);
+        _rope.Apply(sc.Dk, n, batch.SeqLen, _c.NumKvHeads, inverse: true);
+        LinearBackward(sc.Dq, c.Xn1, p.Q, p.QBias, g, n, qd, d, first: true, sc.Dn);
+        LinearBackward(sc.Dk, c.Xn1, p.K, p.KBias, g, n, kd, d, first: false, sc.Dn);
+        LinearBackward(sc.Dv, c.Xn1, p.V, p.VBias, g, n, kd, d, first: false, sc.Dn);
+        RmsNorm<T>.Backward(c.XIn, _w[p.InNorm], c.R1, sc.Dn, dx, g[p.InNorm], n, d, _threads);
+    }
+
+    /// <summary>y = x W^T (+ bias).</summary>
+    private void Linear(T[] x, int wi, int bi, T[] y, int n, int outDim, int inDim)
+    {
+        Gemm.Compute(false, true, n, outDim, inDim, T.One, x, 0, inDim, _w[wi], 0, inDim, T.Zero, y, 0, outDim);
+        if (bi < 0) return;
+        var bias = _w[bi];
+        for (int r = 0; r < n; r++)
+        {
+            var row = y.AsSpan(r * outDim, outDim);
+            TensorPrimitives.Add(row, bias, row);
+        }
+    }
+
+    /// <summary>dW += dY^T X, dBias += column sums of dY, dX (+)= dY W.</summary>
+    private void LinearBackward(T[] dy, T[] x, int wi, int bi, ModelWeights<T> g, int n, int outDim, int inDim, bool first, T[] dx)
+    {
+        Gemm.Compute(true, false, outDim, inDim, n, T.One, dy, 0, outDim, x, 0, inDim, T.One, g[wi], 0, inDim);
+        if (bi >= 0)
+        {
+            var gb = g[bi];
+            for (int r = 0; r < n; r++) TensorPrimitives.Add(gb, dy.AsSpan(r * outDim, outDim), gb);
+        }
+        Gemm.Compute(false, false, n, inDim, outDim, T.One, dy, 0, outDim, _w[wi], 0, inDim, first ? T.Zero : T.One, dx, 0, inDim);
+    }
+
+    /// <summary>Per-batch work buffers shared by all blocks of one pass.</summary>
+    private sealed class BlockScratch(int n, ModelConfig c)
+    {
+        public readonly T[] Dn = new T[n * c.HiddenSize];
+        public readonly T[] Dh = new T[n * c.IntermediateSize];
+        public readonly T[] DGate = new T[n * c.IntermediateSize];
+        public readonly T[] DUp = new T[n * c.IntermediateSize];
+        public readonly T[] DAtt = new T[n * c.QDim];
+        public readonly T[] Dq = new T[n * c.QDim];
+        public readonly T[] Dk = new T[n * c.KvDim];
+        public readonly T[] Dv = new T[n * c.KvDim];
+    }
+}
