@@ -1,0 +1,118 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Cwa.Core.Models;
+
+namespace Cwa.Core.Checkpoints;
+
+/// <summary>
+/// A Hugging Face model folder: config.json plus one or more safetensors shards (model.safetensors.index.json
+/// maps tensor names to shards). Tensor reads are routed to the right memory-mapped shard.
+/// </summary>
+public sealed class CheckpointFolder : ITensorSource, IDisposable
+{
+    public const string IndexFile = "model.safetensors.index.json";
+
+    private readonly List<SafeTensorsFile> _shards;
+    private readonly Dictionary<string, SafeTensorsFile> _byTensor;
+
+    public string Directory { get; }
+    public ModelConfig Config { get; }
+    public IReadOnlyList<string> ShardPaths => _shards.Select(s => s.Path).ToList();
+    public IReadOnlyDictionary<string, string> ShardHeaderSha256 => _shards.ToDictionary(s => System.IO.Path.GetFileName(s.Path), s => s.HeaderSha256);
+    public IEnumerable<string> TensorNames => _byTensor.Keys;
+
+    private CheckpointFolder(string dir, ModelConfig config, List<SafeTensorsFile> shards, Dictionary<string, SafeTensorsFile> byTensor)
+    {
+        Directory = dir; Config = config; _shards = shards; _byTensor = byTensor;
+    }
+
+    public static CheckpointFolder Open(string dir)
+    {
+        if (!System.IO.Directory.Exists(dir))
+            throw new InputException(File.Exists(dir) ? $"{dir}: is a file; --model expects a model folder" : $"model folder not found: {dir}");
+        var config = HfConfigReader.Read(System.IO.Path.Combine(dir, "config.json"));
+        var shardNames = ShardFiles(dir);
+        var shards = new List<SafeTensorsFile>();
+        var byTensor = new Dictionary<string, SafeTensorsFile>();
+        try
+        {
+            foreach (var name in shardNames)
+            {
+                var f = SafeTensorsFile.Open(System.IO.Path.Combine(dir, name));
+                shards.Add(f);
+                foreach (var t in f.Names)
+                    if (!byTensor.TryAdd(t, f))
+                        throw new InputException($"{f.Path}: tensor '{t}' is also stored in {System.IO.Path.GetFileName(byTensor[t].Path)}");
+            }
+            return new CheckpointFolder(dir, config, shards, byTensor);
+        }
+        catch
+        {
+            foreach (var s in shards) s.Dispose();
+            throw;
+        }
+    }
+
+    private static List<string> ShardFiles(string dir)
+    {
+        string index = System.IO.Path.Combine(dir, IndexFile);
+        if (File.Exists(index))
+        {
+            JsonObject? map;
+            try { map = (JsonNode.Parse(File.ReadAllText(index)) as JsonObject)?["weight_map"] as JsonObject; }
+            catch (JsonException e) { throw new InputException($"{index}: malformed JSON ({e.Message.Split('.')[0]})"); }
+            if (map == null) throw new InputException($"{index}: no weight_map object");
+            var files = map.Select(kv => kv.Value?.GetValue<string>() ?? "").Distinct().OrderBy(f => f, StringComparer.Ordinal).ToList();
+            foreach (var f in files)
+                if (f.Length == 0 || f.Contains('/') || f.Contains('\\') || !File.Exists(System.IO.Path.Combine(dir, f)))
+                    throw new InputException($"{index}: shard '{f}' listed in weight_map is missing");
+            return files;
+        }
+        if (File.Exists(System.IO.Path.Combine(dir, "model.safetensors"))) return ["model.safetensors"];
+        var all = System.IO.Directory.GetFiles(dir, "*.safetensors").Select(System.IO.Path.GetFileName).OrderBy(f => f, StringComparer.Ordinal).ToList();
+        if (all.Count == 0) throw new InputException($"{dir}: no *.safetensors weights found (only safetensors checkpoints are supported)");
+        return all!;
+    }
+
+    /// <summary>Checks every tensor the architecture needs exists with the shape config.json implies.</summary>
+    public void ValidateLayout()
+    {
+        foreach (var spec in LlamaLayout.Parameters(Config))
+        {
+            if (!_byTensor.TryGetValue(spec.Name, out var f))
+                throw new InputException($"{Directory}: tensor {spec.Name} is missing from the checkpoint" +
+                    (spec.Role == ParameterRole.LmHead ? " (config.json says tie_word_embeddings is false)" : ""));
+            var shape = f.Info(spec.Name).Shape;
+            if (!shape.SequenceEqual(spec.Shape.Select(d => (long)d)))
+                throw new InputException($"{f.Path}: tensor {spec.Name} has shape [{string.Join(", ", shape)}] but config.json implies [{string.Join(", ", spec.Shape)}]");
+        }
+    }
+
+    /// <summary>First flat index holding NaN or Inf, or -1.</summary>
+    public long FindNonFinite(string name)
+    {
+        var values = new float[Shard(name).Info(name).ElementCount];
+        Read(name, values);
+        for (long i = 0; i < values.LongLength; i++)
+            if (!float.IsFinite(values[i])) return i;
+        return -1;
+    }
+
+    public long TotalParameters => _shards.Sum(s => s.Names.Sum(n => s.Info(n).ElementCount));
+
+    private SafeTensorsFile Shard(string name) =>
+        _byTensor.TryGetValue(name, out var f) ? f : throw new InputException($"{Directory}: tensor {name} is missing from the checkpoint");
+
+    public bool Contains(string name) => _byTensor.ContainsKey(name);
+    public long[] Shape(string name) => Shard(name).Shape(name);
+    public DType StoredType(string name) => Shard(name).StoredType(name);
+    public string ShardOf(string name) => Shard(name).Path;
+    public ReadOnlySpan<byte> RawBytes(string name) => Shard(name).RawBytes(name);
+    public void Read(string name, Span<float> destination) => Shard(name).Read(name, destination);
+    public void Read(string name, Span<double> destination) => Shard(name).Read(name, destination);
+
+    public void Dispose()
+    {
+        foreach (var s in _shards) s.Dispose();
+    }
+}

@@ -1,0 +1,128 @@
+using System.IO.MemoryMappedFiles;
+using System.Security.Cryptography;
+
+namespace Cwa.Core.Checkpoints;
+
+/// <summary>
+/// A memory-mapped safetensors file: the header is validated on open, tensor bytes are only touched when a tensor
+/// is read, so opening an 8B checkpoint costs nothing and conversion happens one tensor at a time.
+/// </summary>
+public sealed unsafe class SafeTensorsFile : ITensorSource, IDisposable
+{
+    private readonly MemoryMappedFile? _map;
+    private readonly MemoryMappedViewAccessor? _view;
+    private readonly byte* _base;
+    private readonly long _dataStart;
+    private readonly Dictionary<string, TensorInfo> _tensors;
+
+    public string Path { get; }
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+    public IReadOnlyList<string> Names { get; }
+    /// <summary>sha256 (hex) of the 8 length bytes plus the header: identifies the checkpoint cheaply in manifests.</summary>
+    public string HeaderSha256 { get; }
+
+    private SafeTensorsFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePtr, long dataStart,
+        List<TensorInfo> tensors, Dictionary<string, string> metadata, string headerSha)
+    {
+        Path = path; _map = map; _view = view; _base = basePtr; _dataStart = dataStart;
+        _tensors = tensors.ToDictionary(t => t.Name);
+        Names = tensors.OrderBy(t => t.DataBegin).Select(t => t.Name).ToList();
+        Metadata = metadata;
+        HeaderSha256 = headerSha;
+    }
+
+    public static SafeTensorsFile Open(string path)
+    {
+        if (!File.Exists(path)) throw new InputException($"{path}: file not found");
+        long size = new FileInfo(path).Length;
+        if (size < 8) throw SafeTensorsHeader.Bad(path, $"file has {size} bytes, fewer than the 8-byte header length");
+        MemoryMappedFile map;
+        try { map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read); }
+        catch (IOException e) { throw new InputException($"{path}: cannot open ({e.Message})"); }
+        MemoryMappedViewAccessor? view = null;
+        try
+        {
+            view = map.CreateViewAccessor(0, size, MemoryMappedFileAccess.Read);
+            byte* p = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+            p += view.PointerOffset;
+            ulong headerLen = *(ulong*)p;
+            if (headerLen > SafeTensorsHeader.MaxHeaderBytes)
+                throw SafeTensorsHeader.Bad(path, $"header length {headerLen} exceeds the {SafeTensorsHeader.MaxHeaderBytes}-byte limit");
+            if ((long)headerLen > size - 8)
+                throw SafeTensorsHeader.Bad(path, $"header length {headerLen} is larger than the file ({size} bytes)");
+            var header = new ReadOnlySpan<byte>(p + 8, (int)headerLen);
+            var (tensors, metadata) = SafeTensorsHeader.Parse(header, size - 8 - (long)headerLen, path);
+            string sha = Convert.ToHexStringLower(SHA256.HashData(new ReadOnlySpan<byte>(p, 8 + (int)headerLen)));
+            return new SafeTensorsFile(path, map, view, p, 8 + (long)headerLen, tensors, metadata, sha);
+        }
+        catch
+        {
+            view?.SafeMemoryMappedViewHandle.ReleasePointer();
+            view?.Dispose();
+            map.Dispose();
+            throw;
+        }
+    }
+
+    public bool Contains(string name) => _tensors.ContainsKey(name);
+
+    public TensorInfo Info(string name) =>
+        _tensors.TryGetValue(name, out var t) ? t : throw new InputException($"{Path}: no tensor named '{name}'");
+
+    public long[] Shape(string name) => Info(name).Shape;
+    public DType StoredType(string name) => Info(name).DType;
+
+    /// <summary>The stored bytes of a tensor (valid while this file is open).</summary>
+    public ReadOnlySpan<byte> RawBytes(string name)
+    {
+        var t = Info(name);
+        return new ReadOnlySpan<byte>(_base + _dataStart + t.DataBegin, checked((int)(t.DataEnd - t.DataBegin)));
+    }
+
+    public void Read(string name, Span<float> destination)
+    {
+        var t = Info(name);
+        CheckLength(t, destination.Length);
+        int size = DTypeInfo.Size(t.DType);
+        for (int start = 0; start < destination.Length; start += ChunkElements)
+        {
+            int n = Math.Min(ChunkElements, destination.Length - start);
+            DTypeConversion.ToFloat(Bytes(t, start, n, size), t.DType, destination.Slice(start, n));
+        }
+    }
+
+    public void Read(string name, Span<double> destination)
+    {
+        var t = Info(name);
+        CheckLength(t, destination.Length);
+        int size = DTypeInfo.Size(t.DType);
+        for (int start = 0; start < destination.Length; start += ChunkElements)
+        {
+            int n = Math.Min(ChunkElements, destination.Length - start);
+            DTypeConversion.ToDouble(Bytes(t, start, n, size), t.DType, destination.Slice(start, n));
+        }
+    }
+
+    // Chunking keeps each byte span under 2 GB (a 525M-element fp32 embedding is 2.1 GB).
+    private const int ChunkElements = 1 << 26;
+
+    private ReadOnlySpan<byte> Bytes(TensorInfo t, int start, int count, int size) =>
+        new(_base + _dataStart + t.DataBegin + (long)start * size, count * size);
+
+    private void CheckLength(TensorInfo t, int length)
+    {
+        if (t.ElementCount != length)
+            throw new CwaException($"{Path}: tensor '{t.Name}' has {t.ElementCount} elements, destination has {length}");
+    }
+
+    public void Dispose()
+    {
+        if (_view != null)
+        {
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _view.Dispose();
+        }
+        _map?.Dispose();
+    }
+}

@@ -1,0 +1,127 @@
+using System.Buffers.Binary;
+using System.Text;
+using System.Text.Json;
+
+namespace Cwa.Core.Checkpoints;
+
+/// <summary>
+/// Streams tensors into a safetensors file in a declared order, so multi-gigabyte checkpoints are written one
+/// tensor at a time. Data goes to a temp file that Commit() renames over the target: no half-written file is
+/// ever visible under the final name.
+/// </summary>
+public sealed class SafeTensorsWriter : IDisposable
+{
+    private readonly string _path;
+    private readonly string _tempPath;
+    private readonly FileStream _stream;
+    private readonly List<(string Name, DType DType, long[] Shape)> _layout;
+    private int _next;
+    private bool _committed;
+
+    public SafeTensorsWriter(string path, IReadOnlyList<(string Name, DType DType, long[] Shape)> layout, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        _path = path;
+        _layout = layout.ToList();
+        if (_layout.Select(l => l.Name).Distinct().Count() != _layout.Count)
+            throw new ArgumentException("duplicate tensor names in layout", nameof(layout));
+        _tempPath = path + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
+        _stream = new FileStream(_tempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
+        byte[] header = BuildHeader(_layout, metadata);
+        Span<byte> len = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
+        _stream.Write(len);
+        _stream.Write(header);
+    }
+
+    private static byte[] BuildHeader(List<(string Name, DType DType, long[] Shape)> layout, IReadOnlyDictionary<string, string>? metadata)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms))
+        {
+            w.WriteStartObject();
+            if (metadata is { Count: > 0 })
+            {
+                w.WriteStartObject("__metadata__");
+                foreach (var (k, v) in metadata) w.WriteString(k, v);
+                w.WriteEndObject();
+            }
+            long offset = 0;
+            foreach (var (name, dtype, shape) in layout)
+            {
+                long bytes = shape.Aggregate(1L, (a, d) => a * d) * DTypeInfo.Size(dtype);
+                w.WriteStartObject(name);
+                w.WriteString("dtype", DTypeInfo.HeaderName(dtype));
+                w.WriteStartArray("shape");
+                foreach (long d in shape) w.WriteNumberValue(d);
+                w.WriteEndArray();
+                w.WriteStartArray("data_offsets");
+                w.WriteNumberValue(offset);
+                w.WriteNumberValue(offset + bytes);
+                w.WriteEndArray();
+                w.WriteEndObject();
+                offset += bytes;
+            }
+            w.WriteEndObject();
+        }
+        // Pad with spaces to a multiple of 8 so the data section is aligned, as the reference implementation does.
+        int pad = (int)((8 - ms.Length % 8) % 8);
+        for (int i = 0; i < pad; i++) ms.WriteByte((byte)' ');
+        return ms.ToArray();
+    }
+
+    public void Write(string name, ReadOnlySpan<float> data)
+    {
+        var type = Expect(name, data.Length);
+        var buffer = new byte[Math.Min(data.Length, ChunkElements) * DTypeInfo.Size(type)];
+        for (int start = 0; start < data.Length; start += ChunkElements)
+        {
+            int count = Math.Min(ChunkElements, data.Length - start);
+            var bytes = buffer.AsSpan(0, count * DTypeInfo.Size(type));
+            DTypeConversion.FromFloat(data.Slice(start, count), type, bytes);
+            _stream.Write(bytes);
+        }
+        _next++;
+    }
+
+    public void Write(string name, ReadOnlySpan<double> data)
+    {
+        var type = Expect(name, data.Length);
+        var buffer = new byte[Math.Min(data.Length, ChunkElements) * DTypeInfo.Size(type)];
+        for (int start = 0; start < data.Length; start += ChunkElements)
+        {
+            int count = Math.Min(ChunkElements, data.Length - start);
+            var bytes = buffer.AsSpan(0, count * DTypeInfo.Size(type));
+            DTypeConversion.FromDouble(data.Slice(start, count), type, bytes);
+            _stream.Write(bytes);
+        }
+        _next++;
+    }
+
+    private const int ChunkElements = 1 << 22;
+
+    private DType Expect(string name, long length)
+    {
+        if (_next >= _layout.Count) throw new InvalidOperationException($"all tensors of {_path} were already written");
+        var entry = _layout[_next];
+        if (entry.Name != name) throw new InvalidOperationException($"expected tensor '{entry.Name}' next, got '{name}'");
+        long count = entry.Shape.Aggregate(1L, (a, d) => a * d);
+        if (count != length) throw new InvalidOperationException($"tensor '{name}' needs {count} values, got {length}");
+        return entry.DType;
+    }
+
+    public void Commit()
+    {
+        if (_next != _layout.Count) throw new InvalidOperationException($"only {_next} of {_layout.Count} tensors were written to {_path}");
+        _stream.Flush(flushToDisk: true);
+        _stream.Dispose();
+        File.Move(_tempPath, _path, overwrite: true);
+        _committed = true;
+    }
+
+    public void Dispose()
+    {
+        _stream.Dispose();
+        if (!_committed && File.Exists(_tempPath)) File.Delete(_tempPath);
+    }
+}
