@@ -32,7 +32,7 @@ public static class HfConfigReader
         int hidden = Int(root, "hidden_size", path);
         int heads = Int(root, "num_attention_heads", path);
         int kvHeads = IntOr(root, "num_key_value_heads", path, heads);
-        int headDim = IntOr(root, "head_dim", path, heads > 0 ? hidden / heads : 0);
+        int headDim = IntOr(root, "head_dim", path, heads > 0 && hidden % heads == 0 ? hidden / heads : 0);
         if (hidden <= 0 || heads <= 0 || kvHeads <= 0 || headDim <= 0 || heads % kvHeads != 0 || headDim % 2 != 0)
             throw new InputException($"{path}: inconsistent attention sizes (hidden_size {hidden}, heads {heads}, kv heads {kvHeads}, head_dim {headDim})");
         var config = new ModelConfig

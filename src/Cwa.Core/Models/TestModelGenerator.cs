@@ -1,0 +1,88 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Cwa.Core.Checkpoints;
+
+namespace Cwa.Core.Models;
+
+/// <summary>
+/// Writes a complete Hugging Face model folder with seeded random weights: config.json, sharded safetensors with
+/// an index, tokenizer files and generation_config.json. One tensor is in memory at a time, so the 8B-shaped
+/// preset can be generated on a machine that could not hold the model twice.
+/// </summary>
+public static class TestModelGenerator
+{
+    public static void Write(string outDir, ModelConfig config, DType dtype, ulong seed, string tokenizerJson, string tokenizerConfigJson,
+        long maxShardBytes = 2L << 30, int minShards = 1, Action<string, double>? progress = null)
+    {
+        Directory.CreateDirectory(outDir);
+        var specs = LlamaLayout.Parameters(config);
+        var shards = AssignShards(specs, dtype, maxShardBytes, minShards);
+        int shardCount = shards.Max() + 1;
+        string ShardName(int s) => $"model-{s + 1:D5}-of-{shardCount:D5}.safetensors";
+        var weightMap = new JsonObject();
+        long totalBytes = 0;
+        int done = 0;
+        for (int s = 0; s < shardCount; s++)
+        {
+            var indices = Enumerable.Range(0, specs.Count).Where(i => shards[i] == s).ToList();
+            var layout = indices.Select(i => (specs[i].Name, dtype, specs[i].Shape.Select(d => (long)d).ToArray())).ToList();
+            using var writer = new SafeTensorsWriter(Path.Combine(outDir, ShardName(s)), layout, new Dictionary<string, string> { ["format"] = "pt" });
+            foreach (int i in indices)
+            {
+                var spec = specs[i];
+                var values = new float[spec.NumElements];
+                Fill(values, spec, seed, i);
+                writer.Write(spec.Name, values);
+                weightMap[spec.Name] = ShardName(s);
+                totalBytes += spec.NumElements * DTypeInfo.Size(dtype);
+                progress?.Invoke(spec.Name, ++done / (double)specs.Count);
+            }
+            writer.Commit();
+        }
+        var index = new JsonObject { ["metadata"] = new JsonObject { ["total_size"] = totalBytes }, ["weight_map"] = weightMap };
+        var indented = new JsonSerializerOptions { WriteIndented = true };
+        WriteText(Path.Combine(outDir, CheckpointFolder.IndexFile), index.ToJsonString(indented));
+        WriteText(Path.Combine(outDir, "config.json"), HfConfigWriter.ToJson(config with { TorchDtype = TorchName(dtype) }));
+        WriteText(Path.Combine(outDir, "tokenizer.json"), tokenizerJson);
+        WriteText(Path.Combine(outDir, "tokenizer_config.json"), tokenizerConfigJson);
+        var gen = new JsonObject { ["_from_model_config"] = true };
+        if (config.BosTokenId is int bos) gen["bos_token_id"] = bos;
+        if (config.EosTokenIds.Count > 0) gen["eos_token_id"] = config.EosTokenIds[0];
+        WriteText(Path.Combine(outDir, "generation_config.json"), gen.ToJsonString(indented));
+    }
+
+    /// <summary>N(0, 0.02) for matrices; 1 + 0.1 N(0,1) for norms so their gradients are non-trivial; small biases.</summary>
+    public static void Fill(Span<float> values, ParameterSpec spec, ulong seed, int tensorIndex)
+    {
+        var rng = SplitMix64.For(seed, tensorIndex);
+        bool norm = spec.Role is ParameterRole.InputNorm or ParameterRole.PostAttentionNorm or ParameterRole.FinalNorm;
+        for (int j = 0; j < values.Length; j++)
+        {
+            double g = rng.NextGaussian();
+            values[j] = (float)(norm ? 1 + 0.1 * g : 0.02 * g);
+        }
+    }
+
+    /// <summary>Greedy in layout order: a shard closes when it reaches total/minShards or would pass maxShardBytes.</summary>
+    private static int[] AssignShards(IReadOnlyList<ParameterSpec> specs, DType dtype, long maxShardBytes, int minShards)
+    {
+        long total = specs.Sum(s => s.NumElements) * DTypeInfo.Size(dtype);
+        long even = (total + minShards - 1) / minShards;
+        var result = new int[specs.Count];
+        int shard = 0;
+        long used = 0;
+        for (int i = 0; i < specs.Count; i++)
+        {
+            long bytes = specs[i].NumElements * DTypeInfo.Size(dtype);
+            if (used > 0 && used + bytes > maxShardBytes) { shard++; used = 0; }
+            result[i] = shard;
+            used += bytes;
+            if (used >= even && i < specs.Count - 1) { shard++; used = 0; }
+        }
+        return result;
+    }
+
+    private static string TorchName(DType t) => t switch { DType.BF16 => "bfloat16", DType.F16 => "float16", DType.F64 => "float64", _ => "float32" };
+
+    private static void WriteText(string path, string text) => Reporting.AtomicFile.WriteAllText(path, text);
+}
