@@ -1,0 +1,20 @@
+namespace Cwa.Core.Ranking;
+
+/// <summary>Uniform sample of exactly count distinct flat indices (Robert Floyd's algorithm), seeded per tensor.</summary>
+public static class RandomKSelector
+{
+    public static long[] Select(long n, int count, ulong seed, int tensorIndex)
+    {
+        count = (int)Math.Min(count, n);
+        var rng = SplitMix64.For(seed, tensorIndex, 0x52414E44);
+        var chosen = new HashSet<long>(count);
+        for (long j = n - count; j < n; j++)
+        {
+            long t = rng.NextLong(j + 1);
+            if (!chosen.Add(t)) chosen.Add(j);
+        }
+        var result = chosen.ToArray();
+        Array.Sort(result);
+        return result;
+    }
+}

@@ -1,0 +1,140 @@
+using Cwa.Core;
+using Cwa.Core.Models;
+using Cwa.Core.Sensitivity;
+
+namespace Cwa.Tests.Sensitivity;
+
+public class ScoreAndStatsTests
+{
+    private static readonly ParameterSpec Spec = new("model.layers.0.mlp.down_proj.weight", [3, 4], ParameterRole.DownProj, 0, "mlp.down_proj");
+
+    private static float[] Rand(ulong seed, int n)
+    {
+        var r = new SplitMix64(seed);
+        return Enumerable.Range(0, n).Select(_ => (float)r.NextGaussian()).ToArray();
+    }
+
+    [Fact]
+    public void EveryMetricMatchesADirectComputation()
+    {
+        var w = Rand(1, 12);
+        var g = Rand(2, 12);
+        var f = Rand(3, 12).Select(Math.Abs).ToArray();
+        var h = Rand(4, 12);
+        var norms = Rand(5, 4).Select(Math.Abs).ToArray();
+        var maxes = Rand(6, 4).Select(Math.Abs).ToArray();
+        var input = new TensorScoreInput { Spec = Spec, Weights = w, Gradient = g, FisherSum = f, HessianDiag = h, InputNorms = norms, InputMaxAbs = maxes };
+        var expected = new Dictionary<SensitivityMetric, Func<int, double>>
+        {
+            [SensitivityMetric.GradXWeight] = i => Math.Abs(g[i] * w[i]),
+            [SensitivityMetric.GradSquared] = i => g[i] * g[i],
+            [SensitivityMetric.Fisher] = i => f[i],
+            [SensitivityMetric.HutchinsonDiag] = i => Math.Abs(h[i]),
+            [SensitivityMetric.Obd] = i => 0.5 * f[i] * w[i] * w[i],
+            [SensitivityMetric.Magnitude] = i => Math.Abs(w[i]),
+            [SensitivityMetric.Wanda] = i => Math.Abs(w[i]) * norms[i % 4],
+            [SensitivityMetric.ActOutlier] = i => Math.Abs(w[i]) * maxes[i % 4],
+        };
+        var scores = new float[12];
+        foreach (var (metric, fn) in expected)
+        {
+            ScoreFunctions.Compute(metric, input, scores);
+            for (int i = 0; i < 12; i++) Assert.Equal(fn(i), scores[i], 5);
+        }
+        ScoreFunctions.Compute(SensitivityMetric.Obd, input, scores, ObdCurvature.Hutchinson);
+        Assert.Equal(0.5 * Math.Abs(h[5]) * w[5] * w[5], scores[5], 5);
+        Assert.Throws<CwaException>(() => ScoreFunctions.Compute(SensitivityMetric.Wanda, new TensorScoreInput { Spec = Spec, Weights = w }, scores));
+    }
+
+    [Fact]
+    public void UnknownMetricListsValidNames()
+    {
+        var e = Assert.Throws<InputException>(() => SensitivityMetrics.Parse("snip"));
+        Assert.Contains("grad_x_weight", e.Message);
+        Assert.Contains("act_outlier", e.Message);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(7)]
+    [InlineData(1000)]
+    [InlineData(4097)]
+    public void StatsMatchASortedReference(int n)
+    {
+        var r = new SplitMix64((ulong)n);
+        // Many ties and zeros: values on a coarse grid.
+        var x = Enumerable.Range(0, n).Select(_ => (float)Math.Max(0, Math.Round(r.NextGaussian() * 3))).ToArray();
+        var spec = new ParameterSpec("t", [n], ParameterRole.FinalNorm, -1, "norm");
+        var (s, sumSq) = TensorStatsCalculator.Compute(spec, x, new float[n]);
+        var sorted = x.Select(v => (double)v).Order().ToArray();
+        double Pct(double p)
+        {
+            double pos = p / 100 * (n - 1);
+            int lo = (int)Math.Floor(pos), hi = Math.Min(lo + 1, n - 1);
+            return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+        }
+        Assert.Equal(sorted.Average(), s.Mean, 9);
+        Assert.Equal(Math.Sqrt(sorted.Select(v => (v - s.Mean) * (v - s.Mean)).Average()), s.Std, 9);
+        Assert.Equal(sorted[0], s.Min);
+        Assert.Equal(sorted[^1], s.Max);
+        Assert.Equal(Pct(50), s.P50, 9);
+        Assert.Equal(Pct(95), s.P95, 9);
+        Assert.Equal(Pct(99), s.P99, 9);
+        Assert.Equal(Pct(99.9), s.P999, 9);
+        Assert.Equal(x.Count(v => v == 0), s.NumZeros);
+        Assert.Equal(sorted.Sum(v => v * v), sumSq, 6);
+    }
+
+    [Fact]
+    public void HistogramCountsEveryValueOnceAndAggregatesAreExact()
+    {
+        var b = new LogHistogramBuilder();
+        var x = Rand(9, 5000).Select(v => v * v * 1e-4f).Concat([0f, 0f, -1f, 1e-40f, 1e20f]).ToArray();
+        b.Add(x.AsSpan(0, 3000));
+        var other = new LogHistogramBuilder();
+        other.Add(x.AsSpan(3000));
+        b.Merge(other);
+        var h = b.Build();
+        Assert.Equal(x.Length, h.Counts.Sum() + h.Zeros + h.Negatives);
+        Assert.Equal(2 + x.Count(v => v == 0) - 2, h.Zeros);
+        Assert.Equal(1, h.Negatives);
+        Assert.Equal(h.Counts.Length + 1, h.Edges.Length);
+
+        var agg = new AggregateStats();
+        var a = TensorStatsCalculator.Compute(Spec, x.AsSpan(0, 12), new float[12]);
+        var c = TensorStatsCalculator.Compute(Spec, x.AsSpan(12, 12), new float[12]);
+        agg.Add("block 0", a.Stats, a.SumSquares);
+        agg.Add("block 0", c.Stats, c.SumSquares);
+        var row = Assert.Single(agg.Rows());
+        var all = x.Take(24).Select(v => (double)v).ToArray();
+        Assert.Equal(24, row.NumWeights);
+        Assert.Equal(all.Average(), row.Mean, 9);
+        Assert.Equal(Math.Sqrt(all.Select(v => (v - row.Mean) * (v - row.Mean)).Average()), row.Std, 9);
+        Assert.Equal(all.Max(), row.Max, 9);
+    }
+
+    [Fact]
+    public void ActivationStatsFindAPlantedSuperWeight()
+    {
+        var stats = new ActivationStats();
+        var spec = new ParameterSpec("model.layers.3.mlp.down_proj.weight", [6, 10], ParameterRole.DownProj, 3, "mlp.down_proj");
+        var x = new float[4 * 10];
+        var y = new float[4 * 6];
+        for (int i = 0; i < x.Length; i++) x[i] = 0.1f * (i % 7);
+        x[2 * 10 + 7] = 50f;   // token 2, input channel 7
+        x[3 * 10 + 1] = 900f;  // padding token: must be ignored
+        y[2 * 6 + 4] = -80f;   // token 2, output channel 4
+        bool[] real = [true, true, true, false];
+        stats.OnLinearInput(spec, x, 4, 10, real);
+        stats.OnLinearOutput(spec, y, 4, 6, real);
+        var peak = Assert.Single(stats.DownProjPeaks);
+        Assert.Equal((7, 4, 50f, 80f), (peak.InputChannel, peak.OutputChannel, peak.MaxAbsInput, peak.MaxAbsOutput));
+        Assert.Equal(50f, stats.InputMaxAbs(spec.Name)![7]);
+        Assert.Equal(Math.Sqrt(50.0 * 50 + 0.1 * 0.1 * 4 * 0 + Sq(x[7]) + Sq(x[17])), stats.InputNorms(spec.Name)![7], 4);
+        var report = SuperWeightReport.Build(stats.DownProjPeaks, (l, r, c) => l * 100 + r * 10 + c);
+        Assert.Equal((4, 7, 347.0), (report[0].Row, report[0].Col, report[0].Weight));
+
+        static double Sq(float v) => (double)v * v;
+    }
+}
