@@ -1,0 +1,180 @@
+using System.Globalization;
+using Cwa.Core.Sensitivity;
+using ScottPlot;
+
+namespace Cwa.Core.Reporting;
+
+/// <summary>
+/// The run's figures (PNG with an SVG beside it). Scores span many decades, so bar heights and colours are
+/// log10 values with tick labels written as powers of ten; ScottPlot has no native log axis.
+/// </summary>
+public static class Plots
+{
+    private const int Width = 1200, Height = 700;
+
+    /// <summary>Components in the order they occur inside a block, then the tensors outside blocks.</summary>
+    public static readonly string[] ComponentOrder =
+        ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "embed_tokens", "lm_head"];
+
+    public static string ShortName(string component) => component.Replace("self_attn.", "").Replace("mlp.", "");
+
+    public static IReadOnlyList<string> LayerComparison(string path, string title, IReadOnlyList<TensorScoreSummary> tensors)
+    {
+        var plt = NewPlot(title, "transformer block", "mean score per tensor (log10)");
+        var components = ComponentOrder.Where(c => tensors.Any(t => t.Component == c)).ToList();
+        var blocks = tensors.Select(t => t.Block).Distinct().Order().ToList();
+        double groupWidth = 0.8, barWidth = groupWidth / Math.Max(1, components.Count);
+        var palette = new ScottPlot.Palettes.Category10();
+        var bars = new List<Bar>();
+        double floor = Floor(tensors.Select(t => t.Mean));
+        for (int ci = 0; ci < components.Count; ci++)
+        {
+            var color = palette.GetColor(ci);
+            foreach (var t in tensors.Where(t => t.Component == components[ci]))
+            {
+                double x = Slot(blocks, t.Block) - groupWidth / 2 + barWidth * (ci + 0.5);
+                bars.Add(new Bar { Position = x, Value = Log(t.Mean, floor), ValueBase = floor, FillColor = color, Size = barWidth * 0.95, LineWidth = 0 });
+            }
+            plt.Legend.ManualItems.Add(new LegendItem { LabelText = ShortName(components[ci]), FillColor = color });
+        }
+        plt.Add.Bars(bars);
+        plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            blocks.Select(b => (double)Slot(blocks, b)).ToArray(), blocks.Select(b => b < 0 ? "other" : b.ToString(CultureInfo.InvariantCulture)).ToArray());
+        LogTicks(plt.Axes.Left);
+        plt.ShowLegend(Edge.Right);
+        plt.Axes.Margins(bottom: 0);
+        return Save(plt, path);
+    }
+
+    public static IReadOnlyList<string> Distribution(string path, string title, LogHistogram h, TensorStats overall)
+    {
+        var plt = NewPlot(title, "score (log10 bins)", "weights per bin (log10)");
+        var bars = new List<Bar>();
+        for (int i = 0; i < h.Counts.Length; i++)
+        {
+            if (h.Counts[i] == 0) continue;
+            double lo = Math.Log10(h.Edges[i]), hi = Math.Log10(h.Edges[i + 1]);
+            bars.Add(new Bar { Position = (lo + hi) / 2, Value = Math.Log10(h.Counts[i]) + 1, ValueBase = 0, Size = (hi - lo) * 0.95, FillColor = Colors.SteelBlue, LineWidth = 0 });
+        }
+        plt.Add.Bars(bars);
+        LogTicks(plt.Axes.Bottom);
+        // Bars start at log10(count) + 1 so single-count bins stay visible; labels undo the offset.
+        plt.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = v => Pow10(v - 1), IntegerTicksOnly = true };
+        var text = string.Join("\n",
+            $"weights: {overall.NumWeights:N0}",
+            $"zeros: {h.Zeros:N0}",
+            $"mean: {overall.Mean:G4}",
+            $"median: {overall.P50:G4}",
+            $"p99: {overall.P99:G4}",
+            $"max: {overall.Max:G4}");
+        var note = plt.Add.Annotation(text, Alignment.UpperRight);
+        note.LabelFontSize = 15;
+        note.LabelFontName = "DejaVu Sans Mono";
+        plt.Axes.Margins(bottom: 0);
+        return Save(plt, path);
+    }
+
+    public static IReadOnlyList<string> Heatmap(string path, string title, string[] rowLabels, string[] colLabels, double[,] values, string colorbarLabel, bool logScale, bool annotate = false)
+    {
+        var plt = NewPlot(title, "", "");
+        int rows = values.GetLength(0), cols = values.GetLength(1);
+        var data = new double[rows, cols];
+        double floor = logScale ? Floor(values.Cast<double>()) : 0;
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+                data[r, c] = double.IsNaN(values[r, c]) ? double.NaN : logScale ? Log(values[r, c], floor) : values[r, c];
+        var hm = plt.Add.Heatmap(data);
+        hm.Colormap = new ScottPlot.Colormaps.Viridis();
+        hm.FlipVertically = true;
+        var bar = plt.Add.ColorBar(hm);
+        bar.Label = colorbarLabel;
+        bar.LabelStyle.FontSize = 15;
+        if (logScale)
+            bar.Axis.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = Pow10, IntegerTicksOnly = true };
+        plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(Enumerable.Range(0, cols).Select(i => (double)i).ToArray(), colLabels);
+        plt.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(Enumerable.Range(0, rows).Select(i => (double)i).ToArray(), rowLabels);
+        plt.Axes.Bottom.TickLabelStyle.Rotation = -30;
+        plt.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleRight;
+        if (annotate && rows * cols <= 400)
+            for (int r = 0; r < rows; r++)
+                for (int c = 0; c < cols; c++)
+                {
+                    var t = plt.Add.Text(values[r, c].ToString("0.00", CultureInfo.InvariantCulture), c, r);
+                    t.LabelAlignment = Alignment.MiddleCenter;
+                    t.LabelFontSize = 14;
+                    t.LabelFontColor = Colors.White;
+                }
+        return Save(plt, path);
+    }
+
+    public static IReadOnlyList<string> PerturbationEffects(string path, string title, IReadOnlyList<PerturbationEffect> effects)
+    {
+        var plt = NewPlot(title, "", "Δ perplexity on held-out texts");
+        var palette = new ScottPlot.Palettes.Category10();
+        var bars = effects.Select((e, i) => new Bar
+        {
+            Position = i, Value = e.Mean, FillColor = palette.GetColor(i), Size = 0.6,
+            Error = Math.Max(e.High - e.Mean, e.Mean - e.Low), LineWidth = 0,
+        }).ToList();
+        plt.Add.Bars(bars);
+        plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            Enumerable.Range(0, effects.Count).Select(i => (double)i).ToArray(), effects.Select(e => e.Label).ToArray());
+        plt.Axes.Margins(bottom: 0);
+        return Save(plt, path);
+    }
+
+    public static IReadOnlyList<string> DoseResponse(string path, string title, IReadOnlyList<DoseResponseSeries> series)
+    {
+        var plt = NewPlot(title, "k (weights perturbed, log10)", "Δ perplexity on held-out texts");
+        foreach (var s in series)
+        {
+            var sc = plt.Add.Scatter(s.K.Select(k => Math.Log10(k)).ToArray(), s.Delta);
+            sc.LegendText = s.Label;
+            sc.LineWidth = 2;
+            sc.MarkerSize = 8;
+        }
+        plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = Pow10, IntegerTicksOnly = true };
+        plt.ShowLegend(Alignment.UpperLeft);
+        return Save(plt, path);
+    }
+
+    private static Plot NewPlot(string title, string x, string y)
+    {
+        var plt = new Plot();
+        plt.Title(title);
+        plt.Axes.Title.Label.FontSize = 20;
+        plt.XLabel(x);
+        plt.YLabel(y);
+        plt.Axes.Bottom.Label.FontSize = 16;
+        plt.Axes.Left.Label.FontSize = 16;
+        plt.Axes.Bottom.TickLabelStyle.FontSize = 13;
+        plt.Axes.Left.TickLabelStyle.FontSize = 13;
+        plt.Legend.FontSize = 14;
+        return plt;
+    }
+
+    private static IReadOnlyList<string> Save(Plot plt, string pngPath)
+    {
+        string svg = Path.ChangeExtension(pngPath, ".svg");
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(pngPath))!);
+        AtomicFile.WriteAllBytes(pngPath, plt.GetImageBytes(Width, Height, ImageFormat.Png));
+        AtomicFile.WriteAllText(svg, plt.GetSvgXml(Width, Height));
+        return [pngPath, svg];
+    }
+
+    private static int Slot(List<int> blocks, int block) => blocks.IndexOf(block);
+
+    private static double Floor(IEnumerable<double> values)
+    {
+        var positive = values.Where(v => v > 0 && double.IsFinite(v)).ToList();
+        return positive.Count == 0 ? 0 : Math.Floor(Math.Log10(positive.Min())) - 0.5;
+    }
+
+    private static double Log(double v, double floor) => v > 0 ? Math.Log10(v) : floor;
+
+    private static string Pow10(double exponent) =>
+        Math.Abs(exponent - Math.Round(exponent)) < 1e-9 ? $"1e{Math.Round(exponent):0}" : "";
+
+    private static void LogTicks(ScottPlot.IAxis axis) =>
+        axis.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = Pow10, IntegerTicksOnly = true };
+}
