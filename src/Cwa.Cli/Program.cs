@@ -30,6 +30,11 @@ public static class Program
             "ranks them, writes statistics, CSV, manifest and plots, and tests the ranking by perturbation.\n\n" +
             "Exit codes: 0 ok, 1 runtime failure, 2 usage error or bad input.");
         root.Add(AnalyzeCommand.Create());
+        root.Add(EvalCommand.Create());
+        root.Add(CompareCommand.Create());
+        root.Add(InspectCommand.Create());
+        root.Add(CreateTestModelCommand.Create());
+        root.Add(TrainDemoCommand.Create());
         return root;
     }
 }

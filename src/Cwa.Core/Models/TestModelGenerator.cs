@@ -9,9 +9,16 @@ namespace Cwa.Core.Models;
 /// an index, tokenizer files and generation_config.json. One tensor is in memory at a time, so the 8B-shaped
 /// preset can be generated on a machine that could not hold the model twice.
 /// </summary>
+public delegate void TensorFill(int tensorIndex, ParameterSpec spec, Span<float> destination);
+
 public static class TestModelGenerator
 {
     public static void Write(string outDir, ModelConfig config, DType dtype, ulong seed, string tokenizerJson, string tokenizerConfigJson,
+        long maxShardBytes = 2L << 30, int minShards = 1, Action<string, double>? progress = null) =>
+        Write(outDir, config, dtype, (i, spec, values) => Fill(values, spec, seed, i), tokenizerJson, tokenizerConfigJson, maxShardBytes, minShards, progress);
+
+    /// <summary>Writes a model folder whose tensor values come from fill(tensorIndex, spec, destination).</summary>
+    public static void Write(string outDir, ModelConfig config, DType dtype, TensorFill fill, string tokenizerJson, string tokenizerConfigJson,
         long maxShardBytes = 2L << 30, int minShards = 1, Action<string, double>? progress = null)
     {
         Directory.CreateDirectory(outDir);
@@ -31,7 +38,7 @@ public static class TestModelGenerator
             {
                 var spec = specs[i];
                 var values = new float[spec.NumElements];
-                Fill(values, spec, seed, i);
+                fill(i, spec, values);
                 writer.Write(spec.Name, values);
                 weightMap[spec.Name] = ShardName(s);
                 totalBytes += spec.NumElements * DTypeInfo.Size(dtype);

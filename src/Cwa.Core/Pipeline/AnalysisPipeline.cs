@@ -1,8 +1,211 @@
+using System.Text.Json.Nodes;
+using Cwa.Core.Engine;
+using Cwa.Core.Perturbation;
+using Cwa.Core.Ranking;
+using Cwa.Core.Reporting;
+using Cwa.Core.Sensitivity;
+
 namespace Cwa.Core.Pipeline;
 
-/// <summary>Orchestrates an analyze run (being assembled from the per-folder components).</summary>
+/// <summary>
+/// An analyze run end to end: load, calibrate, score, rank, write tables and plots, optionally perturb and
+/// check stability, then the report and the manifest (last, so it can list and hash every other file).
+/// </summary>
 public static class AnalysisPipeline
 {
-    public static AnalysisSummary Run(AnalyzeRequest request, IProgressSink progress) =>
-        throw new CwaException("analyze is not assembled yet");
+    public static AnalysisSummary Run(AnalyzeRequest r, IProgressSink progress)
+    {
+        var start = DateTimeOffset.UtcNow;
+        var timer = new PhaseTimer();
+        // Parse every name before any heavy work, so a typo fails in milliseconds with exit code 2.
+        var metric = SensitivityMetrics.Parse(r.Metric);
+        var curvature = SensitivityMetrics.ParseCurvature(r.ObdCurvature);
+        var mode = RankingModes.Parse(r.Mode);
+        foreach (var c in r.Controls) RankingModes.ParseControl(c);
+        if (r.Perturb != null) PerturbationKinds.Parse(r.Perturb);
+        bool perturb = r.Perturb != null || r.Controls.Count > 0 || r.KSweep.Count > 0;
+        string outDir = PrepareOutDir(r.OutDir);
+
+        LoadedModel model;
+        CalibrationData data;
+        using (timer.Phase("load"))
+        {
+            data = CalibrationData.Load(r);
+            model = LoadedModel.Open(r.Model, r.Dtype, r.Device, new EngineOptions(r.Threads, r.Recompute), progress);
+        }
+        using (model)
+        {
+            var batches = data.CalibrationBatches(model.Tokenizer, r, (ulong)r.Seeds[0]);
+            ScoreSources sources;
+            using (timer.Phase("gradients"))
+                sources = GradientPass.Run(model, batches, metric, curvature, r, progress);
+            int maxK = Math.Max(r.TopK, r.KSweep.Count > 0 ? r.KSweep.Max() : 0);
+            RankingResult ranking;
+            using (timer.Phase("scoring"))
+                ranking = ScoringPass.Run(model.Backend, sources, metric, curvature, mode, maxK, r.Include1D,
+                    r.DumpScores ? Path.Combine(outDir, "scores.safetensors") : null, progress);
+            List<RankedWeight> top;
+            using (timer.Phase("ranking"))
+                top = ToRanked(model, sources, ranking.Select(r.TopK));
+
+            var outputs = new RunOutputs(outDir, $"{metric.Name()}_k{r.TopK}");
+            string dtypeName = model.HeldType.ToString().ToLowerInvariant();
+            var config = RunConfigJson.Build(r, model.DisplayName, model.Backend.Name, dtypeName);
+            using (timer.Phase("writing"))
+            {
+                AtomicFile.WriteAllText(outputs.PathOf("config.json"), config.ToJsonString(JsonOutput.Options));
+                outputs.Tables(ranking, top);
+            }
+            IReadOnlyList<SuperWeightLayer> superWeights = [];
+            if (metric == SensitivityMetric.ActOutlier && sources.Activations != null)
+            {
+                var w = model.Weights;
+                superWeights = SuperWeightReport.Build(sources.Activations.DownProjPeaks,
+                    (layer, row, col) => w.Get($"model.layers.{layer}.mlp.down_proj.weight")[(long)row * model.Config.IntermediateSize + col]);
+                JsonOutput.Write(outputs.PathOf("super_weights.json"), new { Layers = superWeights, SpikeFactor = 5 });
+            }
+            if (r.SavePlots)
+                using (timer.Phase("plots"))
+                    outputs.RankingPlots(ranking, metric.Name(), model.Backend.Specs);
+
+            PerturbationReport? pert = null;
+            if (perturb)
+                using (timer.Phase("perturbation"))
+                {
+                    pert = PerturbationExperiment.Run(model, data.EvaluationBatches(model.Tokenizer, r), ranking, r, progress);
+                    JsonOutput.Write(outputs.PathOf("perturbation_results.json"), pert);
+                    if (pert.Controls.Count > 0)
+                        JsonOutput.Write(outputs.PathOf("control_baselines.json"), new { pert.Baseline, pert.Controls, pert.TopKRun, pert.TopOverRandomRatio });
+                    if (r.SavePlots) outputs.PerturbationPlots(pert, metric.Name());
+                }
+            StabilityReport? stability = null;
+            if (r.Seeds.Count > 1 || r.StabilityCheck)
+                using (timer.Phase("stability"))
+                {
+                    stability = StabilityAnalysis.Run(model, data, r, metric, curvature, mode, ranking, progress);
+                    JsonOutput.Write(outputs.PathOf("stability_summary.json"), new
+                    {
+                        stability.Runs, stability.Pairs, stability.MeanJaccardAcrossSeeds, stability.DisjointHalves, TopK = r.TopK, Mode = mode.Name(),
+                        JaccardMatrix = Rows(stability.JaccardMatrix),
+                    });
+                    if (r.SavePlots) outputs.StabilityPlot(stability);
+                }
+
+            var results = new List<(string, double)>
+            {
+                ("calibration loss", sources.CalibrationLoss),
+                ("top-1 score", top.Count > 0 ? top.Max(t => t.Score) : double.NaN),
+            };
+            if (pert != null)
+            {
+                results.Add(("baseline perplexity", pert.Baseline.Perplexity));
+                results.Add(($"Δppl top_k ({pert.Kind})", pert.TopKRun.DeltaPerplexity));
+                results.AddRange(pert.Controls.Select(c => ($"Δppl {c.Selection} (mean)", c.MeanDeltaPerplexity)));
+            }
+            if (stability != null) results.Add(("mean Jaccard across seeds", stability.MeanJaccardAcrossSeeds));
+
+            using (timer.Phase("report"))
+                HtmlReport.Write(outputs.PathOf("report.html"), new HtmlReportModel
+                {
+                    Title = $"CriticalWeights: {metric.Name()} on {model.DisplayName}",
+                    Summary = [
+                        ("model", model.DisplayName), ("architecture", $"{model.Config.Architecture} ({model.Config.ModelType}), {model.Config.NumLayers} layers, hidden {model.Config.HiddenSize}"),
+                        ("parameters", model.Weights.ParameterCount.ToString("N0")), ("weights held as", dtypeName),
+                        ("metric / mode / k", $"{metric.Name()} / {mode.Name()} / {r.TopK}"),
+                        ("calibration", $"{data.Source}: {sources.CalibrationSequences} sequences, {sources.CalibrationTokens} target tokens"),
+                        .. results.Select(x => (x.Item1, x.Item2.ToString("G5"))),
+                    ],
+                    TopWeights = top,
+                    Stats = ranking.Stats,
+                    SuperWeights = superWeights,
+                    Perturbation = pert == null ? [] : [
+                        ("perturbation", $"{pert.Kind} (scale {pert.Scale}, prob {pert.Probability}{(pert.Bit is int b ? $", bit {b}" : "")}, held {pert.HeldDtype})"),
+                        ("baseline perplexity", pert.Baseline.Perplexity.ToString("G5")),
+                        ("top_k perplexity", $"{pert.TopKRun.Perplexity:G5} (Δ {pert.TopKRun.DeltaPerplexity:G5}, {pert.TopKRun.WeightsTouched} weights)"),
+                        .. pert.Controls.Select(c => (c.Selection, $"Δ {c.MeanDeltaPerplexity:G5} (95% CI {c.Ci95Low:G4} .. {c.Ci95High:G4}, {c.Draws} draws)")),
+                    ],
+                    Stability = stability == null ? [] : [
+                        ("mean Jaccard across seeds", stability.MeanJaccardAcrossSeeds.ToString("G4")),
+                        .. stability.Pairs.Select(p => ($"{p.A} vs {p.B}", $"Jaccard {p.Jaccard:G4}, overlap {p.Overlap:G4}, Spearman {p.SpearmanTensorMeans:G4}")),
+                        .. (stability.DisjointHalves is { } h ? new[] { ("disjoint halves", $"Jaccard {h.Jaccard:G4}, overlap {h.Overlap:G4}, Spearman {h.SpearmanTensorMeans:G4}") } : []),
+                    ],
+                    Timings = timer.Phases.Select(p => (p.Phase, $"{p.Seconds:F2} s")).ToList(),
+                    Plots = outputs.PlotFiles,
+                });
+
+            var resultsJson = new JsonObject();
+            foreach (var (k, v) in results) resultsJson[k] = double.IsFinite(v) ? v : null;
+            if (pert?.TopOverRandomRatio is double ratio) resultsJson["top_over_random_delta_ppl_ratio"] = ratio;
+            resultsJson["num_selected_weights"] = top.Count;
+            new ExperimentManifest
+            {
+                ExperimentName = r.ExperimentName ?? $"{metric.Name()}_{mode.Name()}_k{r.TopK}",
+                Start = start,
+                Config = config,
+                Model = new JsonObject
+                {
+                    ["path"] = Path.GetFullPath(model.Path),
+                    ["name"] = model.DisplayName,
+                    ["architecture"] = model.Config.Architecture,
+                    ["model_type"] = model.Config.ModelType,
+                    ["parameter_count"] = model.Weights.ParameterCount,
+                    ["num_tensors"] = model.Backend.Specs.Count,
+                    ["num_scored_tensors"] = ranking.ScoredTensors.Count,
+                    ["stored_dtype"] = model.Checkpoint.StoredType(model.Backend.Specs[0].Name).ToString(),
+                    ["held_dtype"] = dtypeName,
+                    ["shard_header_sha256"] = new JsonObject(model.Checkpoint.ShardHeaderSha256.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+                },
+                Data = new JsonObject
+                {
+                    ["source"] = data.Source,
+                    ["num_texts"] = data.CalibrationTexts.Count,
+                    ["num_eval_texts"] = data.EvaluationTexts.Count,
+                    ["num_sequences"] = sources.CalibrationSequences,
+                    ["num_tokens"] = sources.CalibrationTokens,
+                    ["sha256"] = ExperimentManifest.Sha256Hex(data.CalibrationTexts),
+                    ["eval_sha256"] = ExperimentManifest.Sha256Hex(data.EvaluationTexts),
+                },
+                Seeds = r.Seeds,
+                Timings = timer.Phases,
+                Results = resultsJson,
+            }.Write(outDir);
+
+            var files = Directory.EnumerateFiles(outDir, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(outDir, f)).Order().ToList();
+            return new AnalysisSummary(outDir, model.DisplayName, metric.Name(), mode.Name(), r.TopK, sources.CalibrationLoss,
+                sources.CalibrationSequences, sources.CalibrationTokens, top.OrderByDescending(t => t.Score).Take(10).ToList(), files, results, timer.Phases);
+        }
+    }
+
+    private static string PrepareOutDir(string outDir)
+    {
+        if (File.Exists(outDir)) throw new InputException($"{outDir}: --out-dir is a file, not a directory");
+        try
+        {
+            Directory.CreateDirectory(outDir);
+            string probe = Path.Combine(outDir, ".cwa-write-test");
+            File.WriteAllText(probe, "");
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InputException($"{outDir}: cannot write to the output directory ({e.Message})");
+        }
+        return outDir;
+    }
+
+    private static List<RankedWeight> ToRanked(LoadedModel model, ScoreSources sources, List<ScoredIndex> selected)
+    {
+        var specs = model.Backend.Specs;
+        return selected.Select(s =>
+        {
+            var spec = specs[s.TensorIndex];
+            int cols = spec.Cols;
+            float g = sources.Gradient?[s.TensorIndex][s.FlatIndex] ?? float.NaN;
+            return new RankedWeight(s.TensorIndex, spec.Name, s.FlatIndex, (int)(s.FlatIndex / cols), (int)(s.FlatIndex % cols), s.Score,
+                model.Weights[s.TensorIndex][s.FlatIndex], g, spec.Block, spec.Component, spec.LayerGroup);
+        }).ToList();
+    }
+
+    private static double[][] Rows(double[,] m) =>
+        Enumerable.Range(0, m.GetLength(0)).Select(i => Enumerable.Range(0, m.GetLength(1)).Select(j => m[i, j]).ToArray()).ToArray();
 }

@@ -1,0 +1,39 @@
+using System.CommandLine;
+using Cwa.Core.Engine;
+using Cwa.Core.Evaluation;
+using Cwa.Core.Pipeline;
+
+namespace Cwa.Cli.Commands;
+
+/// <summary>`cwa eval`: held-out NLL, perplexity and top-1 accuracy of a model.</summary>
+internal static class EvalCommand
+{
+    private static readonly Option<string?> Model = new("--model", "-m") { Description = "Model folder (default: the built-in demo model)." };
+    private static readonly Option<string?> DataFile = new("--data-file") { Description = "Texts to evaluate on (.txt/.jsonl/.parquet). Default: the built-in held-out texts." };
+    private static readonly Option<string> TextField = new("--text-field") { Description = "Field/column holding the text.", DefaultValueFactory = _ => "text" };
+    private static readonly Option<int> MaxLength = new("--max-length") { Description = "Truncate texts to this many tokens.", DefaultValueFactory = _ => 256 };
+    private static readonly Option<int> BatchSize = new("--batch-size") { Description = "Sequences per batch.", DefaultValueFactory = _ => 8 };
+    private static readonly Option<string?> Dtype = new("--dtype") { Description = "Hold weights as bf16, f16 or f32 (default: as stored)." };
+    private static readonly Option<int> Threads = new("--threads") { Description = "CPU threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
+
+    public static Command Create()
+    {
+        var cmd = new Command("eval", "Measure token-weighted NLL, perplexity and top-1 accuracy on held-out texts.");
+        foreach (var o in new Option[] { Model, DataFile, TextField, MaxLength, BatchSize, Dtype, Threads, CommandRunner.Quiet, CommandRunner.Verbose }) cmd.Add(o);
+        CommandRunner.SetAction(cmd, (parse, stdout) =>
+        {
+            var r = new AnalyzeRequest { Model = parse.GetValue(Model), EvalFile = parse.GetValue(DataFile), TextField = parse.GetValue(TextField)!,
+                MaxLength = parse.GetValue(MaxLength), BatchSize = parse.GetValue(BatchSize), Dtype = parse.GetValue(Dtype), Threads = parse.GetValue(Threads) };
+            var m = ConsoleProgress.Run(parse, stdout, sink =>
+            {
+                using var model = LoadedModel.Open(r.Model, r.Dtype, "cpu", new EngineOptions(r.Threads), sink);
+                var batches = CalibrationData.Load(r).EvaluationBatches(model.Tokenizer, r);
+                using var phase = sink.Start("evaluate", batches.Count);
+                return Evaluator.Run(model.Backend, batches, phase);
+            });
+            stdout.WriteLine($"tokens {m.Tokens}  nll {m.Nll:F4}  perplexity {m.Perplexity:F3}  top-1 accuracy {m.Accuracy:P2}");
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+}

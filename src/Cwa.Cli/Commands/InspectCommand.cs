@@ -1,0 +1,41 @@
+using System.CommandLine;
+using Cwa.Core.Checkpoints;
+using Cwa.Core.Models;
+
+namespace Cwa.Cli.Commands;
+
+/// <summary>`cwa inspect`: architecture, tensors, parameter count, dtype and memory estimate of a model folder.</summary>
+internal static class InspectCommand
+{
+    private static readonly Option<string> Model = new("--model", "-m") { Description = "Hugging Face model folder.", Required = true };
+    private static readonly Option<int> MaxLength = new("--max-length") { Description = "Sequence length for the memory estimate.", DefaultValueFactory = _ => 256 };
+    private static readonly Option<int> BatchSize = new("--batch-size") { Description = "Batch size for the memory estimate.", DefaultValueFactory = _ => 8 };
+    private static readonly Option<bool> Tensors = new("--tensors") { Description = "List every tensor." };
+
+    public static Command Create()
+    {
+        var cmd = new Command("inspect", "Print a model folder's architecture, tensors, parameter count, dtype and the memory an analyze run needs.");
+        foreach (var o in new Option[] { Model, MaxLength, BatchSize, Tensors, CommandRunner.Verbose }) cmd.Add(o);
+        CommandRunner.SetAction(cmd, (parse, w) =>
+        {
+            using var ckpt = CheckpointFolder.Open(parse.GetValue(Model)!);
+            ckpt.ValidateLayout();
+            var c = ckpt.Config;
+            var specs = LlamaLayout.Parameters(c);
+            long stored = ckpt.ShardPaths.Sum(p => new FileInfo(p).Length);
+            w.WriteLine($"model:        {ckpt.Directory}");
+            w.WriteLine($"architecture: {c.Architecture} (model_type {c.ModelType})");
+            w.WriteLine($"layers {c.NumLayers}, hidden {c.HiddenSize}, heads {c.NumHeads} (kv {c.NumKvHeads}, head_dim {c.HeadDim}), intermediate {c.IntermediateSize}, vocab {c.VocabSize}");
+            w.WriteLine($"rope_theta {c.RopeTheta}{(c.RopeScaling is { } rs ? $", rope_scaling {rs.Type} x{rs.Factor}" : "")}, tied embeddings: {(c.TieWordEmbeddings ? "yes" : "no")}, attention bias: {(c.AttentionBias ? "yes" : "no")}");
+            w.WriteLine($"parameters:   {ckpt.TotalParameters:N0} in {specs.Count} tensors ({specs.Count(s => s.Is2D)} two-dimensional)");
+            w.WriteLine($"stored:       {ckpt.StoredType(specs[0].Name)}, {MemoryEstimate.Format(stored)} in {ckpt.ShardPaths.Count} shard(s)");
+            var m = MemoryEstimate.ForAnalysis(c, parse.GetValue(BatchSize), parse.GetValue(MaxLength));
+            w.WriteLine($"analyze (CPU, batch {parse.GetValue(BatchSize)} x {parse.GetValue(MaxLength)} tokens): weights {MemoryEstimate.Format(m.Weights)}, gradients {MemoryEstimate.Format(m.Gradients)}, activations {MemoryEstimate.Format(m.Activations)}, logits {MemoryEstimate.Format(m.Logits)}, total {MemoryEstimate.Format(m.Total)}");
+            if (parse.GetValue(Tensors))
+                foreach (var s in specs)
+                    w.WriteLine($"  {s.Name,-50} [{string.Join(", ", s.Shape)}] {ckpt.StoredType(s.Name)}");
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,65 @@
+using Cwa.Core.Engine;
+
+namespace Cwa.Core.Perturbation;
+
+/// <summary>
+/// Applies a perturbation to selected weights of a backend and restores them. Only touched weights are saved;
+/// restore re-reads them and fails loudly unless every bit matches the original.
+/// </summary>
+public static class WeightPerturber
+{
+    public static PerturbationSnapshot Apply(IBackend backend, IReadOnlyList<TensorSelection> selection, PerturbationSettings s)
+    {
+        s.Validate();
+        var specs = backend.Specs;
+        var touched = new List<TensorSelection>();
+        var originals = new List<float[]>();
+        int bit = s.Bit ?? HeldValueBits.DefaultBit(s.HeldType);
+        foreach (var sel in selection)
+        {
+            var rng = SplitMix64.For(s.Seed, sel.TensorIndex, 0x5045);
+            var chosen = new List<long>(sel.FlatIndices.Length);
+            foreach (long idx in sel.FlatIndices)
+                if (s.Probability >= 1 || rng.NextDouble() < s.Probability)
+                    chosen.Add(idx);
+            if (chosen.Count == 0) continue;
+            var weights = new float[specs[sel.TensorIndex].NumElements];
+            backend.ReadWeight(sel.TensorIndex, weights);
+            var idxs = chosen.ToArray();
+            var old = new float[idxs.Length];
+            var updated = new float[idxs.Length];
+            for (int i = 0; i < idxs.Length; i++)
+            {
+                float w = weights[idxs[i]];
+                old[i] = w;
+                updated[i] = s.Kind switch
+                {
+                    PerturbationKind.Zero => 0f,
+                    PerturbationKind.SignFlip => -w,
+                    PerturbationKind.Scale => (float)(w * s.Scale),
+                    PerturbationKind.GaussNoise => (float)(w + rng.NextGaussian() * (s.Absolute ? s.Scale : s.Scale * Math.Abs(w))),
+                    PerturbationKind.BitFlip => HeldValueBits.FlipBit(w, bit, s.HeldType),
+                    _ => throw new ArgumentOutOfRangeException(nameof(s)),
+                };
+            }
+            backend.WriteWeights(sel.TensorIndex, idxs, updated);
+            touched.Add(new TensorSelection(sel.TensorIndex, idxs));
+            originals.Add(old);
+        }
+        return new PerturbationSnapshot(touched, originals);
+    }
+
+    public static void Restore(IBackend backend, PerturbationSnapshot snapshot)
+    {
+        for (int t = 0; t < snapshot.Touched.Count; t++)
+        {
+            var sel = snapshot.Touched[t];
+            backend.WriteWeights(sel.TensorIndex, sel.FlatIndices, snapshot.Originals[t]);
+            var check = new float[backend.Specs[sel.TensorIndex].NumElements];
+            backend.ReadWeight(sel.TensorIndex, check);
+            for (int i = 0; i < sel.FlatIndices.Length; i++)
+                if (BitConverter.SingleToInt32Bits(check[sel.FlatIndices[i]]) != BitConverter.SingleToInt32Bits(snapshot.Originals[t][i]))
+                    throw new CwaException($"restore of {backend.Specs[sel.TensorIndex].Name}[{sel.FlatIndices[i]}] is not bit-exact; results after this point would be invalid");
+        }
+    }
+}

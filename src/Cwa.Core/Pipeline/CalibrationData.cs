@@ -1,0 +1,53 @@
+using Cwa.Core.Data;
+using Cwa.Core.Tokenization;
+
+namespace Cwa.Core.Pipeline;
+
+/// <summary>
+/// Calibration and held-out texts. With --data-file and no --eval-file a fixed 20% of the file is held out (split
+/// by a fixed seed, not the run's seed, so every seed evaluates on the same texts); without --data-file the
+/// built-in corpus's fixed split is used. Calibration and evaluation texts never overlap.
+/// </summary>
+public sealed class CalibrationData
+{
+    public required string Source { get; init; }
+    public required IReadOnlyList<string> CalibrationTexts { get; init; }
+    public required IReadOnlyList<string> EvaluationTexts { get; init; }
+
+    public static CalibrationData Load(AnalyzeRequest r)
+    {
+        IReadOnlyList<string> calib, eval;
+        string source;
+        if (r.DataFile == null)
+        {
+            (calib, eval, source) = (BuiltInCorpus.Calibration, BuiltInCorpus.Evaluation, BuiltInCorpus.SourceName);
+        }
+        else
+        {
+            var texts = TextSource.Read(r.DataFile, r.TextField);
+            source = Path.GetFullPath(r.DataFile);
+            if (r.EvalFile != null) (calib, eval) = (texts, TextSource.Read(r.EvalFile, r.TextField));
+            else (calib, eval) = CalibrationSet.Split(texts, 0.2, 1234);
+        }
+        if (r.EvalFile != null && r.DataFile == null) eval = TextSource.Read(r.EvalFile, r.TextField);
+        return new CalibrationData { Source = source, CalibrationTexts = calib, EvaluationTexts = eval };
+    }
+
+    /// <summary>Seeded sample of calibration sequences, batched.</summary>
+    public IReadOnlyList<Batch> CalibrationBatches(ITextTokenizer tok, AnalyzeRequest r, ulong seed, IReadOnlyList<string>? subset = null)
+    {
+        var seqs = CalibrationSet.Build(subset ?? CalibrationTexts, tok, r.MaxLength, r.MaxSamples, seed);
+        if (seqs.Count == 0)
+            throw new InputException($"{Source}: no calibration text has at least 2 tokens after tokenization");
+        return CalibrationSet.MakeBatches(seqs, r.BatchSize, tok.PadId);
+    }
+
+    /// <summary>All held-out texts in file order (no sampling: the evaluation set is the same for every run).</summary>
+    public IReadOnlyList<Batch> EvaluationBatches(ITextTokenizer tok, AnalyzeRequest r)
+    {
+        var seqs = EvaluationTexts.Select(t => tok.Encode(t)).Select(ids => ids.Length > r.MaxLength ? ids[..r.MaxLength] : ids).Where(s => s.Length >= 2).ToList();
+        if (seqs.Count == 0)
+            throw new InputException($"{Source}: no evaluation text has at least 2 tokens after tokenization");
+        return CalibrationSet.MakeBatches(seqs, r.BatchSize, tok.PadId);
+    }
+}

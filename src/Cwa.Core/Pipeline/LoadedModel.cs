@@ -1,0 +1,76 @@
+using Cwa.Core.Checkpoints;
+using Cwa.Core.Engine;
+using Cwa.Core.Models;
+using Cwa.Core.Tokenization;
+
+namespace Cwa.Core.Pipeline;
+
+/// <summary>
+/// A checkpoint opened, validated and loaded onto a backend, with its tokenizer. Weights are converted tensor by
+/// tensor from the memory-mapped shards and, with --dtype, rounded to that precision so the engine computes on
+/// exactly the values a bf16/f16 deployment would hold.
+/// </summary>
+public sealed class LoadedModel : IDisposable
+{
+    public required string Path { get; init; }
+    public required string DisplayName { get; init; }
+    public required CheckpointFolder Checkpoint { get; init; }
+    public required ITextTokenizer Tokenizer { get; init; }
+    public required IBackend Backend { get; init; }
+    public required ModelWeights<float> Weights { get; init; }
+    /// <summary>The dtype weights are held in (defines what bit_flip flips).</summary>
+    public required DType HeldType { get; init; }
+    public ModelConfig Config => Checkpoint.Config;
+
+    public static LoadedModel Open(string? modelDir, string? dtype, string device, EngineOptions options, IProgressSink progress)
+    {
+        if (device is not ("auto" or "cpu" or "cuda"))
+            throw new InputException($"--device: unknown device '{device}' (valid: auto, cpu, cuda)");
+        if (device == "cuda")
+            throw new InputException("--device cuda: the CUDA backend is not available in this build (see README, 'GPU'); use --device cpu");
+        string path = modelDir ?? DemoModel.Extract();
+        var ckpt = CheckpointFolder.Open(path);
+        try
+        {
+            ckpt.ValidateLayout();
+            var tokenizer = TokenizerLoader.Load(path, ckpt.Config);
+            if (tokenizer.VocabSize > ckpt.Config.VocabSize)
+                throw new InputException($"{path}: tokenizer has {tokenizer.VocabSize} tokens but config.json says vocab_size {ckpt.Config.VocabSize}");
+            var specs = LlamaLayout.Parameters(ckpt.Config);
+            var stored = ckpt.StoredType(specs.First(s => s.Is2D).Name);
+            var held = dtype == null ? stored : DTypeInfo.Parse(dtype);
+            if (held == DType.F64) held = DType.F32;
+            ModelWeights<float> weights;
+            using (var phase = progress.Start("load", specs.Count))
+                weights = ModelWeights<float>.Load(ckpt.Config, ckpt, name => { phase.Describe(name); phase.Advance(); });
+            for (int i = 0; i < weights.Count; i++)
+            {
+                DTypeConversion.RoundTo(weights[i], held);
+                long bad = Array.FindIndex(weights[i], v => !float.IsFinite(v));
+                if (bad >= 0)
+                    throw new InputException($"{ckpt.ShardOf(specs[i].Name)}: tensor {specs[i].Name} holds a non-finite value at flat index {bad}");
+            }
+            return new LoadedModel
+            {
+                Path = path,
+                DisplayName = modelDir ?? DemoModel.Name,
+                Checkpoint = ckpt,
+                Tokenizer = tokenizer,
+                Backend = new CpuBackend(weights, options),
+                Weights = weights,
+                HeldType = held,
+            };
+        }
+        catch
+        {
+            ckpt.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        Backend.Dispose();
+        Checkpoint.Dispose();
+    }
+}

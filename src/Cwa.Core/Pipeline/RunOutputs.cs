@@ -1,0 +1,63 @@
+using Cwa.Core.Ranking;
+using Cwa.Core.Reporting;
+using Cwa.Core.Sensitivity;
+
+namespace Cwa.Core.Pipeline;
+
+/// <summary>Writes a run's files into the out dir (DESIGN.md §4 names), each atomically.</summary>
+internal sealed class RunOutputs(string outDir, string prefix)
+{
+    public string OutDir { get; } = outDir;
+    public string PlotsDir => Path.Combine(OutDir, "plots");
+    public List<(string Png, string Caption)> PlotFiles { get; } = new();
+
+    public string PathOf(string name) => Path.Combine(OutDir, name);
+
+    public void Tables(RankingResult ranking, IReadOnlyList<RankedWeight> top)
+    {
+        StatsJson.WriteTensors(PathOf("sensitivity_stats.json"), ranking.Stats);
+        StatsJson.WriteAggregates(PathOf("sensitivity_aggregates.json"), ranking.PerBlockAggregates, ranking.PerComponentAggregates, ranking.Overall);
+        TopWeightsCsv.Write(PathOf("top_weights.csv"), top);
+    }
+
+    public void RankingPlots(RankingResult ranking, string metric, IReadOnlyList<Models.ParameterSpec> specs)
+    {
+        var summaries = ranking.Stats.Select(s => new TensorScoreSummary(s.Block, s.Component, s.Mean, s.Max)).ToList();
+        Add(Plots.LayerComparison(Png("layer_comparison"), $"{metric}: mean score per tensor by block", summaries), "Mean score of each tensor, grouped by transformer block and component.");
+        Add(Plots.Distribution(Png("sensitivity_distribution"), $"{metric}: distribution of all scores", ranking.Histogram, ranking.OverallStats), "Histogram of every weight's score (log-spaced bins, log counts).");
+        var blocks = summaries.Select(s => s.Block).Distinct().Order().ToList();
+        var comps = Plots.ComponentOrder.Where(c => summaries.Any(s => s.Component == c)).ToList();
+        var values = new double[blocks.Count, comps.Count];
+        for (int i = 0; i < blocks.Count; i++)
+            for (int j = 0; j < comps.Count; j++)
+                values[i, j] = summaries.FirstOrDefault(s => s.Block == blocks[i] && s.Component == comps[j])?.Mean ?? double.NaN;
+        Add(Plots.Heatmap(Png("sensitivity_heatmap"), $"{metric}: mean score, block x component",
+            blocks.Select(b => b < 0 ? "other" : $"block {b}").ToArray(), comps.Select(Plots.ShortName).ToArray(), values, "mean score (log10)", logScale: true),
+            "Mean score per block and component (colour on a log scale).");
+        _ = specs;
+    }
+
+    public void PerturbationPlots(PerturbationReport p, string metric)
+    {
+        var effects = new List<PerturbationEffect> { new("top_k", p.TopKRun.DeltaPerplexity, p.TopKRun.DeltaPerplexity, p.TopKRun.DeltaPerplexity) };
+        effects.AddRange(p.Controls.Select(c => new PerturbationEffect(c.Selection, c.MeanDeltaPerplexity, c.Ci95Low, c.Ci95High)));
+        Add(Plots.PerturbationEffects(Png("perturbation_effects"), $"{metric}: {p.Kind} of k={p.TopK} ({p.Mode}) vs controls", effects),
+            "Increase in held-out perplexity after perturbing the top-k and matched control sets (95% interval over random draws).");
+        if (p.KSweep.Count > 0)
+        {
+            var series = p.KSweep.GroupBy(x => x.Selection).Select(g => new DoseResponseSeries(g.Key, g.Select(x => x.K).ToArray(), g.Select(x => x.DeltaPerplexity).ToArray())).ToList();
+            Add(Plots.DoseResponse(Png("dose_response"), $"{metric}: {p.Kind} dose-response", series), "Increase in held-out perplexity as k grows, top-k vs controls.");
+        }
+    }
+
+    public void StabilityPlot(StabilityReport s)
+    {
+        var labels = s.Runs.ToArray();
+        Add(Plots.Heatmap(Path.Combine(PlotsDir, "stability_heatmap.png"), "Top-k Jaccard similarity across seeds", labels, labels, s.JaccardMatrix, "Jaccard", logScale: false, annotate: true),
+            "Jaccard similarity of the top-k sets ranked from different calibration samples.");
+    }
+
+    private string Png(string name) => Path.Combine(PlotsDir, $"{prefix}_{name}.png");
+
+    private void Add(IReadOnlyList<string> files, string caption) => PlotFiles.Add((files[0], caption));
+}

@@ -1,0 +1,16 @@
+using Cwa.Core.Sensitivity;
+
+namespace Cwa.Core.Pipeline;
+
+/// <summary>What a gradient/activation pass produced, per tensor; the scoring pass reads it one tensor at a time.</summary>
+public sealed class ScoreSources
+{
+    public required double CalibrationLoss { get; init; }
+    public required long CalibrationTokens { get; init; }
+    public required int CalibrationSequences { get; init; }
+    /// <summary>Summed (or averaged, per --grad-reduction) gradient; null for forward-only metrics.</summary>
+    public float[][]? Gradient { get; init; }
+    public FisherAccumulator? Fisher { get; init; }
+    public float[][]? HessianDiag { get; init; }
+    public ActivationStats? Activations { get; init; }
+}

@@ -1,0 +1,130 @@
+using Cwa.Core.Checkpoints;
+using Cwa.Core.Engine;
+using Cwa.Core.Models;
+using Cwa.Core.Ranking;
+using Cwa.Core.Sensitivity;
+
+namespace Cwa.Core.Pipeline;
+
+/// <summary>
+/// Streams over tensors: computes one tensor's scores, feeds them to the exact stats, the histogram and the
+/// bounded top/bottom-k collectors (optionally the score dump), then drops them. Memory beyond the model is one
+/// score buffer plus O(k) candidates, never a list of all weights.
+/// </summary>
+public static class ScoringPass
+{
+    public static RankingResult Run(IBackend backend, ScoreSources sources, SensitivityMetric metric, ObdCurvature curvature,
+        RankingMode mode, int maxK, bool include1D, string? dumpPath, IProgressSink progress)
+    {
+        var specs = backend.Specs;
+        var scored = Enumerable.Range(0, specs.Count).Where(i => Scorable(specs[i], metric, sources, include1D)).ToList();
+        if (scored.Count == 0) throw new CwaException($"metric {metric.Name()} has no tensor to score in this model");
+        long largest = scored.Max(i => specs[i].NumElements);
+        if (maxK > largest)
+            throw new InputException($"--topk {maxK} is larger than the largest scored tensor ({largest} weights)");
+        var scores = new float[largest];
+        var scratch = new float[largest];
+        var weights = new float[largest];
+        var top = new Dictionary<int, List<ScoredIndex>>();
+        var bottom = new Dictionary<int, List<ScoredIndex>>();
+        var global = new TopKCollector(maxK);
+        var perBlock = new Dictionary<int, TopKCollector>();
+        var stats = new List<TensorStats>();
+        var blockAgg = new AggregateStats();
+        var compAgg = new AggregateStats();
+        var overallAgg = new AggregateStats();
+        var histogram = new LogHistogramBuilder();
+        double overallMin = double.PositiveInfinity;
+        using var dump = dumpPath == null ? null : new SafeTensorsWriter(dumpPath,
+            scored.Select(i => (specs[i].Name, DType.F32, specs[i].Shape.Select(d => (long)d).ToArray())).ToList(),
+            new Dictionary<string, string> { ["metric"] = metric.Name() });
+        using (var phase = progress.Start("scoring", scored.Count))
+        {
+            foreach (int t in scored)
+            {
+                var spec = specs[t];
+                int n = (int)spec.NumElements;
+                phase.Describe(spec.Name);
+                var w = weights.AsSpan(0, n);
+                backend.ReadWeight(t, w);
+                var input = new TensorScoreInput
+                {
+                    Spec = spec,
+                    Weights = w.ToArray(),
+                    Gradient = sources.Gradient?[t],
+                    FisherSum = sources.Fisher?.Get(t),
+                    HessianDiag = sources.HessianDiag?[t],
+                    InputNorms = sources.Activations?.InputNorms(spec.Name),
+                    InputMaxAbs = sources.Activations?.InputMaxAbs(spec.Name),
+                };
+                var s = scores.AsSpan(0, n);
+                ScoreFunctions.Compute(metric, input, s, curvature);
+                dump?.Write(spec.Name, s);
+                var (st, sumSq) = TensorStatsCalculator.Compute(spec, s, scratch);
+                stats.Add(st);
+                blockAgg.Add(spec.Block < 0 ? "other" : $"block {spec.Block}", st, sumSq);
+                compAgg.Add(spec.Component, st, sumSq);
+                overallAgg.Add("all", st, sumSq);
+                overallMin = Math.Min(overallMin, st.Min);
+                histogram.Add(s);
+                var local = new TopKCollector(maxK);
+                local.Add(t, s);
+                top[t] = local.Result();
+                var low = new TopKCollector(maxK, largest: false);
+                low.Add(t, s);
+                bottom[t] = low.Result();
+                var block = perBlock.TryGetValue(spec.Block, out var c) ? c : perBlock[spec.Block] = new TopKCollector(maxK);
+                foreach (var cand in top[t])
+                {
+                    global.Offer(cand);
+                    block.Offer(cand);
+                }
+                phase.Advance();
+            }
+        }
+        dump?.Commit();
+        var overall = overallAgg.Rows()[0];
+        var h = histogram.Build();
+        return new RankingResult
+        {
+            Mode = mode,
+            MaxK = maxK,
+            ScoredTensors = scored,
+            TopPerTensor = top,
+            BottomPerTensor = bottom,
+            Global = global.Result(),
+            PerBlock = perBlock.ToDictionary(kv => kv.Key, kv => kv.Value.Result()),
+            Stats = stats,
+            PerBlockAggregates = blockAgg.Rows(),
+            PerComponentAggregates = compAgg.Rows(),
+            Overall = overall,
+            OverallStats = new TensorStats("all", -1, "all", overall.NumWeights, overall.Mean, overall.Std, overallMin, overall.Max,
+                HistogramQuantile(h, 0.5), HistogramQuantile(h, 0.95), HistogramQuantile(h, 0.99), HistogramQuantile(h, 0.999), h.Zeros, overall.Sum),
+            Histogram = h,
+        };
+    }
+
+    /// <summary>Which tensors get scores: 2-D by default; activation metrics only where activations were observed.</summary>
+    private static bool Scorable(ParameterSpec spec, SensitivityMetric metric, ScoreSources sources, bool include1D)
+    {
+        if (!spec.Is2D && !include1D) return false;
+        if (metric.NeedsActivations())
+            return spec.Is2D && sources.Activations?.InputNorms(spec.Name) != null;
+        return true;
+    }
+
+    /// <summary>Model-wide quantiles for the plot's summary box, from the histogram (bin upper edge): per-tensor ones are exact.</summary>
+    private static double HistogramQuantile(LogHistogram h, double q)
+    {
+        long total = h.Zeros + h.Counts.Sum();
+        if (total == 0) return double.NaN;
+        long target = (long)Math.Ceiling(q * total), seen = h.Zeros;
+        if (seen >= target) return 0;
+        for (int i = 0; i < h.Counts.Length; i++)
+        {
+            seen += h.Counts[i];
+            if (seen >= target) return h.Edges[i + 1];
+        }
+        return h.Edges[^1];
+    }
+}

@@ -1,0 +1,61 @@
+using Cwa.Core.Data;
+using Cwa.Core.Ranking;
+using Cwa.Core.Sensitivity;
+
+namespace Cwa.Core.Pipeline;
+
+public sealed record PairAgreement(string A, string B, double Jaccard, double Overlap, double SpearmanTensorMeans);
+
+public sealed record StabilityReport(IReadOnlyList<string> Runs, double[,] JaccardMatrix, IReadOnlyList<PairAgreement> Pairs, double MeanJaccardAcrossSeeds, PairAgreement? DisjointHalves);
+
+/// <summary>
+/// Does the ranking depend on which calibration texts were used? Each seed resamples the calibration set; the
+/// stability check also ranks on two disjoint halves of the texts. Agreement: Jaccard and overlap coefficient of
+/// the top-k sets, and Spearman correlation of per-tensor mean scores (does the order of tensors agree).
+/// </summary>
+public static class StabilityAnalysis
+{
+    public static StabilityReport Run(LoadedModel model, CalibrationData data, AnalyzeRequest r, SensitivityMetric metric, ObdCurvature curvature,
+        RankingMode mode, RankingResult first, IProgressSink progress)
+    {
+        var runs = new List<(string Label, HashSet<(int, long)> Set, double[] Means)> { ($"seed {r.Seeds[0]}", first.AsSet(r.TopK), Means(first)) };
+        foreach (int seed in r.Seeds.Skip(1))
+        {
+            var ranking = Rank(model, data.CalibrationBatches(model.Tokenizer, r, (ulong)seed), r, metric, curvature, mode, progress);
+            runs.Add(($"seed {seed}", ranking.AsSet(r.TopK), Means(ranking)));
+        }
+        int n = runs.Count;
+        var matrix = new double[n, n];
+        var pairs = new List<PairAgreement>();
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+            {
+                matrix[i, j] = SetOverlap.Jaccard(runs[i].Set, runs[j].Set);
+                if (j > i) pairs.Add(Compare(runs[i], runs[j]));
+            }
+        PairAgreement? halves = null;
+        if (r.StabilityCheck)
+        {
+            var order = CalibrationSet.Shuffle(data.CalibrationTexts.Count, (ulong)r.Seeds[0]);
+            var a = order.Where((_, i) => i % 2 == 0).Select(i => data.CalibrationTexts[i]).ToList();
+            var b = order.Where((_, i) => i % 2 == 1).Select(i => data.CalibrationTexts[i]).ToList();
+            var ra = Rank(model, data.CalibrationBatches(model.Tokenizer, r, (ulong)r.Seeds[0], a), r, metric, curvature, mode, progress);
+            var rb = Rank(model, data.CalibrationBatches(model.Tokenizer, r, (ulong)r.Seeds[0], b), r, metric, curvature, mode, progress);
+            halves = Compare(("half A", ra.AsSet(r.TopK), Means(ra)), ("half B", rb.AsSet(r.TopK), Means(rb)));
+        }
+        double meanJ = pairs.Count == 0 ? 1 : pairs.Average(p => p.Jaccard);
+        return new StabilityReport(runs.Select(x => x.Label).ToList(), matrix, pairs, meanJ, halves);
+    }
+
+    private static RankingResult Rank(LoadedModel model, IReadOnlyList<Batch> batches, AnalyzeRequest r, SensitivityMetric metric, ObdCurvature curvature,
+        RankingMode mode, IProgressSink progress)
+    {
+        var sources = GradientPass.Run(model, batches, metric, curvature, r, progress);
+        return ScoringPass.Run(model.Backend, sources, metric, curvature, mode, r.TopK, r.Include1D, null, progress);
+    }
+
+    private static double[] Means(RankingResult r) => r.Stats.Select(s => s.Mean).ToArray();
+
+    private static PairAgreement Compare((string Label, HashSet<(int, long)> Set, double[] Means) a, (string Label, HashSet<(int, long)> Set, double[] Means) b) =>
+        new(a.Label, b.Label, SetOverlap.Jaccard(a.Set, b.Set), SetOverlap.OverlapCoefficient(a.Set, b.Set), SetOverlap.Spearman(a.Means, b.Means));
+}
