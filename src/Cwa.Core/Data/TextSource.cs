@@ -50,13 +50,13 @@ public static class TextSource
             var dataFields = reader.Schema.GetDataFields();
             var column = dataFields.FirstOrDefault(f => f.Name == field)
                 ?? throw new InputException($"{path}: no column '{field}' (columns: {string.Join(", ", dataFields.Select(f => f.Name))}; set --text-field)");
-            if (column.ClrType != typeof(string)) throw new InputException($"{path}: column '{field}' holds {column.ClrType.Name}, not strings");
             var texts = new List<string>();
             for (int g = 0; g < reader.RowGroupCount; g++)
             {
                 using var group = reader.OpenRowGroupReader(g);
                 var strings = new string?[group.RowCount];
-                group.ReadAsync(column, strings.AsMemory(), null, default).AsTask().GetAwaiter().GetResult();
+                try { group.ReadAsync(column, strings.AsMemory(), null, default).AsTask().GetAwaiter().GetResult(); }
+                catch (Exception e) when (e is not CwaException) { throw new InputException($"{path}: column '{field}' does not hold text ({e.Message.Split('\n')[0]})"); }
                 texts.AddRange(strings.Where(s => !string.IsNullOrWhiteSpace(s)).Select(s => s!.Trim()));
             }
             reader.DisposeAsync().AsTask().GetAwaiter().GetResult();

@@ -43,6 +43,8 @@ public static class Plots
         LogTicks(plt.Axes.Left);
         plt.ShowLegend(Edge.Right);
         plt.Axes.Margins(bottom: 0);
+        // Groups only partly filled (e.g. "other" has just embed/lm_head) would otherwise be cropped by autoscaling.
+        plt.Axes.SetLimitsX(-0.5, blocks.Count - 0.5);
         return Save(plt, path);
     }
 
@@ -93,8 +95,7 @@ public static class Plots
             bar.Axis.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = Pow10, IntegerTicksOnly = true };
         plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(Enumerable.Range(0, cols).Select(i => (double)i).ToArray(), colLabels);
         plt.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(Enumerable.Range(0, rows).Select(i => (double)i).ToArray(), rowLabels);
-        plt.Axes.Bottom.TickLabelStyle.Rotation = -30;
-        plt.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleRight;
+        plt.Axes.Bottom.TickLabelStyle.FontSize = cols > 8 ? 12 : 14;
         if (annotate && rows * cols <= 400)
             for (int r = 0; r < rows; r++)
                 for (int c = 0; c < cols; c++)
