@@ -10,7 +10,7 @@ internal static class TrainDemoCommand
     private static readonly Option<string> Out = new("--out", "-o") { Description = "Folder to write the trained model to.", DefaultValueFactory = _ => "src/Cwa.Core/Models/Demo" };
     private static readonly Option<int> Steps = new("--steps") { Description = "AdamW steps.", DefaultValueFactory = _ => 400 };
     private static readonly Option<int> BatchSize = new("--batch-size") { Description = "Sequences per step.", DefaultValueFactory = _ => 16 };
-    private static readonly Option<double> LearningRate = new("--lr") { Description = "Peak learning rate (warmup, then cosine decay).", DefaultValueFactory = _ => 3e-3 };
+    private static readonly Option<double> LearningRate = new("--lr") { Description = "Peak learning rate (warmup, then cosine decay).", DefaultValueFactory = _ => 2e-3 };
     private static readonly Option<int> Seed = new("--seed") { Description = "Seed for initialisation and batch sampling.", DefaultValueFactory = _ => 42 };
     private static readonly Option<string> Dtype = new("--dtype") { Description = "Stored dtype of the result.", DefaultValueFactory = _ => "bf16" };
 
@@ -23,7 +23,8 @@ internal static class TrainDemoCommand
             var options = new DemoTrainingOptions(parse.GetValue(Out)!, parse.GetValue(Steps), parse.GetValue(BatchSize), LearningRate: parse.GetValue(LearningRate),
                 Seed: (ulong)parse.GetValue(Seed), DType: DTypeInfo.Parse(parse.GetValue(Dtype)!));
             var r = ConsoleProgress.Run(parse, stdout, sink => DemoTrainer.Train(options, sink));
-            stdout.WriteLine($"trained {r.Parameters:N0} parameters in {r.Seconds:F0} s: loss {r.FirstLoss:F3} -> {r.FinalTrainLoss:F3}; held-out perplexity {r.HeldOutPerplexity:F1} (uniform would be {r.UniformPerplexity:F0}); written to {options.OutDir}");
+            stdout.WriteLine($"trained {r.Parameters:N0} parameters in {r.Seconds:F0} s: train loss {r.FirstLoss:F3} -> {r.FinalTrainLoss:F3}; kept step {r.BestStep} " +
+                $"(validation perplexity {r.ValidationPerplexity:F1}); held-out perplexity {r.HeldOutPerplexity:F1} (uniform would be {r.UniformPerplexity:F0}); written to {options.OutDir}");
             return ExitCodes.Ok;
         });
         return cmd;

@@ -38,7 +38,7 @@ public static class HfConfigReader
         var config = new ModelConfig
         {
             ModelType = modelType,
-            Architecture = (root["architectures"] as JsonArray)?.FirstOrDefault()?.GetValue<string>() ?? "LlamaForCausalLM",
+            Architecture = (root["architectures"] as JsonArray)?.FirstOrDefault() is JsonValue a && a.TryGetValue(out string? arch) ? arch : "LlamaForCausalLM",
             VocabSize = Positive(root, "vocab_size", path),
             HiddenSize = hidden,
             IntermediateSize = Positive(root, "intermediate_size", path),
@@ -52,12 +52,12 @@ public static class HfConfigReader
             TieWordEmbeddings = Bool(root, "tie_word_embeddings", path, false),
             AttentionBias = modelType == "qwen2" || Bool(root, "attention_bias", path, false),
             MaxPositionEmbeddings = IntOr(root, "max_position_embeddings", path, 2048),
-            BosTokenId = root["bos_token_id"] is JsonValue b ? b.GetValue<int>() : null,
+            BosTokenId = root["bos_token_id"] is null ? null : IntOr(root, "bos_token_id", path, 0),
             EosTokenIds = root["eos_token_id"] switch
             {
-                JsonValue v => [v.GetValue<int>()],
-                JsonArray a => a.Select(x => x!.GetValue<int>()).ToArray(),
-                _ => [],
+                null => [],
+                JsonArray arr => arr.Select(x => x is JsonValue v && v.TryGetValue(out int id) ? id : throw new InputException($"{path}: 'eos_token_id' must hold whole numbers")).ToArray(),
+                _ => [IntOr(root, "eos_token_id", path, 0)],
             },
             TorchDtype = Str(root, "torch_dtype", path) ?? Str(root, "dtype", path),
         };

@@ -138,5 +138,7 @@ internal static class SafeTensorsHeader
             throw Bad(path, $"data section has {dataBytes} bytes but the tensors cover {pos}");
     }
 
-    public static InputException Bad(string path, string problem) => new($"{path}: invalid safetensors file: {problem}");
+    /// <summary>Tensor names come from the file and may hold control characters; escape them to keep one line.</summary>
+    public static InputException Bad(string path, string problem) =>
+        new($"{path}: invalid safetensors file: {string.Concat(problem.Select(c => char.IsControl(c) ? $"\\u{(int)c:x4}" : c.ToString()))}");
 }

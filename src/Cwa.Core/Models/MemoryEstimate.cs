@@ -21,6 +21,15 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
         return new MemoryEstimate(weights, needGradients ? weights : 0, activations, logits);
     }
 
+    /// <summary>Refuses up front, with the numbers, instead of being killed by the OOM killer half way through.</summary>
+    public void EnsureFits(string where, long availableBytes)
+    {
+        if (availableBytes <= 0 || Total <= availableBytes) return;
+        throw new CwaException($"{where}: an analyze run needs about {Format(Total)} (weights {Format(Weights)}, gradients {Format(Gradients)}, " +
+            $"activations {Format(Activations)}, logits {Format(Logits)}) but only {Format(availableBytes)} is available; " +
+            "try --recompute, a smaller --batch-size or a shorter --max-length");
+    }
+
     public static string Format(long bytes) => bytes switch
     {
         >= 1L << 30 => $"{bytes / (double)(1L << 30):F2} GiB",

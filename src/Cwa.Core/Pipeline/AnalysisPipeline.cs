@@ -31,7 +31,8 @@ public static class AnalysisPipeline
         using (timer.Phase("load"))
         {
             data = CalibrationData.Load(r);
-            model = LoadedModel.Open(r.Model, r.Dtype, r.Device, new EngineOptions(r.Threads, r.Recompute), progress);
+            model = LoadedModel.Open(r.Model, r.Dtype, r.Device, new EngineOptions(r.Threads, r.Recompute), progress,
+                (r.BatchSize, r.MaxLength, metric != SensitivityMetric.Magnitude && !metric.NeedsActivations()));
         }
         using (model)
         {

@@ -22,7 +22,8 @@ public sealed class LoadedModel : IDisposable
     public required DType HeldType { get; init; }
     public ModelConfig Config => Checkpoint.Config;
 
-    public static LoadedModel Open(string? modelDir, string? dtype, string device, EngineOptions options, IProgressSink progress)
+    public static LoadedModel Open(string? modelDir, string? dtype, string device, EngineOptions options, IProgressSink progress,
+        (int Batch, int SeqLen, bool Gradients)? workload = null)
     {
         if (device is not ("auto" or "cpu" or "cuda"))
             throw new InputException($"--device: unknown device '{device}' (valid: auto, cpu, cuda)");
@@ -33,6 +34,9 @@ public sealed class LoadedModel : IDisposable
         try
         {
             ckpt.ValidateLayout();
+            if (workload is { } w)
+                MemoryEstimate.ForAnalysis(ckpt.Config, w.Batch, w.SeqLen, w.Gradients, options.Recompute)
+                    .EnsureFits(ckpt.Directory, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
             var tokenizer = TokenizerLoader.Load(path, ckpt.Config);
             if (tokenizer.VocabSize > ckpt.Config.VocabSize)
                 throw new InputException($"{path}: tokenizer has {tokenizer.VocabSize} tokens but config.json says vocab_size {ckpt.Config.VocabSize}");

@@ -7,15 +7,18 @@ using Cwa.Core.Tokenization;
 
 namespace Cwa.Core.Training;
 
-public sealed record DemoTrainingOptions(string OutDir, int Steps = 400, int BatchSize = 16, int SeqLen = 128, double LearningRate = 3e-3,
-    int VocabSize = 2048, ulong Seed = 42, DType DType = DType.BF16, int Threads = 0);
+public sealed record DemoTrainingOptions(string OutDir, int Steps = 400, int BatchSize = 16, int SeqLen = 128, double LearningRate = 2e-3,
+    int VocabSize = 1024, ulong Seed = 42, DType DType = DType.BF16, int Threads = 0, int EvalEvery = 20);
 
-public sealed record DemoTrainingResult(double FirstLoss, double FinalTrainLoss, double HeldOutPerplexity, double UniformPerplexity, long Parameters, double Seconds);
+public sealed record DemoTrainingResult(double FirstLoss, double FinalTrainLoss, int BestStep, double ValidationPerplexity, double HeldOutPerplexity,
+    double UniformPerplexity, long Parameters, double Seconds);
 
 /// <summary>
 /// Trains the built-in demo model: a byte-level BPE tokenizer and a small Llama on the built-in corpus's
-/// calibration part (the evaluation part stays unseen), AdamW with warmup and cosine decay. A real trained model
-/// has structured weights, so its sensitivity maps and perturbation results mean something, unlike random init.
+/// calibration part (the evaluation part stays unseen), AdamW with warmup and cosine decay. The corpus is small
+/// enough for a few million parameters to memorise it, so every tenth calibration paragraph is kept out of
+/// training as a validation set and the weights with the best validation loss are kept (early stopping).
+/// A trained model has structured weights, so its sensitivity maps and perturbation results mean something.
 /// </summary>
 public static class DemoTrainer
 {
@@ -41,8 +44,10 @@ public static class DemoTrainer
         }
         finally { Directory.Delete(tmpTok, true); }
 
-        var train = texts.Select(t => tok.Encode(t)).Select(s => s.Length > o.SeqLen ? s[..o.SeqLen] : s).Where(s => s.Length >= 2).ToList();
-        var heldOut = BuiltInCorpus.Evaluation.Select(t => tok.Encode(t)).Select(s => s.Length > o.SeqLen ? s[..o.SeqLen] : s).Where(s => s.Length >= 2).ToList();
+        List<int[]> Encode(IEnumerable<string> xs) => xs.Select(t => tok.Encode(t)).Select(s => s.Length > o.SeqLen ? s[..o.SeqLen] : s).Where(s => s.Length >= 2).ToList();
+        var train = Encode(texts.Where((_, i) => i % 10 != 9));
+        var validation = CalibrationSet.MakeBatches(Encode(texts.Where((_, i) => i % 10 == 9)), 16, tok.PadId);
+        var heldOut = CalibrationSet.MakeBatches(Encode(BuiltInCorpus.Evaluation), 16, tok.PadId);
         var weights = ModelWeights<float>.Random(config, o.Seed);
         var options = new EngineOptions(o.Threads);
         Gemm.MaxThreads = options.EffectiveThreads;
@@ -50,7 +55,9 @@ public static class DemoTrainer
         var grads = weights.ZerosLike();
         var opt = new AdamW(weights);
         var rng = new SplitMix64(o.Seed ^ 0xDE30);
-        double first = double.NaN, ema = double.NaN;
+        double first = double.NaN, ema = double.NaN, bestValidation = double.PositiveInfinity;
+        int bestStep = -1;
+        var best = weights.Clone();
         using (var phase = progress.Start("training", o.Steps))
         {
             for (int step = 0; step < o.Steps; step++)
@@ -63,20 +70,35 @@ public static class DemoTrainer
                 opt.Step(grads, LearningRate(step, o));
                 if (step == 0) first = loss;
                 ema = double.IsNaN(ema) ? loss : 0.95 * ema + 0.05 * loss;
-                phase.Describe($"step {step + 1}/{o.Steps} loss {ema:F3}");
+                if ((step + 1) % o.EvalEvery == 0 || step == o.Steps - 1)
+                {
+                    double v = Perplexity(model, validation);
+                    if (v < bestValidation)
+                    {
+                        (bestValidation, bestStep) = (v, step + 1);
+                        for (int i = 0; i < weights.Count; i++) weights[i].AsSpan().CopyTo(best[i]);
+                    }
+                }
+                phase.Describe($"step {step + 1}/{o.Steps} loss {ema:F3} best val ppl {bestValidation:F1} @ {bestStep}");
                 phase.Advance();
             }
         }
+        double heldOutPpl = Perplexity(new LlamaModel<float>(best, options), heldOut);
+        TestModelGenerator.Write(o.OutDir, config, o.DType, (i, spec, dst) => best[i].AsSpan().CopyTo(dst), tokenizer.TokenizerJson, tokenizer.TokenizerConfigJson);
+        return new DemoTrainingResult(first, ema, bestStep, bestValidation, heldOutPpl, tokenizer.VocabSize, weights.ParameterCount, sw.Elapsed.TotalSeconds);
+    }
+
+    private static double Perplexity(LlamaModel<float> model, IReadOnlyList<Batch> batches)
+    {
         double sumNll = 0;
         long count = 0;
-        foreach (var b in CalibrationSet.MakeBatches(heldOut, 16, tok.PadId))
+        foreach (var b in batches)
         {
             var e = model.Evaluate(b);
             sumNll += e.SumNll;
             count += e.Tokens;
         }
-        TestModelGenerator.Write(o.OutDir, config, o.DType, (i, spec, dst) => weights[i].AsSpan().CopyTo(dst), tokenizer.TokenizerJson, tokenizer.TokenizerConfigJson);
-        return new DemoTrainingResult(first, ema, Math.Exp(sumNll / count), tokenizer.VocabSize, weights.ParameterCount, sw.Elapsed.TotalSeconds);
+        return Math.Exp(sumNll / count);
     }
 
     /// <summary>Linear warmup over the first 5% of steps, then cosine decay to 10% of the peak.</summary>
