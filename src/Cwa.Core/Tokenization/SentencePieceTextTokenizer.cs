@@ -13,13 +13,13 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
     public int PadId { get; }
     public bool AddsBos { get; }
 
-    private SentencePieceTextTokenizer(LlamaTokenizer sp, bool addsBos)
+    private SentencePieceTextTokenizer(LlamaTokenizer sp, bool addsBos, string? padToken)
     {
         _sp = sp;
         VocabSize = sp.Vocabulary.Count == 0 ? 0 : sp.Vocabulary.Values.Max() + 1;
         BosId = sp.BeginningOfSentenceId;
         EosId = sp.EndOfSentenceId;
-        PadId = EosId ?? 0;
+        PadId = padToken != null && sp.Vocabulary.TryGetValue(padToken, out int pad) ? pad : EosId ?? 0;
         AddsBos = addsBos;
     }
 
@@ -29,7 +29,7 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
         try
         {
             using var stream = File.OpenRead(modelPath);
-            return new SentencePieceTextTokenizer(LlamaTokenizer.Create(stream, addBeginOfSentence: addBos, addEndOfSentence: false), addBos);
+            return new SentencePieceTextTokenizer(LlamaTokenizer.Create(stream, addBeginOfSentence: addBos, addEndOfSentence: false), addBos, settings.PadToken);
         }
         catch (Exception e) when (e is not CwaException)
         {
