@@ -37,6 +37,7 @@ internal static class AnalyzeCommand
     private static readonly Option<int> Threads = new("--threads") { Description = "CPU threads (default: all cores).", DefaultValueFactory = _ => Environment.ProcessorCount };
     private static readonly Option<bool> Recompute = new("--recompute") { Description = "Activation checkpointing per block: less memory, ~30% more compute." };
     private static readonly Option<bool> DumpScores = new("--dump-scores") { Description = "Also write every score to scores.safetensors (large)." };
+    private static readonly Option<bool> SkipNonFinite = new("--skip-nonfinite") { Description = "Skip calibration batches whose loss or gradient is NaN/Inf (recorded in the manifest) instead of stopping." };
     private static readonly Option<string?> ExperimentName = new("--experiment-name") { Description = "Name recorded in the manifest." };
 
     public static Command Create()
@@ -44,7 +45,7 @@ internal static class AnalyzeCommand
         var cmd = new Command("analyze", "Score, rank and report the critical weights of a model (default: the built-in demo model and corpus).");
         foreach (var o in new Option[] { Model, Device, Dtype, Metric, Mode, TopK, Seeds, DataFile, TextField, EvalFile, MaxSamples, MaxLength, BatchSize,
                      OutDir, SavePlots, Perturb, PerturbScale, AbsoluteNoise, PerturbProb, Bit, Controls, ControlSeeds, KSweep, StabilityCheck, GradReduction,
-                     Include1D, HutchinsonProbes, ObdCurvature, Threads, Recompute, DumpScores, ExperimentName, CommandRunner.Quiet, CommandRunner.Verbose })
+                     Include1D, HutchinsonProbes, ObdCurvature, Threads, Recompute, DumpScores, SkipNonFinite, ExperimentName, CommandRunner.Quiet, CommandRunner.Verbose })
             cmd.Add(o);
         CommandRunner.SetAction(cmd, (parse, stdout) =>
         {
@@ -90,6 +91,7 @@ internal static class AnalyzeCommand
         Threads = Positive(p.GetValue(Threads), "--threads"),
         Recompute = p.GetValue(Recompute),
         DumpScores = p.GetValue(DumpScores),
+        SkipNonFinite = p.GetValue(SkipNonFinite),
         ExperimentName = p.GetValue(ExperimentName),
     };
 

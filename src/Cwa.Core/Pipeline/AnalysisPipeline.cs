@@ -67,7 +67,7 @@ public static class AnalysisPipeline
             }
             if (r.SavePlots)
                 using (timer.Phase("plots"))
-                    outputs.RankingPlots(ranking, metric.Name(), model.Backend.Specs);
+                    outputs.RankingPlots(ranking, metric.Name());
 
             PerturbationReport? pert = null;
             if (perturb)
@@ -138,6 +138,7 @@ public static class AnalysisPipeline
             foreach (var (k, v) in results) resultsJson[k] = double.IsFinite(v) ? v : null;
             if (pert?.TopOverRandomRatio is double ratio) resultsJson["top_over_random_delta_ppl_ratio"] = ratio;
             resultsJson["num_selected_weights"] = top.Count;
+            resultsJson["skipped_batches"] = new JsonArray(sources.SkippedBatches.Select(b => (JsonNode)b).ToArray());
             new ExperimentManifest
             {
                 ExperimentName = r.ExperimentName ?? $"{metric.Name()}_{mode.Name()}_k{r.TopK}",

@@ -38,5 +38,7 @@ public sealed record AnalyzeRequest
     public int Threads { get; init; } = Environment.ProcessorCount;
     public bool Recompute { get; init; }
     public bool DumpScores { get; init; }
+    /// <summary>Skip (and record) calibration batches whose loss or gradient is NaN/Inf instead of stopping.</summary>
+    public bool SkipNonFinite { get; init; }
     public string? ExperimentName { get; init; }
 }

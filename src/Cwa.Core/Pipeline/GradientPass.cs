@@ -17,7 +17,12 @@ public static class GradientPass
         var backend = model.Backend;
         int tensors = backend.Specs.Count;
         double lossSum = 0;
-        long tokens = batches.Sum(b => (long)b.TargetCount);
+        long tokens = 0;
+        void Use(double loss, Batch b)
+        {
+            lossSum += loss * b.TargetCount;
+            tokens += b.TargetCount;
+        }
         double scale = r.GradReduction switch
         {
             "sum" => 1.0,
@@ -32,7 +37,7 @@ public static class GradientPass
             using (var phase = progress.Start("forward", batches.Count))
                 for (int i = 0; i < batches.Count; i++)
                 {
-                    lossSum += CheckLoss(backend.ForwardLoss(batches[i]), i) * batches[i].TargetCount;
+                    Use(CheckLoss(backend.ForwardLoss(batches[i]), i), batches[i]);
                     phase.Advance();
                 }
             backend.Observer = null;
@@ -40,28 +45,53 @@ public static class GradientPass
         }
 
         bool fisherNeeded = metric.NeedsFisher(curvature);
+        // Per-batch gradients are needed for the Fisher sum, and to drop a bad batch without poisoning the sum.
+        bool perBatch = fisherNeeded || r.SkipNonFinite;
         var fisher = fisherNeeded ? new FisherAccumulator(tensors) : null;
         var gradient = new float[tensors][];
+        var skipped = new List<string>();
         backend.ClearGradients();
         using (var phase = progress.Start("gradients", batches.Count))
         {
             for (int i = 0; i < batches.Count; i++)
             {
-                if (fisherNeeded) backend.ClearGradients();
-                lossSum += CheckLoss(backend.ForwardBackward(batches[i], fisherNeeded ? 1.0 : scale), i) * batches[i].TargetCount;
-                if (fisherNeeded)
-                    for (int t = 0; t < tensors; t++)
-                    {
-                        var g = gradient[t] ??= new float[backend.Specs[t].NumElements];
-                        var batchGrad = new float[g.Length];
-                        backend.ReadGradient(t, batchGrad);
-                        fisher!.Add(t, batchGrad);
-                        System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(batchGrad, (float)scale, g, g);
-                    }
                 phase.Advance();
+                if (perBatch) backend.ClearGradients();
+                double loss = backend.ForwardBackward(batches[i], perBatch ? 1.0 : scale);
+                if (!double.IsFinite(loss) && r.SkipNonFinite) { skipped.Add($"batch {i}: loss {loss}"); continue; }
+                CheckLoss(loss, i);
+                if (!perBatch)
+                {
+                    Use(loss, batches[i]);
+                    continue;
+                }
+                var batchGrads = new float[tensors][];
+                string? bad = null;
+                for (int t = 0; t < tensors && bad == null; t++)
+                {
+                    batchGrads[t] = new float[backend.Specs[t].NumElements];
+                    backend.ReadGradient(t, batchGrads[t]);
+                    int j = Array.FindIndex(batchGrads[t], v => !float.IsFinite(v));
+                    if (j >= 0) bad = $"batch {i}: gradient of {backend.Specs[t].Name} not finite at flat index {j}";
+                }
+                if (bad != null)
+                {
+                    if (!r.SkipNonFinite) throw new CwaException($"calibration {bad}; check the model weights and data (or pass --skip-nonfinite)");
+                    skipped.Add(bad);
+                    continue;
+                }
+                Use(loss, batches[i]);
+                for (int t = 0; t < tensors; t++)
+                {
+                    var g = gradient[t] ??= new float[batchGrads[t].Length];
+                    fisher?.Add(t, batchGrads[t]);
+                    System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(batchGrads[t], (float)scale, g, g);
+                }
             }
         }
-        if (!fisherNeeded)
+        if (skipped.Count == batches.Count)
+            throw new CwaException($"every calibration batch had a non-finite loss or gradient ({skipped[0]})");
+        if (!perBatch)
             for (int t = 0; t < tensors; t++)
             {
                 gradient[t] = new float[backend.Specs[t].NumElements];
@@ -76,10 +106,10 @@ public static class GradientPass
         return new ScoreSources
         {
             CalibrationLoss = lossSum / tokens, CalibrationTokens = tokens, CalibrationSequences = batches.Sum(b => b.BatchSize),
-            Gradient = gradient, Fisher = fisher, HessianDiag = hessian,
+            Gradient = gradient, Fisher = fisher, HessianDiag = hessian, SkippedBatches = skipped,
         };
     }
 
     private static double CheckLoss(double loss, int batch) =>
-        double.IsFinite(loss) ? loss : throw new CwaException($"calibration batch {batch} produced a non-finite loss ({loss}); check the model weights and data");
+        double.IsFinite(loss) ? loss : throw new CwaException($"calibration batch {batch} produced a non-finite loss ({loss}); check the model weights and data (or pass --skip-nonfinite)");
 }

@@ -20,7 +20,7 @@ internal sealed class RunOutputs(string outDir, string prefix)
         TopWeightsCsv.Write(PathOf("top_weights.csv"), top);
     }
 
-    public void RankingPlots(RankingResult ranking, string metric, IReadOnlyList<Models.ParameterSpec> specs)
+    public void RankingPlots(RankingResult ranking, string metric)
     {
         var summaries = ranking.Stats.Select(s => new TensorScoreSummary(s.Block, s.Component, s.Mean, s.Max)).ToList();
         Add(Plots.LayerComparison(Png("layer_comparison"), $"{metric}: mean score per tensor by block", summaries), "Mean score of each tensor, grouped by transformer block and component.");
@@ -34,7 +34,6 @@ internal sealed class RunOutputs(string outDir, string prefix)
         Add(Plots.Heatmap(Png("sensitivity_heatmap"), $"{metric}: mean score, block x component",
             blocks.Select(b => b < 0 ? "other" : $"block {b}").ToArray(), comps.Select(Plots.ShortName).ToArray(), values, "mean score (log10)", logScale: true),
             "Mean score per block and component (colour on a log scale).");
-        _ = specs;
     }
 
     public void PerturbationPlots(PerturbationReport p, string metric)

@@ -13,4 +13,6 @@ public sealed class ScoreSources
     public FisherAccumulator? Fisher { get; init; }
     public float[][]? HessianDiag { get; init; }
     public ActivationStats? Activations { get; init; }
+    /// <summary>Calibration batches left out by --skip-nonfinite, with the reason.</summary>
+    public IReadOnlyList<string> SkippedBatches { get; init; } = [];
 }
