@@ -76,7 +76,7 @@ public static class AnalysisPipeline
                     pert = PerturbationExperiment.Run(model, data.EvaluationBatches(model.Tokenizer, r), ranking, r, progress);
                     JsonOutput.Write(outputs.PathOf("perturbation_results.json"), pert);
                     if (pert.Controls.Count > 0)
-                        JsonOutput.Write(outputs.PathOf("control_baselines.json"), new { pert.Baseline, pert.Controls, pert.TopKRun, pert.TopOverRandomRatio });
+                        JsonOutput.Write(outputs.PathOf("control_baselines.json"), new { pert.Baseline, pert.Controls, pert.TopKRun, pert.TopOverRandomRatio, pert.TopMinusRandomCi95High });
                     if (r.SavePlots) outputs.PerturbationPlots(pert, metric.Name());
                 }
             StabilityReport? stability = null;
@@ -137,6 +137,7 @@ public static class AnalysisPipeline
             var resultsJson = new JsonObject();
             foreach (var (k, v) in results) resultsJson[k] = double.IsFinite(v) ? v : null;
             if (pert?.TopOverRandomRatio is double ratio) resultsJson["top_over_random_delta_ppl_ratio"] = ratio;
+            if (pert?.TopMinusRandomCi95High is double margin) resultsJson["top_minus_random_ci95_high_delta_ppl"] = margin;
             resultsJson["num_selected_weights"] = top.Count;
             resultsJson["skipped_batches"] = new JsonArray(sources.SkippedBatches.Select(b => (JsonNode)b).ToArray());
             new ExperimentManifest

@@ -16,7 +16,7 @@ public sealed record DoseResponsePoint(int K, string Selection, double DeltaPerp
 public sealed record PerturbationReport(
     string Kind, double Scale, bool Absolute, double Probability, int? Bit, string HeldDtype, string Mode, int TopK,
     EvalMetrics Baseline, PerturbedRun TopKRun, IReadOnlyList<ControlSummary> Controls, IReadOnlyList<DoseResponsePoint> KSweep,
-    double? TopOverRandomRatio);
+    double? TopOverRandomRatio, double? TopMinusRandomCi95High);
 
 /// <summary>
 /// Causal test of a ranking: perturb the top-k, re-measure held-out perplexity, and compare with controls that
@@ -84,9 +84,11 @@ public static class PerturbationExperiment
             points.AddRange(cs.Select(c => new DoseResponsePoint(k, c.Selection, c.MeanDeltaPerplexity, c.Ci95Low, c.Ci95High)));
         }
         var randomSummary = controlSummaries.FirstOrDefault(c => c.Selection == "random_k");
+        // The ratio is only meaningful when random damage is positive; the margin over the random interval always is.
         double? ratio = randomSummary is { MeanDeltaPerplexity: > 0 } ? topRunMain.DeltaPerplexity / randomSummary.MeanDeltaPerplexity : null;
+        double? margin = randomSummary == null ? null : topRunMain.DeltaPerplexity - randomSummary.Ci95High;
         return new PerturbationReport(PerturbationKinds.Name(kind), r.PerturbScale, r.PerturbAbsolute, r.PerturbProb, r.Bit, model.HeldType.ToString(),
-            ranking.Mode.Name(), r.TopK, baseline, topRunMain, controlSummaries, points, ratio);
+            ranking.Mode.Name(), r.TopK, baseline, topRunMain, controlSummaries, points, ratio, margin);
     }
 
     private static ControlSummary Summarize(string label, List<PerturbedRun> runs)
