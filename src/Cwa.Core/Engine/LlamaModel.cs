@@ -132,8 +132,8 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         Linear(c.Xn1, p.Q, p.QBias, c.Q, n, _c.QDim, d);
         Linear(c.Xn1, p.K, p.KBias, c.K, n, _c.KvDim, d);
         Linear(c.Xn1, p.V, p.VBias, c.V, n, _c.KvDim, d);
-        _rope!.Apply(c.Q, n, batch.SeqLen, _c.NumHeads, inverse: false);
-        _rope.Apply(c.K, n, batch.SeqLen, _c.NumKvHeads, inverse: false);
+        _rope!.Apply(c.Q, n, batch.SeqLen, _c.NumHeads, inverse: false, _threads);
+        _rope.Apply(c.K, n, batch.SeqLen, _c.NumKvHeads, inverse: false, _threads);
         _attention.Forward(c.Q, c.K, c.V, c.Probs, c.Att, batch.BatchSize, batch.SeqLen, batch.Lengths);
         obs?.OnLinearInput(_w.Specs[p.O], c.Att, n, _c.QDim, real);
         Linear(c.Att, p.O, -1, sc.Dn, n, d, _c.QDim);
@@ -146,7 +146,7 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         }
         Linear(c.Xn2, p.Gate, -1, c.Gate, n, f, d);
         Linear(c.Xn2, p.Up, -1, c.Up, n, f, d);
-        SwiGlu<T>.Forward(c.Gate, c.Up, c.H);
+        SwiGlu<T>.Forward(c.Gate, c.Up, c.H, _threads);
         obs?.OnLinearInput(_w.Specs[p.Down], c.H, n, f, real);
         Linear(c.H, p.Down, -1, sc.Dn, n, d, f);
         obs?.OnLinearOutput(_w.Specs[p.Down], sc.Dn, n, d, real);
@@ -161,7 +161,7 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         // down_proj: y = H Wd^T  =>  dWd += dY^T H, dH = dY Wd
         Gemm.Compute(true, false, d, f, n, T.One, dx, 0, d, c.H, 0, f, T.One, g[p.Down], 0, f);
         Gemm.Compute(false, false, n, f, d, T.One, dx, 0, d, _w[p.Down], 0, f, T.Zero, sc.Dh, 0, f);
-        SwiGlu<T>.Backward(c.Gate, c.Up, sc.Dh, sc.DGate, sc.DUp);
+        SwiGlu<T>.Backward(c.Gate, c.Up, sc.Dh, sc.DGate, sc.DUp, _threads);
         Gemm.Compute(true, false, f, d, n, T.One, sc.DGate, 0, f, c.Xn2, 0, d, T.One, g[p.Gate], 0, d);
         Gemm.Compute(true, false, f, d, n, T.One, sc.DUp, 0, f, c.Xn2, 0, d, T.One, g[p.Up], 0, d);
         Gemm.Compute(false, false, n, d, f, T.One, sc.DGate, 0, f, _w[p.Gate], 0, d, T.Zero, sc.Dn, 0, d);
@@ -172,8 +172,8 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         Gemm.Compute(true, false, d, qd, n, T.One, dx, 0, d, c.Att, 0, qd, T.One, g[p.O], 0, qd);
         Gemm.Compute(false, false, n, qd, d, T.One, dx, 0, d, _w[p.O], 0, qd, T.Zero, sc.DAtt, 0, qd);
         _attention.Backward(c.Q, c.K, c.V, c.Probs, sc.DAtt, sc.Dq, sc.Dk, sc.Dv, batch.BatchSize, batch.SeqLen, batch.Lengths);
-        _rope!.Apply(sc.Dq, n, batch.SeqLen, _c.NumHeads, inverse: true);
-        _rope.Apply(sc.Dk, n, batch.SeqLen, _c.NumKvHeads, inverse: true);
+        _rope!.Apply(sc.Dq, n, batch.SeqLen, _c.NumHeads, inverse: true, _threads);
+        _rope.Apply(sc.Dk, n, batch.SeqLen, _c.NumKvHeads, inverse: true, _threads);
         LinearBackward(sc.Dq, c.Xn1, p.Q, p.QBias, g, n, qd, d, first: true, sc.Dn);
         LinearBackward(sc.Dk, c.Xn1, p.K, p.KBias, g, n, kd, d, first: false, sc.Dn);
         LinearBackward(sc.Dv, c.Xn1, p.V, p.VBias, g, n, kd, d, first: false, sc.Dn);

@@ -65,10 +65,10 @@ internal sealed class Rope<T> where T : unmanaged, IFloatingPointIeee754<T>
     }
 
     /// <summary>Rotates every head of x [rows, heads*headDim] in place; row r sits at position r % seqLen.</summary>
-    public void Apply(T[] x, int rows, int seqLen, int heads, bool inverse)
+    public void Apply(T[] x, int rows, int seqLen, int heads, bool inverse, int threads = 1)
     {
         int hd = 2 * _half, stride = heads * hd;
-        for (int r = 0; r < rows; r++)
+        Gemm.ParallelFor(rows, threads, r =>
         {
             int pos = r % seqLen;
             int tb = pos * _half;
@@ -83,6 +83,6 @@ internal sealed class Rope<T> where T : unmanaged, IFloatingPointIeee754<T>
                     x[o + i + _half] = b * c + a * s;
                 }
             }
-        }
+        });
     }
 }
