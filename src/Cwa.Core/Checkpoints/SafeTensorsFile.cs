@@ -1,4 +1,5 @@
 using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 
 namespace Cwa.Core.Checkpoints;
@@ -80,19 +81,11 @@ public sealed unsafe class SafeTensorsFile : ITensorSource, IDisposable
         return new ReadOnlySpan<byte>(_base + _dataStart + t.DataBegin, checked((int)(t.DataEnd - t.DataBegin)));
     }
 
-    public void Read(string name, Span<float> destination)
-    {
-        var t = Info(name);
-        CheckLength(t, destination.Length);
-        int size = DTypeInfo.Size(t.DType);
-        for (int start = 0; start < destination.Length; start += ChunkElements)
-        {
-            int n = Math.Min(ChunkElements, destination.Length - start);
-            DTypeConversion.ToFloat(Bytes(t, start, n, size), t.DType, destination.Slice(start, n));
-        }
-    }
+    public void Read(string name, Span<float> destination) => ReadConverted(name, destination);
 
-    public void Read(string name, Span<double> destination)
+    public void Read(string name, Span<double> destination) => ReadConverted(name, destination);
+
+    private void ReadConverted<T>(string name, Span<T> destination) where T : unmanaged
     {
         var t = Info(name);
         CheckLength(t, destination.Length);
@@ -100,7 +93,9 @@ public sealed unsafe class SafeTensorsFile : ITensorSource, IDisposable
         for (int start = 0; start < destination.Length; start += ChunkElements)
         {
             int n = Math.Min(ChunkElements, destination.Length - start);
-            DTypeConversion.ToDouble(Bytes(t, start, n, size), t.DType, destination.Slice(start, n));
+            var dst = destination.Slice(start, n);
+            if (typeof(T) == typeof(float)) DTypeConversion.ToFloat(Bytes(t, start, n, size), t.DType, MemoryMarshal.Cast<T, float>(dst));
+            else DTypeConversion.ToDouble(Bytes(t, start, n, size), t.DType, MemoryMarshal.Cast<T, double>(dst));
         }
     }
 

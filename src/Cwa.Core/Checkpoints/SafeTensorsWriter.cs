@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 
@@ -70,21 +71,11 @@ public sealed class SafeTensorsWriter : IDisposable
         return ms.ToArray();
     }
 
-    public void Write(string name, ReadOnlySpan<float> data)
-    {
-        var type = Expect(name, data.Length);
-        var buffer = new byte[Math.Min(data.Length, ChunkElements) * DTypeInfo.Size(type)];
-        for (int start = 0; start < data.Length; start += ChunkElements)
-        {
-            int count = Math.Min(ChunkElements, data.Length - start);
-            var bytes = buffer.AsSpan(0, count * DTypeInfo.Size(type));
-            DTypeConversion.FromFloat(data.Slice(start, count), type, bytes);
-            _stream.Write(bytes);
-        }
-        _next++;
-    }
+    public void Write(string name, ReadOnlySpan<float> data) => WriteConverted(name, data);
 
-    public void Write(string name, ReadOnlySpan<double> data)
+    public void Write(string name, ReadOnlySpan<double> data) => WriteConverted(name, data);
+
+    private void WriteConverted<T>(string name, ReadOnlySpan<T> data) where T : unmanaged
     {
         var type = Expect(name, data.Length);
         var buffer = new byte[Math.Min(data.Length, ChunkElements) * DTypeInfo.Size(type)];
@@ -92,7 +83,9 @@ public sealed class SafeTensorsWriter : IDisposable
         {
             int count = Math.Min(ChunkElements, data.Length - start);
             var bytes = buffer.AsSpan(0, count * DTypeInfo.Size(type));
-            DTypeConversion.FromDouble(data.Slice(start, count), type, bytes);
+            var src = data.Slice(start, count);
+            if (typeof(T) == typeof(float)) DTypeConversion.FromFloat(MemoryMarshal.Cast<T, float>(src), type, bytes);
+            else DTypeConversion.FromDouble(MemoryMarshal.Cast<T, double>(src), type, bytes);
             _stream.Write(bytes);
         }
         _next++;
