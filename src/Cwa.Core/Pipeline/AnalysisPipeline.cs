@@ -39,7 +39,7 @@ public static class AnalysisPipeline
             var batches = data.CalibrationBatches(model.Tokenizer, r, (ulong)r.Seeds[0]);
             ScoreSources sources;
             using (timer.Phase("gradients"))
-                sources = GradientPass.Run(model, batches, metric, curvature, r, progress);
+                sources = GradientPass.Run(model, batches, metric, curvature, r, progress, Checkpoint(r, outDir, model, data, batches));
             int maxK = Math.Max(r.TopK, r.KSweep.Count > 0 ? r.KSweep.Max() : 0);
             RankingResult ranking;
             using (timer.Phase("scoring"))
@@ -177,6 +177,17 @@ public static class AnalysisPipeline
             return new AnalysisSummary(outDir, model.DisplayName, metric.Name(), mode.Name(), r.TopK, sources.CalibrationLoss,
                 sources.CalibrationSequences, sources.CalibrationTokens, top.OrderByDescending(t => t.Score).Take(10).ToList(), files, results, timer.Phases);
         }
+    }
+
+    /// <summary>The gradient checkpoint, keyed by everything that changes the sums, when the run asks for one.</summary>
+    private static GradientCheckpoint? Checkpoint(AnalyzeRequest r, string outDir, LoadedModel model, CalibrationData data, IReadOnlyList<Data.Batch> batches)
+    {
+        if (r.CheckpointEvery <= 0 && !r.Resume) return null;
+        string key = ExperimentManifest.Sha256Hex([
+            Path.GetFullPath(model.Path), string.Join(",", model.Checkpoint.ShardHeaderSha256.Values), ExperimentManifest.Sha256Hex(data.CalibrationTexts),
+            r.Metric, r.ObdCurvature, r.Seeds[0].ToString(), r.MaxSamples.ToString(), r.MaxLength.ToString(), r.BatchSize.ToString(),
+            r.GradReduction, r.SkipNonFinite.ToString(), model.HeldType.ToString(), batches.Count.ToString()]);
+        return new GradientCheckpoint(Path.Combine(outDir, ".cwa-gradients.ckpt.safetensors"), key, r.CheckpointEvery > 0 ? r.CheckpointEvery : 25);
     }
 
     private static string PrepareOutDir(string outDir)

@@ -40,5 +40,9 @@ public sealed record AnalyzeRequest
     public bool DumpScores { get; init; }
     /// <summary>Skip (and record) calibration batches whose loss or gradient is NaN/Inf instead of stopping.</summary>
     public bool SkipNonFinite { get; init; }
+    /// <summary>Save the running gradient sums every N calibration batches (0 = only with --resume, every 25).</summary>
+    public int CheckpointEvery { get; init; }
+    /// <summary>Continue an interrupted run from the checkpoint in the out dir.</summary>
+    public bool Resume { get; init; }
     public string? ExperimentName { get; init; }
 }

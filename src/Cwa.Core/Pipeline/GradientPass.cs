@@ -12,7 +12,7 @@ namespace Cwa.Core.Pipeline;
 public static class GradientPass
 {
     public static ScoreSources Run(LoadedModel model, IReadOnlyList<Batch> batches, SensitivityMetric metric, ObdCurvature curvature,
-        AnalyzeRequest r, IProgressSink progress)
+        AnalyzeRequest r, IProgressSink progress, GradientCheckpoint? checkpoint = null)
     {
         var backend = model.Backend;
         int tensors = backend.Specs.Count;
@@ -45,16 +45,30 @@ public static class GradientPass
         }
 
         bool fisherNeeded = metric.NeedsFisher(curvature);
-        // Per-batch gradients are needed for the Fisher sum, and to drop a bad batch without poisoning the sum.
-        bool perBatch = fisherNeeded || r.SkipNonFinite;
+        // Per-batch gradients are needed for the Fisher sum, to drop a bad batch without poisoning the sum, and to
+        // keep the running sums in arrays a checkpoint can save.
+        bool perBatch = fisherNeeded || r.SkipNonFinite || checkpoint != null;
         var fisher = fisherNeeded ? new FisherAccumulator(tensors) : null;
-        var gradient = new float[tensors][];
+        var gradient = new float[]?[tensors];
         var skipped = new List<string>();
+        int start = 0;
+        if (checkpoint != null && r.Resume && checkpoint.Load(fisherNeeded) is { } saved)
+        {
+            if (saved.Gradient.Length != tensors || saved.NextBatch > batches.Count)
+                throw new InputException($"{checkpoint.Path}: checkpoint does not match this run's model or data");
+            (start, lossSum, tokens, gradient) = (saved.NextBatch, saved.LossSum, saved.Tokens, saved.Gradient);
+            skipped.AddRange(saved.Skipped);
+            if (fisherNeeded) fisher = new FisherAccumulator(saved.Fisher!);
+            progress.Info($"resuming from {checkpoint.Path} at batch {start} of {batches.Count}");
+        }
         backend.ClearGradients();
         using (var phase = progress.Start("gradients", batches.Count))
         {
-            for (int i = 0; i < batches.Count; i++)
+            phase.Advance(start);
+            for (int i = start; i < batches.Count; i++)
             {
+                if (checkpoint != null && i > start && i % checkpoint.Every == 0)
+                    checkpoint.Save(new GradientState(i, lossSum, tokens, skipped, gradient, fisher?.Sums));
                 phase.Advance();
                 if (perBatch) backend.ClearGradients();
                 double loss = backend.ForwardBackward(batches[i], perBatch ? 1.0 : scale);
@@ -89,24 +103,27 @@ public static class GradientPass
                 }
             }
         }
+        checkpoint?.Delete();
         if (skipped.Count == batches.Count)
             throw new CwaException($"every calibration batch had a non-finite loss or gradient ({skipped[0]})");
         if (!perBatch)
             for (int t = 0; t < tensors; t++)
             {
-                gradient[t] = new float[backend.Specs[t].NumElements];
-                backend.ReadGradient(t, gradient[t]);
+                var g = new float[backend.Specs[t].NumElements];
+                backend.ReadGradient(t, g);
+                gradient[t] = g;
             }
+        var sums = gradient.Select((g, t) => g ?? new float[backend.Specs[t].NumElements]).ToArray();
         for (int t = 0; t < tensors; t++)
         {
-            int bad = Array.FindIndex(gradient[t], v => !float.IsFinite(v));
+            int bad = Array.FindIndex(sums[t], v => !float.IsFinite(v));
             if (bad >= 0) throw new CwaException($"gradient of {backend.Specs[t].Name} is not finite at flat index {bad}; check the model weights and data");
         }
         float[][]? hessian = metric.NeedsHessian(curvature) ? HutchinsonPass.Run(model, batches, r, progress) : null;
         return new ScoreSources
         {
             CalibrationLoss = lossSum / tokens, CalibrationTokens = tokens, CalibrationSequences = batches.Sum(b => b.BatchSize),
-            Gradient = gradient, Fisher = fisher, HessianDiag = hessian, SkippedBatches = skipped,
+            Gradient = sums, Fisher = fisher, HessianDiag = hessian, SkippedBatches = skipped,
         };
     }
 

@@ -9,6 +9,11 @@ public sealed class FisherAccumulator
 
     public FisherAccumulator(int tensorCount) => _sums = new float[tensorCount][];
 
+    /// <summary>Continues from saved sums (resuming an interrupted run).</summary>
+    public FisherAccumulator(float[]?[] sums) => _sums = sums;
+
+    public float[]?[] Sums => _sums;
+
     public void Add(int tensorIndex, ReadOnlySpan<float> batchGradient)
     {
         var sum = _sums[tensorIndex] ??= new float[batchGradient.Length];
