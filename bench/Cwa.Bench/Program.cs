@@ -40,6 +40,8 @@ public static class Program
         };
         if (!quick) shapes.Add(("square 2048", false, true, 2048, 2048, 2048));
         shapes.Add(("linear fwd  Y[2048,1408] = X[2048,512] W^T", false, true, 2048, 1408, 512));
+        shapes.Add(("linear fwd  Y[1024,1408] = X[1024,512] W^T", false, true, 1024, 1408, 512));
+        shapes.Add(("linear fwd  Y[1024,512] = H[1024,1408] Wd^T", false, true, 1024, 512, 1408));
         shapes.Add(("backward dW[1408,512] = dY^T X", true, false, 1408, 512, 2048));
         shapes.Add(("backward dX[2048,512] = dY W", false, false, 2048, 512, 1408));
         foreach (int threads in new[] { 1, Environment.ProcessorCount }.Distinct())

@@ -36,12 +36,12 @@ internal static class Packing
     }
 
     /// <summary>op(B)[p0.., j0..] -> panels of nr columns: dest[(panel*kc + p)*nr + j].</summary>
-    public static void PackB(bool transB, float[] b, int bOffset, int ldb, int p0, int kc, int j0, int nc, int nr, float[] dest)
+    public static void PackB(bool transB, float[] b, int bOffset, int ldb, int p0, int kc, int j0, int nc, int nr, float[] dest, int destOffset)
     {
         int panels = (nc + nr - 1) / nr;
         for (int pj = 0; pj < panels; pj++)
         {
-            int baseDst = pj * kc * nr;
+            int baseDst = destOffset + pj * kc * nr;
             int cols = Math.Min(nr, nc - pj * nr);
             int jStart = j0 + pj * nr;
             if (!transB)

@@ -12,7 +12,7 @@ namespace Cwa.Core.Engine;
 internal static unsafe class Sgemm
 {
     private const int KC = 256;
-    private const int MC = 96;
+    private const int MC = 48;
     private const int NC = 2048;
     private const long SmallWork = 32L * 32 * 32;
     private const long ParallelWork = 1L << 21;
@@ -74,7 +74,18 @@ internal static unsafe class Sgemm
                 {
                     int kcur = Math.Min(KC, k - p0);
                     float betaEff = p0 == 0 ? beta : 1f;
-                    Packing.PackB(transB, b, bOffset, ldb, p0, kcur, j0, ncur, nr, packB);
+                    if (parallel)
+                    {
+                        // Packing op(B) is O(k n) per block; on one thread it idles the others at m ~ 1000 tokens.
+                        int panels = (ncur + nr - 1) / nr, perTask = (panels + Gemm.MaxThreads - 1) / Gemm.MaxThreads;
+                        Parallel.For(0, (panels + perTask - 1) / perTask, new ParallelOptions { MaxDegreeOfParallelism = Gemm.MaxThreads }, task =>
+                        {
+                            int first = task * perTask * nr, cols = Math.Min(perTask * nr, ncur - first);
+                            Packing.PackB(transB, b, bOffset, ldb, p0, kcur, j0 + first, cols, nr, packB, first / nr * kcur * nr);
+                        });
+                    }
+                    else
+                        Packing.PackB(transB, b, bOffset, ldb, p0, kcur, j0, ncur, nr, packB, 0);
                     int mBlocks = (m + MC - 1) / MC;
                     if (parallel)
                     {
