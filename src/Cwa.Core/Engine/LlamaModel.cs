@@ -22,6 +22,11 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     private readonly Attention<T> _attention;
     private readonly LossHead<T> _lossHead;
     private Rope<T>? _rope;
+    // Work buffers of the last batch shape, reused while shapes repeat (most batches): allocating ~100 MB of large
+    // arrays per call cost more than some of the GEMMs. Every buffer is fully written before it is read.
+    private (int Batch, int SeqLen, int Layers) _cachedShape;
+    private LayerCache<T>[] _caches = [];
+    private BlockScratch? _scratch;
 
     public LlamaModel(ModelWeights<T> weights, EngineOptions? options = null)
     {
@@ -80,12 +85,21 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
 
         bool backward = grads != null;
         bool keepAll = backward && !_options.Recompute;
-        var caches = new LayerCache<T>[keepAll ? _c.NumLayers : 1];
+        int cacheCount = keepAll ? _c.NumLayers : 1;
+        if (_cachedShape != (bsz, s, cacheCount))
+        {
+            // Keep what is already allocated for this shape (e.g. forward-only after forward+backward).
+            var reuse = _cachedShape.Batch == bsz && _cachedShape.SeqLen == s ? _caches : [];
+            _caches = Enumerable.Range(0, cacheCount).Select(i => i < reuse.Length ? reuse[i] : NewCache(batch)).ToArray();
+            if (_scratch == null || _cachedShape.Batch != bsz || _cachedShape.SeqLen != s) _scratch = new BlockScratch(n, _c);
+            _cachedShape = (bsz, s, cacheCount);
+        }
+        var caches = _caches;
         var savedInputs = backward && _options.Recompute ? new T[_c.NumLayers][] : null;
-        var scratch = new BlockScratch(n, _c);
+        var scratch = _scratch!;
         for (int l = 0; l < _c.NumLayers; l++)
         {
-            var cache = caches[keepAll ? l : 0] ??= NewCache(batch);
+            var cache = caches[keepAll ? l : 0];
             if (savedInputs != null) savedInputs[l] = (T[])x.Clone();
             ForwardBlock(l, x, cache, batch, real, scratch, Observer);
         }

@@ -49,6 +49,23 @@ public class EnginePropertyTests
     }
 
     [Fact]
+    public void ReusedWorkBuffersDoNotLeakBetweenBatches()
+    {
+        var w = ModelWeights<float>.Random(TinyModels.Config(bias: true), 12, 0.3);
+        var first = TinyModels.Make([6, 6, 6], 31);           // fills every row of the buffers
+        var second = TinyModels.Make([6, 2, 4], 32);          // same shape, shorter rows: stale rows must not matter
+        var used = new LlamaModel<float>(w, new EngineOptions(2));
+        used.ForwardBackward(first, w.ZerosLike());
+        var g1 = w.ZerosLike();
+        double l1 = used.ForwardBackward(second, g1);
+        var g2 = w.ZerosLike();
+        double l2 = new LlamaModel<float>(w, new EngineOptions(2)).ForwardBackward(second, g2);
+        Assert.Equal(l2, l1);
+        for (int i = 0; i < g1.Count; i++) Assert.Equal(g2[i], g1[i]);
+        Assert.Equal(new LlamaModel<float>(w).Evaluate(second), used.Evaluate(second));
+    }
+
+    [Fact]
     public void PaddingDoesNotChangeASequencesNll()
     {
         var config = TinyModels.Config();
