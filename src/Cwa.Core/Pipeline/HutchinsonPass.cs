@@ -10,7 +10,9 @@ namespace Cwa.Core.Pipeline;
 /// </summary>
 public static class HutchinsonPass
 {
-    private const double Epsilon = 1e-4;
+    // Small enough that the step along z (norm epsilon * sqrt(#weights)) stays in the quadratic regime; fp64 keeps
+    // the gradient difference well above roundoff.
+    private const double Epsilon = 1e-5;
 
     public static float[][] Run(LoadedModel model, IReadOnlyList<Batch> batches, AnalyzeRequest r, IProgressSink progress)
     {
