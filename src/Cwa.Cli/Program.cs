@@ -28,6 +28,8 @@ public static class Program
             "CriticalWeights (cwa): find the weights a language model cannot live without.\n" +
             "Loads a Hugging Face Llama-family checkpoint, runs calibration text through it, scores every weight,\n" +
             "ranks them, writes statistics, CSV, manifest and plots, and tests the ranking by perturbation.\n\n" +
+            "Start with `cwa analyze` (built-in demo model and corpus, results in ./results), then\n" +
+            "`cwa analyze --model DIR --perturb zero --controls random_k,bottom_k` on your own checkpoint.\n\n" +
             "Exit codes: 0 ok, 1 runtime failure, 2 usage error or bad input.");
         root.Add(AnalyzeCommand.Create());
         root.Add(EvalCommand.Create());
