@@ -1,0 +1,44 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+
+namespace Cwa.Cuda;
+
+/// <summary>
+/// Owns the ILGPU context and the accelerator kernels run on: a CUDA GPU when one is usable, otherwise (and in
+/// CI, which has no GPU) ILGPU's CPU accelerator, which executes the same kernels so their logic is tested.
+/// </summary>
+public sealed class DeviceContext : IDisposable
+{
+    public Context Context { get; }
+    public Accelerator Accelerator { get; }
+    public bool IsGpu => Accelerator.AcceleratorType == AcceleratorType.Cuda;
+
+    private DeviceContext(Context context, Accelerator accelerator) => (Context, Accelerator) = (context, accelerator);
+
+    public static DeviceContext CreateCpu()
+    {
+        var context = Context.Create(b => b.CPU().Math(MathMode.Fast32BitOnly));
+        return new DeviceContext(context, context.CreateCPUAccelerator(0));
+    }
+
+    /// <summary>The first CUDA device, or a clear error naming what was missing.</summary>
+    public static DeviceContext CreateCuda()
+    {
+        var context = Context.Create(b => b.Cuda().Math(MathMode.Fast32BitOnly));
+        var devices = context.GetCudaDevices();
+        if (devices.Count == 0)
+        {
+            context.Dispose();
+            throw new Core.CwaException("--device cuda: no CUDA device found (is the NVIDIA driver installed and libcuda.so on the library path?)");
+        }
+        return new DeviceContext(context, devices[0].CreateAccelerator(context));
+    }
+
+    public void Dispose()
+    {
+        Accelerator.Dispose();
+        Context.Dispose();
+    }
+}
