@@ -21,6 +21,50 @@ public sealed class KernelRunner(DeviceContext device)
     private readonly Action<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, float> _ce =
         device.Accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, float>(Kernels.SoftmaxCrossEntropy);
 
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmKernel.Shape> _gemm =
+        device.Accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmKernel.Shape>(GemmKernel.Compute);
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _rmsBwd =
+        device.Accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(Kernels.RmsNormBackward);
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> _rmsDw =
+        device.Accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(Kernels.RmsNormWeightGrad);
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int, float> _attn =
+        device.Accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int, float>(Kernels.AttentionForward);
+
+    public void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, float[] a, int lda, float[] b, int ldb, float beta, float[] c, int ldc)
+    {
+        using var ad = _acc.Allocate1D(a);
+        using var bd = _acc.Allocate1D(b);
+        using var cd = _acc.Allocate1D(c);
+        _gemm(m * n, ad.View, bd.View, cd.View, new GemmKernel.Shape(m, n, k, transA ? 1 : 0, transB ? 1 : 0, lda, ldb, ldc, alpha, beta));
+        cd.CopyToCPU(c);
+    }
+
+    /// <summary>dx += RMSNorm input gradient; dw += weight gradient.</summary>
+    public void RmsNormBackward(float[] x, float[] w, float[] rinv, float[] dy, float[] dx, float[] dw, int rows, int dim)
+    {
+        using var xd = _acc.Allocate1D(x);
+        using var wd = _acc.Allocate1D(w);
+        using var rd = _acc.Allocate1D(rinv);
+        using var yd = _acc.Allocate1D(dy);
+        using var dxd = _acc.Allocate1D(dx);
+        using var dwd = _acc.Allocate1D(dw);
+        _rmsBwd(rows, xd.View, wd.View, rd.View, yd.View, dxd.View, dim);
+        _rmsDw(dim, xd.View, rd.View, yd.View, dwd.View, rows, dim);
+        dxd.CopyToCPU(dx);
+        dwd.CopyToCPU(dw);
+    }
+
+    public void AttentionForward(float[] q, float[] k, float[] v, float[] output, int[] lengths, int seqLen, int heads, int kvHeads, int hd)
+    {
+        using var qd = _acc.Allocate1D(q);
+        using var kd = _acc.Allocate1D(k);
+        using var vd = _acc.Allocate1D(v);
+        using var od = _acc.Allocate1D<float>(output.Length);
+        using var ld = _acc.Allocate1D(lengths);
+        _attn(lengths.Length * heads * seqLen, qd.View, kd.View, vd.View, od.View, ld.View, seqLen, heads, kvHeads, hd, 1f / MathF.Sqrt(hd));
+        od.CopyToCPU(output);
+    }
+
     public void SwiGluForward(float[] gate, float[] up, float[] h)
     {
         using var g = _acc.Allocate1D(gate);

@@ -36,6 +36,69 @@ public static class Kernels
     }
 
     /// <summary>
+    /// RMSNorm backward, one row per thread: with g = dy * w, dx += r * g - x * r^3 * (g . x) / D. The weight
+    /// gradient is a column sum over rows and is reduced by <see cref="RmsNormWeightGrad"/> (one thread per column,
+    /// rows in order, so it is deterministic).
+    /// </summary>
+    public static void RmsNormBackward(Index1D row, ArrayView<float> x, ArrayView<float> w, ArrayView<float> rinv, ArrayView<float> dy, ArrayView<float> dx, int dim)
+    {
+        long o = (long)(int)row * dim;
+        float r = rinv[row], dot = 0;
+        for (int j = 0; j < dim; j++) dot += dy[o + j] * w[j] * x[o + j];
+        float coef = r * r * r * dot / dim;
+        for (int j = 0; j < dim; j++) dx[o + j] += r * dy[o + j] * w[j] - x[o + j] * coef;
+    }
+
+    /// <summary>dw[j] += sum over rows of dy * x * rinv.</summary>
+    public static void RmsNormWeightGrad(Index1D col, ArrayView<float> x, ArrayView<float> rinv, ArrayView<float> dy, ArrayView<float> dw, int rows, int dim)
+    {
+        float s = 0;
+        for (int r = 0; r < rows; r++) s += dy[(long)r * dim + col] * x[(long)r * dim + col] * rinv[r];
+        dw[col] += s;
+    }
+
+    /// <summary>
+    /// Causal grouped-query attention forward, one (sequence, head, query position) per thread, with a numerically
+    /// stable two-pass softmax. q [N, H*hd], k/v [N, KvH*hd], out [N, H*hd]; positions at or past the sequence's
+    /// length produce zeros (right padding is never attended to).
+    /// </summary>
+    public static void AttentionForward(Index1D idx, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output,
+        ArrayView<int> lengths, int seqLen, int heads, int kvHeads, int hd, float scale)
+    {
+        int t = idx % seqLen;
+        int bh = idx / seqLen;
+        int h = bh % heads, b = bh / heads;
+        int kvh = h / (heads / kvHeads);
+        int qs = heads * hd, ks = kvHeads * hd;
+        long qo = ((long)b * seqLen + t) * qs + h * hd;
+        if (t >= lengths[b])
+        {
+            for (int d = 0; d < hd; d++) output[qo + d] = 0;
+            return;
+        }
+        float max = float.NegativeInfinity;
+        for (int u = 0; u <= t; u++)
+        {
+            long ko = ((long)b * seqLen + u) * ks + kvh * hd;
+            float s = 0;
+            for (int d = 0; d < hd; d++) s += q[qo + d] * k[ko + d];
+            max = MathF.Max(max, s * scale);
+        }
+        float sum = 0;
+        for (int d = 0; d < hd; d++) output[qo + d] = 0;
+        for (int u = 0; u <= t; u++)
+        {
+            long ko = ((long)b * seqLen + u) * ks + kvh * hd;
+            float s = 0;
+            for (int d = 0; d < hd; d++) s += q[qo + d] * k[ko + d];
+            float p = MathF.Exp(s * scale - max);
+            sum += p;
+            for (int d = 0; d < hd; d++) output[qo + d] += p * v[ko + d];
+        }
+        for (int d = 0; d < hd; d++) output[qo + d] /= sum;
+    }
+
+    /// <summary>
     /// Rotate-half RoPE on x [rows, heads * 2 * half], one (row, head, pair) per thread; tables [positions, half];
     /// position = row % seqLen. inverse = 1 applies the transpose (the backward pass).
     /// </summary>

@@ -84,6 +84,57 @@ public sealed class KernelTests : IDisposable
         Close(cpu, x);
     }
 
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(false, true)]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    public void GemmFallbackMatchesTheCpuSgemm(bool ta, bool tb)
+    {
+        int m = 33, n = 47, k = 29;
+        var a = Rand(8, m * k);
+        var b = Rand(9, k * n);
+        var cCpu = Rand(10, m * n);
+        var cDev = (float[])cCpu.Clone();
+        int lda = ta ? m : k, ldb = tb ? k : n;
+        Gemm.Compute(ta, tb, m, n, k, 0.5f, a, 0, lda, b, 0, ldb, 2f, cCpu, 0, n);
+        _run.Gemm(ta, tb, m, n, k, 0.5f, a, lda, b, ldb, 2f, cDev, n);
+        Close(cCpu, cDev, 1e-4f);
+    }
+
+    [Fact]
+    public void RmsNormBackwardMatchesTheCpuBackend()
+    {
+        int rows = 21, dim = 40;
+        var x = Rand(11, rows * dim, 2);
+        var w = Rand(12, dim).Select(v => 1 + 0.1f * v).ToArray();
+        var dy = Rand(13, rows * dim);
+        var y = new float[x.Length];
+        var r = new float[rows];
+        RmsNorm<float>.Forward(x, w, y, r, rows, dim, 1e-5, 1);
+        float[] dxCpu = Rand(14, rows * dim), dwCpu = Rand(15, dim);
+        float[] dxDev = (float[])dxCpu.Clone(), dwDev = (float[])dwCpu.Clone();
+        RmsNorm<float>.Backward(x, w, r, dy, dxCpu, dwCpu, rows, dim, 2);
+        _run.RmsNormBackward(x, w, r, dy, dxDev, dwDev, rows, dim);
+        Close(dxCpu, dxDev, 1e-4f);
+        Close(dwCpu, dwDev, 1e-4f);
+    }
+
+    [Fact]
+    public void CausalGqaAttentionWithPaddingMatchesTheCpuBackend()
+    {
+        int[] lengths = [7, 4, 1];
+        int seq = 7, heads = 4, kvHeads = 2, hd = 8, n = lengths.Length * seq;
+        var q = Rand(16, n * heads * hd);
+        var k = Rand(17, n * kvHeads * hd);
+        var v = Rand(18, n * kvHeads * hd);
+        var cpu = new float[n * heads * hd];
+        var dev = new float[cpu.Length];
+        new Attention<float>(heads, kvHeads, hd, 2).Forward(q, k, v, new float[lengths.Length * heads * seq * seq], cpu, lengths.Length, seq, lengths);
+        _run.AttentionForward(q, k, v, dev, lengths, seq, heads, kvHeads, hd);
+        Close(cpu, dev, 1e-5f);
+    }
+
     [Fact]
     public void SoftmaxCrossEntropyGivesNllAndTheScaledGradient()
     {
