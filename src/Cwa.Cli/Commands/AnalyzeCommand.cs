@@ -8,6 +8,7 @@ internal static class AnalyzeCommand
 {
     private static readonly Option<string?> Model = new("--model", "-m") { Description = "Hugging Face model folder (config.json, *.safetensors, tokenizer). Default: the built-in demo model." };
     private static readonly Option<string> Device = new("--device") { Description = "cpu, cuda or auto (cuda when available, else cpu).", DefaultValueFactory = _ => "auto" };
+    private static readonly Option<string?> CudaLibDir = new("--cuda-lib-dir") { Description = "Folder holding libcublas.so (default: LD_LIBRARY_PATH, /usr/local/cuda/lib64, pip's nvidia/cublas/lib)." };
     private static readonly Option<string?> Dtype = new("--dtype") { Description = "Precision the weights are held in: bf16, f16 or f32 (default: as stored). CPU arithmetic is fp32." };
     private static readonly Option<string> Metric = new("--metric") { Description = "Score: grad_x_weight |G*W|, grad_squared G^2, fisher sum g_b^2, hutchinson_diag, obd 0.5*h*W^2, magnitude |W|, wanda |W|*||X||, act_outlier (super weights).", DefaultValueFactory = _ => "grad_x_weight" };
     private static readonly Option<string> Mode = new("--mode") { Description = "Ranking: per_layer (top-k per tensor), global (exact top-k over all weights), per_block (top-k per transformer block).", DefaultValueFactory = _ => "per_layer" };
@@ -45,13 +46,16 @@ internal static class AnalyzeCommand
     public static Command Create()
     {
         var cmd = new Command("analyze", "Score, rank and report the critical weights of a model (default: the built-in demo model and corpus).");
-        foreach (var o in new Option[] { Model, Device, Dtype, Metric, Mode, TopK, Seeds, DataFile, TextField, EvalFile, MaxSamples, MaxLength, BatchSize,
+        foreach (var o in new Option[] { Model, Device, CudaLibDir, Dtype, Metric, Mode, TopK, Seeds, DataFile, TextField, EvalFile, MaxSamples, MaxLength, BatchSize,
                      OutDir, SavePlots, Perturb, PerturbScale, AbsoluteNoise, PerturbProb, Bit, Controls, ControlSeeds, KSweep, StabilityCheck, GradReduction,
                      Include1D, HutchinsonProbes, ObdCurvature, Threads, Recompute, DumpScores, SkipNonFinite, CheckpointEvery, Resume, ExperimentName, CommandRunner.Quiet, CommandRunner.Verbose })
             cmd.Add(o);
         CommandRunner.SetAction(cmd, (parse, stdout) =>
         {
             var request = ToRequest(parse);
+            // `auto` uses the CPU until the device-resident CUDA backend exists; `cuda` reports what it found.
+            if (request.Device == "cuda") Cuda.CudaAvailability.RequireBackend(parse.GetValue(CudaLibDir));
+            if (request.Device == "auto") request = request with { Device = "cpu" };
             var summary = ConsoleProgress.Run(parse, stdout, sink => AnalysisPipeline.Run(request, sink));
             if (!parse.GetValue(CommandRunner.Quiet))
                 SummaryPrinter.Print(summary, stdout);

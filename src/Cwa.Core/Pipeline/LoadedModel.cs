@@ -28,7 +28,7 @@ public sealed class LoadedModel : IDisposable
         if (device is not ("auto" or "cpu" or "cuda"))
             throw new InputException($"--device: unknown device '{device}' (valid: auto, cpu, cuda)");
         if (device == "cuda")
-            throw new InputException("--device cuda: the CUDA backend is not available in this build (see README, 'GPU'); use --device cpu");
+            throw new InputException("--device cuda: the CUDA backend is not finished in this build (see README, GPU); use --device cpu");
         string path = modelDir ?? DemoModel.Extract();
         var ckpt = CheckpointFolder.Open(path);
         try
