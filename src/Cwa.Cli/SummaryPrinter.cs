@@ -17,7 +17,7 @@ internal static class SummaryPrinter
         var head = new Table().Border(TableBorder.Rounded).AddColumn("Run").AddColumn("Value");
         head.AddRow("model", Markup.Escape(s.ModelName));
         head.AddRow("metric / mode / k", $"{s.Metric} / {s.Mode} / {s.TopK}");
-        head.AddRow("calibration", $"{s.NumTexts} texts, {s.NumTokens} tokens, loss {F(s.CalibrationLoss)}");
+        head.AddRow("calibration", $"{s.NumTexts} sequences, {s.NumTokens} target tokens, loss {F(s.CalibrationLoss)}");
         foreach (var (label, value) in s.Results)
             head.AddRow(Markup.Escape(label), F(value));
         console.Write(head);

@@ -22,11 +22,7 @@ public class HutchinsonTests(TinyModelFixture tiny) : IClassFixture<TinyModelFix
         var tok = TokenizerLoader.Load(tiny.Model, ckpt.Config);
         var w32 = ModelWeights<float>.Load(ckpt.Config, ckpt);
         var batches = CalibrationSet.MakeBatches(CalibrationSet.Build(BuiltInCorpus.Calibration, tok, 10, 4, 3), 2, tok.PadId);
-        using var model = new LoadedModel
-        {
-            Path = tiny.Model, DisplayName = "tiny", Checkpoint = CheckpointFolder.Open(tiny.Model), Tokenizer = tok, Weights = w32,
-            HeldType = DType.F32, Backend = new CpuBackend(w32),
-        };
+        using var model = FaultInjectingBackend.Open(tiny.Model);
         const ulong seed = 7;
         var estimate = HutchinsonPass.Run(model, batches, new AnalyzeRequest { HutchinsonProbes = 1, Seeds = [(int)seed] }, NullProgress.Instance);
         double zHz = estimate.Sum(t => t.Sum(v => (double)v));

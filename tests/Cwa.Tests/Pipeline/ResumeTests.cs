@@ -1,11 +1,7 @@
 using Cwa.Core;
-using Cwa.Core.Checkpoints;
 using Cwa.Core.Data;
-using Cwa.Core.Engine;
-using Cwa.Core.Models;
 using Cwa.Core.Pipeline;
 using Cwa.Core.Sensitivity;
-using Cwa.Core.Tokenization;
 using Cwa.Tests.EndToEnd;
 
 namespace Cwa.Tests.Pipeline;
@@ -13,33 +9,8 @@ namespace Cwa.Tests.Pipeline;
 public class ResumeTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>
 {
     /// <summary>Simulates a run killed part-way: the forward/backward of one batch never returns.</summary>
-    private sealed class CrashingBackend(IBackend inner, int crashAt) : IBackend
-    {
-        private int _calls;
-        public string Name => inner.Name;
-        public ModelConfig Config => inner.Config;
-        public IReadOnlyList<ParameterSpec> Specs => inner.Specs;
-        public IActivationObserver<float>? Observer { get => inner.Observer; set => inner.Observer = value; }
-        public double ForwardLoss(Batch b) => inner.ForwardLoss(b);
-        public double ForwardBackward(Batch b, double s) => _calls++ == crashAt ? throw new OperationCanceledException("killed") : inner.ForwardBackward(b, s);
-        public EvalResult Evaluate(Batch b) => inner.Evaluate(b);
-        public void ClearGradients() => inner.ClearGradients();
-        public void ReadGradient(int t, Span<float> d) => inner.ReadGradient(t, d);
-        public void ReadWeight(int t, Span<float> d) => inner.ReadWeight(t, d);
-        public void WriteWeights(int t, ReadOnlySpan<long> i, ReadOnlySpan<float> v) => inner.WriteWeights(t, i, v);
-        public void Dispose() => inner.Dispose();
-    }
-
-    private LoadedModel Model(int crashAt = -1)
-    {
-        var ckpt = CheckpointFolder.Open(tiny.Model);
-        var weights = ModelWeights<float>.Load(ckpt.Config, ckpt);
-        return new LoadedModel
-        {
-            Path = tiny.Model, DisplayName = "tiny", Checkpoint = ckpt, Tokenizer = TokenizerLoader.Load(tiny.Model, ckpt.Config),
-            Weights = weights, HeldType = DType.F32, Backend = new CrashingBackend(new CpuBackend(weights), crashAt),
-        };
-    }
+    private LoadedModel Model(int crashAt = -1) =>
+        FaultInjectingBackend.Open(tiny.Model, (call, loss) => call == crashAt ? throw new OperationCanceledException("killed") : loss);
 
     [Theory]
     [InlineData(SensitivityMetric.GradXWeight)]
