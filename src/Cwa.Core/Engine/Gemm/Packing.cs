@@ -10,6 +10,22 @@ internal static class Packing
     public static void PackA(bool transA, float[] a, int aOffset, int lda, int i0, int mc, int p0, int kc, int mr, float[] dest)
     {
         int panels = (mc + mr - 1) / mr;
+        if (transA)
+        {
+            // op(A) = A^T: row p of A holds op(A)[*, p] contiguously, so walk p outside and i inside. Walking i
+            // outside would stride a whole row per element (32 KB for the lm_head gradient), a new page each time.
+            for (int p = 0; p < kc; p++)
+            {
+                int src = aOffset + (p0 + p) * lda + i0;
+                for (int pi = 0; pi < panels; pi++)
+                {
+                    int dst = pi * kc * mr + p * mr, rows = Math.Min(mr, mc - pi * mr);
+                    new ReadOnlySpan<float>(a, src + pi * mr, rows).CopyTo(new Span<float>(dest, dst, rows));
+                    if (rows < mr) new Span<float>(dest, dst + rows, mr - rows).Clear();
+                }
+            }
+            return;
+        }
         for (int pi = 0; pi < panels; pi++)
         {
             int baseDst = pi * kc * mr;
@@ -21,16 +37,8 @@ internal static class Packing
                     for (int p = 0; p < kc; p++) dest[baseDst + p * mr + r] = 0f;
                     continue;
                 }
-                if (!transA)
-                {
-                    int src = aOffset + (i0 + i) * lda + p0;
-                    for (int p = 0; p < kc; p++) dest[baseDst + p * mr + r] = a[src + p];
-                }
-                else
-                {
-                    int src = aOffset + p0 * lda + i0 + i;
-                    for (int p = 0; p < kc; p++) dest[baseDst + p * mr + r] = a[src + p * lda];
-                }
+                int src = aOffset + (i0 + i) * lda + p0;
+                for (int p = 0; p < kc; p++) dest[baseDst + p * mr + r] = a[src + p];
             }
         }
     }
