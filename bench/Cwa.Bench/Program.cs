@@ -25,6 +25,7 @@ public static class Program
         Console.WriteLine($"theoretical FP32 peak: {peak.GflopsPerCore:F1} GFLOP/s per core, {peak.GflopsPerCore * Environment.ProcessorCount:F1} GFLOP/s total");
         if (section is "gemm" or "engine") GemmSection(peak, quick);
         if (section is "engine" or "forward") EngineSection(peak, quick);
+        if (section is "engine" or "scoring") ScoringSection(quick);
         return 0;
     }
 
@@ -104,6 +105,25 @@ public static class Program
         }
         if (x == 42) Console.Write(""); // x must be used, or the chain could be removed
         return 8.0 * 3 * iterations / best / 1e9;
+    }
+
+    /// <summary>Per-weight cost of the streaming stages that run on every score (8.03 B of them for Llama-3.1-8B).</summary>
+    private static void ScoringSection(bool quick)
+    {
+        int n = quick ? 1 << 24 : 1 << 26;
+        var rng = new Cwa.Core.SplitMix64(3);
+        var scores = new float[n];
+        for (int i = 0; i < n; i++) scores[i] = (float)Math.Abs(rng.NextGaussian() * 1e-4);
+        var scratch = new float[n];
+        var spec = new ParameterSpec("t", [n / 4096, 4096], ParameterRole.UpProj, 0, "mlp.up_proj");
+        double stats = BestOf(2, () => Cwa.Core.Sensitivity.TensorStatsCalculator.Compute(spec, scores, scratch));
+        double hist = BestOf(2, () => new Cwa.Core.Sensitivity.LogHistogramBuilder().Add(scores, n, 0));
+        double topk = BestOf(2, () => new Cwa.Core.Ranking.TopKCollector(100).Add(0, scores));
+        double bottom = BestOf(2, () => new Cwa.Core.Ranking.TopKCollector(100, largest: false).Add(0, scores));
+        Console.WriteLine();
+        Console.WriteLine($"scoring stages on {n / 1e6:F0} M scores, {Environment.ProcessorCount} threads (ns per weight; x 8.03e9 = seconds for Llama-3.1-8B):");
+        foreach (var (name, t) in new[] { ("exact stats", stats), ("log histogram", hist), ("top-100", topk), ("bottom-100", bottom) })
+            Console.WriteLine($"  {name,-14} {t * 1e9 / n,6:F2} ns/weight  -> {t / n * 8.03e9,6:F1} s at 8B");
     }
 
     private static double BestOf(int runs, Action action)

@@ -44,7 +44,7 @@ public static class AnalysisPipeline
             RankingResult ranking;
             using (timer.Phase("scoring"))
                 ranking = ScoringPass.Run(model.Backend, sources, metric, curvature, mode, maxK, r.Include1D,
-                    r.DumpScores ? Path.Combine(outDir, "scores.safetensors") : null, progress);
+                    r.DumpScores ? Path.Combine(outDir, "scores.safetensors") : null, progress, r.Threads);
             List<RankedWeight> top;
             using (timer.Phase("ranking"))
                 top = ToRanked(model, sources, ranking.Select(r.TopK));

@@ -14,7 +14,7 @@ namespace Cwa.Core.Pipeline;
 public static class ScoringPass
 {
     public static RankingResult Run(IBackend backend, ScoreSources sources, SensitivityMetric metric, ObdCurvature curvature,
-        RankingMode mode, int maxK, bool include1D, string? dumpPath, IProgressSink progress)
+        RankingMode mode, int maxK, bool include1D, string? dumpPath, IProgressSink progress, int threads = 0)
     {
         var specs = backend.Specs;
         var scored = Enumerable.Range(0, specs.Count).Where(i => Scorable(specs[i], metric, sources, include1D)).ToList();
@@ -60,13 +60,13 @@ public static class ScoringPass
                 var s = scores.AsSpan(0, n);
                 ScoreFunctions.Compute(metric, input, s, curvature);
                 dump?.Write(spec.Name, s);
-                var (st, sumSq) = TensorStatsCalculator.Compute(spec, s, scratch);
+                var (st, sumSq) = TensorStatsCalculator.Compute(spec, s, scratch, threads);
                 stats.Add(st);
                 blockAgg.Add(spec.Block < 0 ? "other" : $"block {spec.Block}", st, sumSq);
                 compAgg.Add(spec.Component, st, sumSq);
                 overallAgg.Add("all", st, sumSq);
                 overallMin = Math.Min(overallMin, st.Min);
-                histogram.Add(s);
+                histogram.Add(scores, n, threads);
                 var local = new TopKCollector(maxK);
                 local.Add(t, s);
                 top[t] = local.Result();

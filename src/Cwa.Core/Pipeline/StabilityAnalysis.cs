@@ -51,7 +51,7 @@ public static class StabilityAnalysis
         RankingMode mode, IProgressSink progress)
     {
         var sources = GradientPass.Run(model, batches, metric, curvature, r, progress);
-        return ScoringPass.Run(model.Backend, sources, metric, curvature, mode, r.TopK, r.Include1D, null, progress);
+        return ScoringPass.Run(model.Backend, sources, metric, curvature, mode, r.TopK, r.Include1D, null, progress, r.Threads);
     }
 
     private static double[] Means(RankingResult r) => r.Stats.Select(s => s.Mean).ToArray();

@@ -29,14 +29,22 @@ public sealed class TopKCollector
 
     public int Count => _heap.Count;
 
+    /// <summary>
+    /// Streams one tensor's scores (flat indices ascending). Once the heap is full, a score that is not strictly
+    /// better than the current worst cannot enter: an equal score has a later index, so it ranks after. That
+    /// comparison rejects almost every weight without touching the heap.
+    /// </summary>
     public void Add(int tensorIndex, ReadOnlySpan<float> scores)
     {
         if (_k == 0) return;
+        float worst = float.NaN;
         for (int i = 0; i < scores.Length; i++)
         {
             float s = scores[i];
+            if (_heap.Count == _k && !float.IsNaN(worst) && (_largest ? !(s > worst) : !(s < worst))) continue;
             if (!_largest && float.IsNaN(s)) continue;
             Offer(new ScoredIndex(tensorIndex, i, s));
+            if (_heap.Count == _k) worst = _heap.Peek().Score;
         }
     }
 

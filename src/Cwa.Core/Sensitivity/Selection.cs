@@ -35,27 +35,4 @@ internal static class Selection
         }
         return a[k];
     }
-
-    /// <summary>numpy.percentile's default 'linear' method on the (unsorted, reordered in place) values.</summary>
-    public static void Percentiles(Span<float> a, ReadOnlySpan<double> percents, Span<double> results)
-    {
-        // Ascending percentiles let each selection run on the part right of the previous one.
-        int n = a.Length, start = 0;
-        for (int p = 0; p < percents.Length; p++)
-        {
-            double pos = percents[p] / 100.0 * (n - 1);
-            int lo = (int)Math.Floor(pos), hi = Math.Min(lo + 1, n - 1);
-            float vLo = Select(a[start..], lo - start);
-            start = lo;
-            float vHi = hi == lo ? vLo : MinOf(a[(lo + 1)..]);
-            results[p] = vLo + (vHi - (double)vLo) * (pos - lo);
-        }
-    }
-
-    private static float MinOf(ReadOnlySpan<float> a)
-    {
-        float m = float.PositiveInfinity;
-        foreach (float v in a) if (v < m) m = v;
-        return m;
-    }
 }

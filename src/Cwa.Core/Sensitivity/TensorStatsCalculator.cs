@@ -7,30 +7,47 @@ public static class TensorStatsCalculator
 {
     private static readonly double[] Percents = [50, 95, 99, 99.9];
 
-    public static (TensorStats Stats, double SumSquares) Compute(ParameterSpec spec, ReadOnlySpan<float> scores, float[] scratch)
+    public static (TensorStats Stats, double SumSquares) Compute(ParameterSpec spec, ReadOnlySpan<float> scores, float[] scratch, int threads = 0)
     {
         int n = scores.Length;
         if (n == 0) return (new TensorStats(spec.Name, spec.Block, spec.Component, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), 0);
-        double sum = 0, min = double.PositiveInfinity, max = double.NegativeInfinity;
-        long zeros = 0;
-        foreach (float v in scores)
+        scores.CopyTo(scratch);
+        int t = threads > 0 ? threads : Environment.ProcessorCount;
+        // Fixed chunks reduced in chunk order: the double sums do not depend on thread scheduling.
+        const int chunk = 1 << 20;
+        int chunks = (n + chunk - 1) / chunk;
+        var part = new (double Sum, double Min, double Max, long Zeros)[chunks];
+        Engine.Gemm.ParallelFor(chunks, t, c =>
         {
-            sum += v;
-            if (v < min) min = v;
-            if (v > max) max = v;
-            if (v == 0) zeros++;
-        }
-        double mean = sum / n, m2 = 0, sumSq = 0;
-        foreach (float v in scores)
+            double sum = 0, min = double.PositiveInfinity, max = double.NegativeInfinity;
+            long zeros = 0;
+            for (int i = c * chunk, end = Math.Min(n, (c + 1) * chunk); i < end; i++)
+            {
+                float v = scratch[i];
+                sum += v;
+                if (v < min) min = v;
+                if (v > max) max = v;
+                if (v == 0) zeros++;
+            }
+            part[c] = (sum, min, max, zeros);
+        });
+        double total = part.Sum(p => p.Sum), mean = total / n;
+        var moments = new (double M2, double SumSq)[chunks];
+        Engine.Gemm.ParallelFor(chunks, t, c =>
         {
-            double d = v - mean;
-            m2 += d * d;
-            sumSq += (double)v * v;
-        }
-        var work = scratch.AsSpan(0, n);
-        scores.CopyTo(work);
+            double m2 = 0, sq = 0;
+            for (int i = c * chunk, end = Math.Min(n, (c + 1) * chunk); i < end; i++)
+            {
+                double v = scratch[i], d = v - mean;
+                m2 += d * d;
+                sq += v * v;
+            }
+            moments[c] = (m2, sq);
+        });
+        double m2Total = moments.Sum(m => m.M2), sumSq = moments.Sum(m => m.SumSq);
         Span<double> p = stackalloc double[Percents.Length];
-        Selection.Percentiles(work, Percents, p);
-        return (new TensorStats(spec.Name, spec.Block, spec.Component, n, mean, Math.Sqrt(m2 / n), min, max, p[0], p[1], p[2], p[3], zeros, sum), sumSq);
+        RadixPercentiles.Compute(scratch, n, Percents, p, t);
+        return (new TensorStats(spec.Name, spec.Block, spec.Component, n, mean, Math.Sqrt(m2Total / n), part.Min(x => x.Min), part.Max(x => x.Max),
+            p[0], p[1], p[2], p[3], part.Sum(x => x.Zeros), total), sumSq);
     }
 }

@@ -87,6 +87,40 @@ public class ScoreAndStatsTests
     }
 
     [Fact]
+    public void LargeTensorsUseTheParallelPathsAndStayExact()
+    {
+        // 3 M values over several chunks, 40% exact zeros (one bucket larger than the sort limit) and heavy ties.
+        int n = 3_000_000;
+        var r = new SplitMix64(77);
+        var x = new float[n];
+        for (int i = 0; i < n; i++) x[i] = r.NextDouble() < 0.4 ? 0f : (float)Math.Round(Math.Abs(r.NextGaussian()) * 1000) / 1000f;
+        var spec = new ParameterSpec("big", [n], ParameterRole.FinalNorm, -1, "norm");
+        var (s, _) = TensorStatsCalculator.Compute(spec, x, new float[n], threads: 2);
+        var sorted = (float[])x.Clone();
+        Array.Sort(sorted);
+        double Pct(double p)
+        {
+            double pos = p / 100 * (n - 1);
+            int lo = (int)Math.Floor(pos), hi = Math.Min(lo + 1, n - 1);
+            return sorted[lo] + ((double)sorted[hi] - sorted[lo]) * (pos - lo);
+        }
+        Assert.Equal(Pct(50), s.P50, 12);
+        Assert.Equal(Pct(95), s.P95, 12);
+        Assert.Equal(Pct(99), s.P99, 12);
+        Assert.Equal(Pct(99.9), s.P999, 12);
+        Assert.Equal(x.Count(v => v == 0), s.NumZeros);
+        Assert.Equal(x.Average(v => (double)v), s.Mean, 9);
+        Assert.Equal(s, TensorStatsCalculator.Compute(spec, x, new float[n], threads: 1).Stats);
+
+        var parallel = new LogHistogramBuilder();
+        parallel.Add(x, n, 2);
+        var serial = new LogHistogramBuilder();
+        serial.Add(x);
+        Assert.Equal(serial.Build().Counts, parallel.Build().Counts);
+        Assert.Equal(serial.Build().Zeros, parallel.Build().Zeros);
+    }
+
+    [Fact]
     public void HistogramCountsEveryValueOnceAndAggregatesAreExact()
     {
         var b = new LogHistogramBuilder();
