@@ -55,7 +55,7 @@ public static class PerturbationExperiment
         (PerturbedRun Top, List<ControlSummary> Controls) AtK(int k)
         {
             var top = RankingResult.Group(ranking.Select(k));
-            var topRun = Measure($"top_k", (int)seed, top);
+            var topRun = Measure("top_k", (int)seed, top);
             var summaries = new List<ControlSummary>();
             foreach (var c in controls)
             {

@@ -24,7 +24,6 @@ public static class ScoringPass
             throw new InputException($"--topk {maxK} is larger than the largest scored tensor ({largest} weights)");
         var scores = new float[largest];
         var scratch = new float[largest];
-        var weights = new float[largest];
         var top = new Dictionary<int, List<ScoredIndex>>();
         var bottom = new Dictionary<int, List<ScoredIndex>>();
         var global = new TopKCollector(maxK);
@@ -45,12 +44,12 @@ public static class ScoringPass
                 var spec = specs[t];
                 int n = (int)spec.NumElements;
                 phase.Describe(spec.Name);
-                var w = weights.AsSpan(0, n);
+                var w = new float[n];
                 backend.ReadWeight(t, w);
                 var input = new TensorScoreInput
                 {
                     Spec = spec,
-                    Weights = w.ToArray(),
+                    Weights = w,
                     Gradient = sources.Gradient?[t],
                     FisherSum = sources.Fisher?.Get(t),
                     HessianDiag = sources.HessianDiag?[t],

@@ -66,12 +66,7 @@ internal static unsafe class SgemmKernel512
     {
         float* tmp = stackalloc float[MR * NR];
         Full(kc, ap, bp, tmp, NR, 1f, 0f);
-        for (int r = 0; r < mr; r++)
-            for (int j = 0; j < nr; j++)
-            {
-                float v = alpha * tmp[r * NR + j];
-                c[r * ldc + j] = beta == 0f ? v : v + beta * c[r * ldc + j];
-            }
+        EdgeTile.Store(tmp, NR, c, ldc, mr, nr, alpha, beta);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
