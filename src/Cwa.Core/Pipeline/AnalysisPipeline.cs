@@ -105,73 +105,10 @@ public static class AnalysisPipeline
             }
             if (stability != null) results.Add(("mean Jaccard across seeds", stability.MeanJaccardAcrossSeeds));
 
+            var facts = new RunFacts(r, start, timer, metric, mode, model, data, sources, ranking, top, superWeights, pert, stability, config, dtypeName, results);
             using (timer.Phase("report"))
-                HtmlReport.Write(outputs.PathOf("report.html"), new HtmlReportModel
-                {
-                    Title = $"CriticalWeights: {metric.Name()} on {model.DisplayName}",
-                    Summary = [
-                        ("model", model.DisplayName), ("architecture", $"{model.Config.Architecture} ({model.Config.ModelType}), {model.Config.NumLayers} layers, hidden {model.Config.HiddenSize}"),
-                        ("parameters", model.Weights.ParameterCount.ToString("N0")), ("weights held as", dtypeName),
-                        ("metric / mode / k", $"{metric.Name()} / {mode.Name()} / {r.TopK}"),
-                        ("calibration", $"{data.Source}: {sources.CalibrationSequences} sequences, {sources.CalibrationTokens} target tokens"),
-                        .. results.Select(x => (x.Item1, x.Item2.ToString("G5"))),
-                    ],
-                    TopWeights = top,
-                    Stats = ranking.Stats,
-                    SuperWeights = superWeights,
-                    Perturbation = pert == null ? [] : [
-                        ("perturbation", $"{pert.Kind} (scale {pert.Scale}, prob {pert.Probability}{(pert.Bit is int b ? $", bit {b}" : "")}, held {pert.HeldDtype})"),
-                        ("baseline perplexity", pert.Baseline.Perplexity.ToString("G5")),
-                        ("top_k perplexity", $"{pert.TopKRun.Perplexity:G5} (Δ {pert.TopKRun.DeltaPerplexity:G5}, {pert.TopKRun.WeightsTouched} weights)"),
-                        .. pert.Controls.Select(c => (c.Selection, $"Δ {c.MeanDeltaPerplexity:G5} (95% CI {c.Ci95Low:G4} .. {c.Ci95High:G4}, {c.Draws} draws)")),
-                    ],
-                    Stability = stability == null ? [] : [
-                        ("mean Jaccard across seeds", stability.MeanJaccardAcrossSeeds.ToString("G4")),
-                        .. stability.Pairs.Select(p => ($"{p.A} vs {p.B}", $"Jaccard {p.Jaccard:G4}, overlap {p.Overlap:G4}, Spearman {p.SpearmanTensorMeans:G4}")),
-                        .. (stability.DisjointHalves is { } h ? new[] { ("disjoint halves", $"Jaccard {h.Jaccard:G4}, overlap {h.Overlap:G4}, Spearman {h.SpearmanTensorMeans:G4}") } : []),
-                    ],
-                    Timings = timer.Phases.Select(p => (p.Phase, $"{p.Seconds:F2} s")).ToList(),
-                    Plots = outputs.PlotFiles,
-                });
-
-            var resultsJson = new JsonObject();
-            foreach (var (k, v) in results) resultsJson[k] = double.IsFinite(v) ? v : null;
-            if (pert?.TopOverRandomRatio is double ratio) resultsJson["top_over_random_delta_ppl_ratio"] = ratio;
-            if (pert?.TopMinusRandomCi95High is double margin) resultsJson["top_minus_random_ci95_high_delta_ppl"] = margin;
-            resultsJson["num_selected_weights"] = top.Count;
-            resultsJson["skipped_batches"] = new JsonArray(sources.SkippedBatches.Select(b => (JsonNode)b).ToArray());
-            new ExperimentManifest
-            {
-                ExperimentName = r.ExperimentName ?? $"{metric.Name()}_{mode.Name()}_k{r.TopK}",
-                Start = start,
-                Config = config,
-                Model = new JsonObject
-                {
-                    ["path"] = Path.GetFullPath(model.Path),
-                    ["name"] = model.DisplayName,
-                    ["architecture"] = model.Config.Architecture,
-                    ["model_type"] = model.Config.ModelType,
-                    ["parameter_count"] = model.Weights.ParameterCount,
-                    ["num_tensors"] = model.Backend.Specs.Count,
-                    ["num_scored_tensors"] = ranking.ScoredTensors.Count,
-                    ["stored_dtype"] = model.Checkpoint.StoredType(model.Backend.Specs[0].Name).ToString(),
-                    ["held_dtype"] = dtypeName,
-                    ["shard_header_sha256"] = new JsonObject(model.Checkpoint.ShardHeaderSha256.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
-                },
-                Data = new JsonObject
-                {
-                    ["source"] = data.Source,
-                    ["num_texts"] = data.CalibrationTexts.Count,
-                    ["num_eval_texts"] = data.EvaluationTexts.Count,
-                    ["num_sequences"] = sources.CalibrationSequences,
-                    ["num_tokens"] = sources.CalibrationTokens,
-                    ["sha256"] = ExperimentManifest.Sha256Hex(data.CalibrationTexts),
-                    ["eval_sha256"] = ExperimentManifest.Sha256Hex(data.EvaluationTexts),
-                },
-                Seeds = r.Seeds,
-                Timings = timer.Phases,
-                Results = resultsJson,
-            }.Write(outDir);
+                RunDocuments.WriteReport(outputs.PathOf("report.html"), facts, outputs.PlotFiles);
+            RunDocuments.WriteManifest(outDir, facts);
 
             var files = Directory.EnumerateFiles(outDir, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(outDir, f)).Order().ToList();
             return new AnalysisSummary(outDir, model.DisplayName, metric.Name(), mode.Name(), r.TopK, sources.CalibrationLoss,

@@ -16,21 +16,16 @@ public sealed class CalibrationData
 
     public static CalibrationData Load(AnalyzeRequest r)
     {
-        IReadOnlyList<string> calib, eval;
-        string source;
         if (r.DataFile == null)
-        {
-            (calib, eval, source) = (BuiltInCorpus.Calibration, BuiltInCorpus.Evaluation, BuiltInCorpus.SourceName);
-        }
-        else
-        {
-            var texts = TextSource.Read(r.DataFile, r.TextField);
-            source = Path.GetFullPath(r.DataFile);
-            if (r.EvalFile != null) (calib, eval) = (texts, TextSource.Read(r.EvalFile, r.TextField));
-            else (calib, eval) = CalibrationSet.Split(texts, 0.2, 1234);
-        }
-        if (r.EvalFile != null && r.DataFile == null) eval = TextSource.Read(r.EvalFile, r.TextField);
-        return new CalibrationData { Source = source, CalibrationTexts = calib, EvaluationTexts = eval };
+            return new CalibrationData
+            {
+                Source = BuiltInCorpus.SourceName,
+                CalibrationTexts = BuiltInCorpus.Calibration,
+                EvaluationTexts = r.EvalFile != null ? TextSource.Read(r.EvalFile, r.TextField) : BuiltInCorpus.Evaluation,
+            };
+        var texts = TextSource.Read(r.DataFile, r.TextField);
+        var (calib, eval) = r.EvalFile != null ? (texts, TextSource.Read(r.EvalFile, r.TextField)) : CalibrationSet.Split(texts, 0.2, 1234);
+        return new CalibrationData { Source = Path.GetFullPath(r.DataFile), CalibrationTexts = calib, EvaluationTexts = eval };
     }
 
     /// <summary>Seeded sample of calibration sequences, batched.</summary>
