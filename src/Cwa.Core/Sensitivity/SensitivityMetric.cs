@@ -9,20 +9,11 @@ public static class SensitivityMetrics
 {
     public static readonly string[] Names = ["grad_x_weight", "grad_squared", "fisher", "hutchinson_diag", "obd", "magnitude", "wanda", "act_outlier"];
 
-    public static SensitivityMetric Parse(string name)
-    {
-        int i = Array.IndexOf(Names, name.Trim().ToLowerInvariant());
-        return i >= 0 ? (SensitivityMetric)i : throw new InputException($"--metric: unknown metric '{name}' (valid: {string.Join(", ", Names)})");
-    }
+    public static SensitivityMetric Parse(string name) => Choice.Parse<SensitivityMetric>(Names, name, "--metric", "metric");
 
     public static string Name(this SensitivityMetric m) => Names[(int)m];
 
-    public static ObdCurvature ParseCurvature(string name) => name.Trim().ToLowerInvariant() switch
-    {
-        "fisher" => ObdCurvature.Fisher,
-        "hutchinson" => ObdCurvature.Hutchinson,
-        _ => throw new InputException($"--obd-curvature: unknown value '{name}' (valid: fisher, hutchinson)"),
-    };
+    public static ObdCurvature ParseCurvature(string name) => Choice.Parse<ObdCurvature>(["fisher", "hutchinson"], name, "--obd-curvature", "value");
 
     /// <summary>Summed gradient G over the calibration set.</summary>
     public static bool NeedsGradient(this SensitivityMetric m) => m is SensitivityMetric.GradXWeight or SensitivityMetric.GradSquared;
