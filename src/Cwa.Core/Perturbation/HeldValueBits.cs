@@ -22,7 +22,7 @@ public static class HeldValueBits
         {
             case DType.BF16:
             {
-                ushort bits = ToBf16Bits(value);
+                ushort bits = DTypeConversion.FloatToBf16(value); // exact when the value came from a bf16 checkpoint
                 return BitConverter.Int32BitsToSingle((bits ^ (1 << bit)) << 16);
             }
             case DType.F16:
@@ -35,14 +35,5 @@ public static class HeldValueBits
             default:
                 throw new InputException($"bit_flip is not defined for weights held as {held}");
         }
-    }
-
-    /// <summary>bf16 pattern by round-to-nearest-even (exact when the value came from a bf16 checkpoint).</summary>
-    public static ushort ToBf16Bits(float value)
-    {
-        uint u = BitConverter.SingleToUInt32Bits(value);
-        if (float.IsNaN(value)) return (ushort)((u >> 16) | 0x40);
-        uint rounding = 0x7FFF + ((u >> 16) & 1);
-        return (ushort)((u + rounding) >> 16);
     }
 }
