@@ -6,18 +6,21 @@ namespace Cwa.Core.Data;
 public static class CalibrationSet
 {
     /// <summary>Shuffles deterministically (Fisher-Yates on SplitMix64), keeps maxSamples, tokenizes, truncates.</summary>
-    public static IReadOnlyList<int[]> Build(IReadOnlyList<string> texts, ITextTokenizer tokenizer, int maxLength, int maxSamples, ulong seed)
+    public static IReadOnlyList<int[]> Build(IReadOnlyList<string> texts, ITextTokenizer tokenizer, int maxLength, int maxSamples, ulong seed) =>
+        Tokenize(Shuffle(texts.Count, seed).Select(i => texts[i]), tokenizer, maxLength).Take(maxSamples).ToList();
+
+    /// <summary>
+    /// Tokenizes lazily in order, truncating to maxLength and dropping sequences shorter than 2 tokens (a single
+    /// token has no next-token target). Lazy, so a sample cap stops tokenizing early.
+    /// </summary>
+    public static IEnumerable<int[]> Tokenize(IEnumerable<string> texts, ITextTokenizer tokenizer, int maxLength)
     {
-        var order = Shuffle(texts.Count, seed);
-        var result = new List<int[]>();
-        foreach (int i in order)
+        foreach (var text in texts)
         {
-            if (result.Count >= maxSamples) break;
-            var ids = tokenizer.Encode(texts[i]);
+            var ids = tokenizer.Encode(text);
             if (ids.Length > maxLength) ids = ids[..maxLength];
-            if (ids.Length >= 2) result.Add(ids); // a single token has no next-token target
+            if (ids.Length >= 2) yield return ids;
         }
-        return result;
     }
 
     public static int[] Shuffle(int n, ulong seed)

@@ -40,7 +40,7 @@ public sealed class CalibrationData
     /// <summary>All held-out texts in file order (no sampling: the evaluation set is the same for every run).</summary>
     public IReadOnlyList<Batch> EvaluationBatches(ITextTokenizer tok, AnalyzeRequest r)
     {
-        var seqs = EvaluationTexts.Select(t => tok.Encode(t)).Select(ids => ids.Length > r.MaxLength ? ids[..r.MaxLength] : ids).Where(s => s.Length >= 2).ToList();
+        var seqs = CalibrationSet.Tokenize(EvaluationTexts, tok, r.MaxLength).ToList();
         if (seqs.Count == 0)
             throw new InputException($"{Source}: no evaluation text has at least 2 tokens after tokenization");
         return CalibrationSet.MakeBatches(seqs, r.BatchSize, tok.PadId);

@@ -44,7 +44,7 @@ public static class DemoTrainer
         }
         finally { Directory.Delete(tmpTok, true); }
 
-        List<int[]> Encode(IEnumerable<string> xs) => xs.Select(t => tok.Encode(t)).Select(s => s.Length > o.SeqLen ? s[..o.SeqLen] : s).Where(s => s.Length >= 2).ToList();
+        List<int[]> Encode(IEnumerable<string> xs) => CalibrationSet.Tokenize(xs, tok, o.SeqLen).ToList();
         var train = Encode(texts.Where((_, i) => i % 10 != 9));
         var validation = CalibrationSet.MakeBatches(Encode(texts.Where((_, i) => i % 10 == 9)), 16, tok.PadId);
         var heldOut = CalibrationSet.MakeBatches(Encode(BuiltInCorpus.Evaluation), 16, tok.PadId);
