@@ -13,6 +13,11 @@ internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
     private const long ChunkElements = 1L << 24;
     private readonly int _threads;
+    private T[]? _xs, _logits, _dxs;
+    private double[]? _nll;
+    private bool[]? _hit;
+
+    private static TA[] Buffer<TA>(ref TA[]? field, int length) => field is { } f && f.Length >= length ? f : field = new TA[length];
 
     public LossHead(int threads) => _threads = threads;
 
@@ -34,11 +39,12 @@ internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
         int n = rows.Count;
         if (n == 0) return new Result(0, 0, 0);
         int chunk = (int)Math.Max(1, Math.Min(n, ChunkElements / vocab));
-        var xs = new T[chunk * dim];
-        var logits = new T[chunk * vocab];
-        var dxs = dx != null ? new T[chunk * dim] : null;
-        var nll = new double[chunk];
-        var hit = new bool[chunk];
+        // Reused across calls (a logits chunk is up to 64 MB); every element used below is written first.
+        var xs = Buffer(ref _xs, chunk * dim);
+        var logits = Buffer(ref _logits, chunk * vocab);
+        var dxs = dx != null ? Buffer(ref _dxs, chunk * dim) : null;
+        var nll = Buffer(ref _nll, chunk);
+        var hit = Buffer(ref _hit, chunk);
         T s = T.CreateTruncating(scale / n);
         double sum = 0;
         long correct = 0;

@@ -51,6 +51,8 @@ public static class GradientPass
         var fisher = fisherNeeded ? new FisherAccumulator(tensors) : null;
         var gradient = new float[]?[tensors];
         var skipped = new List<string>();
+        // One set of per-batch gradient buffers, overwritten by every batch (never a model-sized allocation per batch).
+        var batchGrads = perBatch ? new float[tensors][] : [];
         int start = 0;
         if (checkpoint != null && r.Resume && checkpoint.Load(fisherNeeded) is { } saved)
         {
@@ -79,11 +81,10 @@ public static class GradientPass
                     Use(loss, batches[i]);
                     continue;
                 }
-                var batchGrads = new float[tensors][];
                 string? bad = null;
                 for (int t = 0; t < tensors && bad == null; t++)
                 {
-                    batchGrads[t] = new float[backend.Specs[t].NumElements];
+                    batchGrads[t] ??= new float[backend.Specs[t].NumElements];
                     backend.ReadGradient(t, batchGrads[t]);
                     int j = Array.FindIndex(batchGrads[t], v => !float.IsFinite(v));
                     if (j >= 0) bad = $"batch {i}: gradient of {backend.Specs[t].Name} not finite at flat index {j}";
