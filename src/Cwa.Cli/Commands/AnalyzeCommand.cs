@@ -53,10 +53,8 @@ internal static class AnalyzeCommand
         CommandRunner.SetAction(cmd, (parse, stdout) =>
         {
             var request = ToRequest(parse);
-            // `auto` uses the CPU until the device-resident CUDA backend exists; `cuda` reports what it found.
-            if (request.Device == "cuda") Cuda.CudaAvailability.RequireBackend(parse.GetValue(CudaLibDir));
-            if (request.Device == "auto") request = request with { Device = "cpu" };
-            var summary = ConsoleProgress.Run(parse, stdout, sink => AnalysisPipeline.Run(request, sink));
+            var gpu = Cuda.DeviceBackendFactory.Cuda(parse.GetValue(CudaLibDir));
+            var summary = ConsoleProgress.Run(parse, stdout, sink => AnalysisPipeline.Run(request, sink, gpu));
             if (!parse.GetValue(CommandRunner.Quiet))
                 SummaryPrinter.Print(summary, stdout);
             return ExitCodes.Ok;

@@ -27,16 +27,9 @@ internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// <param name="dx">if not null, receives d(loss*scale)/dx for every row (zeros for non-target rows)</param>
     public Result Run(Batch batch, T[] x, int dim, T[] headWeight, int vocab, T[]? dHead, T[]? dx, double scale)
     {
-        var rows = new List<int>();
-        var targets = new List<int>();
-        for (int b = 0; b < batch.BatchSize; b++)
-            for (int t = 0; t + 1 < batch.Lengths[b]; t++)
-            {
-                rows.Add(b * batch.SeqLen + t);
-                targets.Add(batch.Tokens[b * batch.SeqLen + t + 1]);
-            }
+        var (rows, targets) = batch.TargetPositions();
         if (dx != null) Array.Clear(dx);
-        int n = rows.Count;
+        int n = rows.Length;
         if (n == 0) return new Result(0, 0, 0);
         int chunk = (int)Math.Max(1, Math.Min(n, ChunkElements / vocab));
         // Reused across calls (a logits chunk is up to 64 MB); every element used below is written first.

@@ -31,6 +31,9 @@ internal sealed class Rope<T> where T : unmanaged, IFloatingPointIeee754<T>
     }
 
     public int MaxPositions => _cos.Length / Math.Max(1, _half);
+    /// <summary>Tables [position, headDim / 2], for backends that apply the rotation elsewhere (the device).</summary>
+    public T[] CosTable => _cos;
+    public T[] SinTable => _sin;
 
     public static double[] InverseFrequencies(ModelConfig c)
     {

@@ -13,7 +13,8 @@ namespace Cwa.Core.Pipeline;
 /// </summary>
 public static class AnalysisPipeline
 {
-    public static AnalysisSummary Run(AnalyzeRequest r, IProgressSink progress)
+    /// <param name="gpu">opens the CUDA backend for --device cuda/auto (null: CPU only)</param>
+    public static AnalysisSummary Run(AnalyzeRequest r, IProgressSink progress, IDeviceBackendFactory? gpu = null)
     {
         var start = DateTimeOffset.UtcNow;
         var timer = new PhaseTimer();
@@ -32,7 +33,7 @@ public static class AnalysisPipeline
         {
             data = CalibrationData.Load(r);
             model = LoadedModel.Open(r.Model, r.Dtype, r.Device, new EngineOptions(r.Threads, r.Recompute), progress,
-                (r.BatchSize, r.MaxLength, metric != SensitivityMetric.Magnitude && !metric.NeedsActivations()));
+                new Workload(r.BatchSize, r.MaxLength, metric != SensitivityMetric.Magnitude && !metric.NeedsActivations()), gpu);
         }
         using (model)
         {

@@ -22,21 +22,23 @@ public sealed class LoadedModel : IDisposable
     public required DType HeldType { get; init; }
     public ModelConfig Config => Checkpoint.Config;
 
+    /// <param name="gpu">how to open the CUDA backend for `cuda` and `auto` (null: this caller has none)</param>
     public static LoadedModel Open(string? modelDir, string? dtype, string device, EngineOptions options, IProgressSink progress,
-        (int Batch, int SeqLen, bool Gradients)? workload = null)
+        Workload? workload = null, IDeviceBackendFactory? gpu = null)
     {
-        if (device is not ("auto" or "cpu" or "cuda"))
-            throw new InputException($"--device: unknown device '{device}' (valid: auto, cpu, cuda)");
-        if (device == "cuda")
-            throw new InputException("--device cuda: the CUDA backend is not finished in this build (see README, GPU); use --device cpu");
+        var onDevice = ResolveDevice(device, gpu, progress);
         string path = modelDir ?? DemoModel.Extract();
         var ckpt = CheckpointFolder.Open(path);
         try
         {
             ckpt.ValidateLayout();
             if (workload is { } w)
-                MemoryEstimate.ForAnalysis(ckpt.Config, w.Batch, w.SeqLen, w.Gradients, options.Recompute)
-                    .EnsureFits(ckpt.Directory, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
+            {
+                var host = MemoryEstimate.ForAnalysis(ckpt.Config, w.Batch, w.SeqLen, w.Gradients, options.Recompute);
+                // On a device the host keeps the fp32 weights and the gradient sums read back, not the activations.
+                if (onDevice != null) host = host with { Activations = 0, Logits = 0 };
+                host.EnsureFits(ckpt.Directory, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
+            }
             var tokenizer = TokenizerLoader.Load(path, ckpt.Config);
             if (tokenizer.VocabSize > ckpt.Config.VocabSize)
                 throw new InputException($"{path}: tokenizer has {tokenizer.VocabSize} tokens but config.json says vocab_size {ckpt.Config.VocabSize}");
@@ -60,7 +62,7 @@ public sealed class LoadedModel : IDisposable
                 DisplayName = modelDir ?? DemoModel.Name,
                 Checkpoint = ckpt,
                 Tokenizer = tokenizer,
-                Backend = new CpuBackend(weights, options),
+                Backend = onDevice != null ? onDevice.Create(weights, held, options, workload, progress) : new CpuBackend(weights, options),
                 Weights = weights,
                 HeldType = held,
             };
@@ -69,6 +71,26 @@ public sealed class LoadedModel : IDisposable
         {
             ckpt.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>The device factory to use, or null for the CPU; `cuda` without a usable GPU fails here, before any loading.</summary>
+    private static IDeviceBackendFactory? ResolveDevice(string device, IDeviceBackendFactory? gpu, IProgressSink progress)
+    {
+        switch (device)
+        {
+            case "cpu":
+                return null;
+            case "cuda":
+                if (gpu == null) throw new InputException("--device cuda: this command has no CUDA backend; use --device cpu");
+                return gpu.Unavailable() is { } reason ? throw new InputException(reason) : gpu;
+            case "auto":
+                if (gpu == null) return null;
+                if (gpu.Unavailable() is not { } why) return gpu;
+                progress.Info($"no usable GPU, running on the CPU ({why})");
+                return null;
+            default:
+                throw new InputException($"--device: unknown device '{device}' (valid: auto, cpu, cuda)");
         }
     }
 

@@ -1,0 +1,20 @@
+using Cwa.Core.Checkpoints;
+using Cwa.Core.Engine;
+
+namespace Cwa.Core.Pipeline;
+
+/// <summary>What one forward/backward of the run will hold at most: the memory plans are sized from it.</summary>
+public readonly record struct Workload(int Batch, int SeqLen, bool Gradients);
+
+/// <summary>
+/// Puts a loaded model on an accelerator (the CUDA backend lives outside Core and is handed in by the CLI).
+/// LoadedModel asks it before loading, so a missing driver fails in milliseconds, not after the weights are read.
+/// </summary>
+public interface IDeviceBackendFactory
+{
+    /// <summary>Null when the device can run here; otherwise a one-line reason naming what is missing.</summary>
+    string? Unavailable();
+
+    /// <summary>Uploads the weights (held as `held`), printing the device memory plan; refuses when it cannot fit.</summary>
+    IBackend Create(ModelWeights<float> weights, DType held, EngineOptions options, Workload? workload, IProgressSink progress);
+}

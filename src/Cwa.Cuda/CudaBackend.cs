@@ -1,0 +1,154 @@
+using Cwa.Core.Checkpoints;
+using Cwa.Core.Data;
+using Cwa.Core.Engine;
+using Cwa.Core.Models;
+using Cwa.Core.Pipeline;
+using Cwa.Cuda.Engine;
+using Cwa.Cuda.Gemm;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace Cwa.Cuda;
+
+/// <summary>
+/// The device backend: weights resident on the accelerator in their held format (2-D tensors bf16/fp16/fp32,
+/// 1-D tensors fp32), fp32 gradient buffers accumulated across batches on the device, the forward and backward
+/// of <see cref="DeviceLlama"/>. Only per-tensor data crosses to the host, one tensor at a time.
+/// </summary>
+public sealed class CudaBackend : IBackend
+{
+    /// <summary>Logits chunk on the device (elements): 1 GiB of fp32, about 2,000 rows at Llama 3's vocabulary.</summary>
+    public const long DefaultLogitsChunk = 1L << 28;
+    private const int TransferChunk = 1 << 22;
+
+    private readonly DeviceContext _device;
+    private readonly DeviceOps _ops;
+    private readonly IDeviceGemm _gemm;
+    private readonly DeviceTensor[] _w;
+    private DeviceTensor[]? _g;
+    private readonly DeviceLlama _model;
+
+    public CudaBackend(DeviceContext device, IDeviceGemm gemm, ModelWeights<float> weights, StorageFormat format, EngineOptions? options = null,
+        long logitsChunkElements = DefaultLogitsChunk)
+    {
+        _device = device;
+        _gemm = gemm;
+        Config = weights.Config;
+        Specs = weights.Specs;
+        Format = format;
+        _ops = new DeviceOps(device.Accelerator);
+        _w = new DeviceTensor[Specs.Count];
+        for (int i = 0; i < Specs.Count; i++)
+        {
+            _w[i] = new DeviceTensor(device.Accelerator, Specs[i].NumElements, Specs[i].Is2D ? format : StorageFormat.F32);
+            Upload(_w[i], weights[i]);
+        }
+        _model = new DeviceLlama(_ops, gemm, Config, Specs, _w, options ?? new EngineOptions(), logitsChunkElements);
+    }
+
+    public string Name => _device.IsGpu ? "cuda" : "ilgpu-cpu";
+    public string DeviceName => _device.Accelerator.Name;
+    public string GemmName => _gemm.Name;
+    public ModelConfig Config { get; }
+    public IReadOnlyList<ParameterSpec> Specs { get; }
+    public StorageFormat Format { get; }
+
+    public IActivationObserver<float>? Observer
+    {
+        get => _model.Observer;
+        set => _model.Observer = value;
+    }
+
+    /// <summary>Gradient buffers, allocated on the first backward pass (forward-only metrics never pay for them).</summary>
+    private DeviceTensor[] Gradients
+    {
+        get
+        {
+            if (_g != null) return _g;
+            _g = Specs.Select(s => new DeviceTensor(_device.Accelerator, s.NumElements, StorageFormat.F32)).ToArray();
+            foreach (var t in _g) t.Floats.MemSetToZero();
+            return _g;
+        }
+    }
+
+    /// <summary>Allocates what batches up to this shape need now, so a device that is too small fails before the first batch.</summary>
+    public void Reserve(Workload workload)
+    {
+        if (workload.Gradients) _ = Gradients;
+        _model.Reserve(_model.ShapeFor(workload.Batch, workload.SeqLen, workload.Gradients));
+    }
+
+    public double ForwardLoss(Batch batch)
+    {
+        var r = _model.Run(batch, null, 1.0);
+        return r.Targets == 0 ? 0 : r.SumNll / r.Targets;
+    }
+
+    public double ForwardBackward(Batch batch, double scale)
+    {
+        var r = _model.Run(batch, Gradients, scale);
+        return r.Targets == 0 ? 0 : r.SumNll / r.Targets;
+    }
+
+    public EvalResult Evaluate(Batch batch)
+    {
+        var r = _model.Run(batch, null, 1.0);
+        return new EvalResult(r.SumNll, r.Targets, r.Correct);
+    }
+
+    public void ClearGradients()
+    {
+        if (_g == null) return;
+        foreach (var t in _g) t.Floats.MemSetToZero();
+    }
+
+    public void ReadGradient(int tensorIndex, Span<float> destination) => Gradients[tensorIndex].Floats.CopyToCPU(destination);
+
+    public void ReadWeight(int tensorIndex, Span<float> destination)
+    {
+        var t = _w[tensorIndex];
+        if (t.Format == StorageFormat.F32)
+        {
+            t.Floats.CopyToCPU(destination);
+            return;
+        }
+        var bits = new ushort[Math.Min(TransferChunk, t.Length)];
+        for (long o = 0; o < t.Length; o += bits.Length)
+        {
+            int len = (int)Math.Min(bits.Length, t.Length - o);
+            t.Halves.SubView(o, len).CopyToCPU(bits.AsSpan(0, len));
+            var dst = destination.Slice((int)o, len);
+            if (t.Format == StorageFormat.Bf16) DTypeConversion.Bf16ToFloat(bits.AsSpan(0, len), dst);
+            else for (int i = 0; i < len; i++) dst[i] = (float)BitConverter.UInt16BitsToHalf(bits[i]);
+        }
+    }
+
+    /// <summary>Values are rounded to the tensor's held format, as a bf16/fp16 deployment would store them.</summary>
+    public void WriteWeights(int tensorIndex, ReadOnlySpan<long> flatIndices, ReadOnlySpan<float> values) => _ops.Scatter(_w[tensorIndex], flatIndices, values);
+
+    private static void Upload(DeviceTensor t, float[] values)
+    {
+        if (t.Format == StorageFormat.F32)
+        {
+            t.Floats.CopyFromCPU(values.AsSpan());
+            return;
+        }
+        var bits = new ushort[Math.Min(TransferChunk, values.Length)];
+        for (int o = 0; o < values.Length; o += bits.Length)
+        {
+            int len = Math.Min(bits.Length, values.Length - o);
+            for (int i = 0; i < len; i++)
+                bits[i] = t.Format == StorageFormat.Bf16 ? DTypeConversion.FloatToBf16(values[o + i]) : BitConverter.HalfToUInt16Bits((System.Half)values[o + i]);
+            t.Halves.SubView(o, len).CopyFromCPU(bits.AsSpan(0, len));
+        }
+    }
+
+    public void Dispose()
+    {
+        _model.Dispose();
+        foreach (var t in _g ?? []) t.Dispose();
+        foreach (var t in _w) t.Dispose();
+        _gemm.Dispose();
+        _device.Dispose();
+    }
+}

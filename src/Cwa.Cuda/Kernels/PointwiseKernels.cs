@@ -1,0 +1,104 @@
+using ILGPU;
+
+namespace Cwa.Cuda.Kernels;
+
+/// <summary>
+/// One thread per element (or per column) kernels of the device engine, mirroring the CPU backend's formulas in
+/// fp32. Column sums loop over rows in order inside one thread, so they are deterministic.
+/// </summary>
+public static class PointwiseKernels
+{
+    /// <summary>h = silu(gate) * up.</summary>
+    public static void SwiGluForward(Index1D i, ArrayView<float> gate, ArrayView<float> up, ArrayView<float> h)
+    {
+        float g = gate[i];
+        h[i] = g / (1f + MathF.Exp(-g)) * up[i];
+    }
+
+    /// <summary>dup = dh * silu(g); dgate = dh * up * sigmoid(g) * (1 + g * (1 - sigmoid(g))).</summary>
+    public static void SwiGluBackward(Index1D i, ArrayView<float> gate, ArrayView<float> up, ArrayView<float> dh, ArrayView<float> dGate, ArrayView<float> dUp)
+    {
+        float g = gate[i];
+        float sig = 1f / (1f + MathF.Exp(-g));
+        dUp[i] = dh[i] * g * sig;
+        dGate[i] = dh[i] * up[i] * sig * (1f + g * (1f - sig));
+    }
+
+    /// <summary>
+    /// Rotate-half RoPE on x [rows, heads * 2 * half], one (row, head, pair) per thread; tables [positions, half];
+    /// position = row % seqLen. inverse = 1 applies the transpose (the backward pass).
+    /// </summary>
+    public static void Rope(Index1D idx, ArrayView<float> x, ArrayView<float> cos, ArrayView<float> sin, int seqLen, int heads, int half, int inverse)
+    {
+        int i = idx % half;
+        int rh = idx / half;
+        int h = rh % heads, r = rh / heads;
+        int pos = r % seqLen;
+        long o = (long)r * heads * 2 * half + h * 2 * half;
+        float c = cos[pos * half + i], s = inverse != 0 ? -sin[pos * half + i] : sin[pos * half + i];
+        float a = x[o + i], b = x[o + i + half];
+        x[o + i] = a * c - b * s;
+        x[o + i + half] = b * c + a * s;
+    }
+
+    /// <summary>o = a + b (o may alias a or b).</summary>
+    public static void Add(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> o) => o[i] = a[i] + b[i];
+
+    /// <summary>y[r, c] += bias[c].</summary>
+    public static void AddBias(Index1D i, ArrayView<float> y, ArrayView<float> bias, int cols) => y[i] += bias[i % cols];
+
+    /// <summary>dst = src rounded to bf16 (format 0) or fp16 (format 1).</summary>
+    public static void ToHalf(Index1D i, ArrayView<float> src, ArrayView<ushort> dst, int format) => dst[i] = HalfBits.FromFloat(src[i], format);
+
+    public static void FromHalf(Index1D i, ArrayView<ushort> src, ArrayView<float> dst, int format) => dst[i] = HalfBits.ToFloat(src[i], format);
+
+    /// <summary>dst[index[i]] = values[i] (distinct indices).</summary>
+    public static void ScatterF32(Index1D i, ArrayView<long> index, ArrayView<float> values, ArrayView<float> dst) => dst[index[i]] = values[i];
+
+    public static void ScatterHalf(Index1D i, ArrayView<long> index, ArrayView<float> values, ArrayView<ushort> dst, int format) =>
+        dst[index[i]] = HalfBits.FromFloat(values[i], format);
+
+    /// <summary>x[r, :] = table[tokens[r], :] from an fp32 table.</summary>
+    public static void EmbedF32(Index1D i, ArrayView<int> tokens, ArrayView<float> table, ArrayView<float> x, int dim) =>
+        x[i] = table[(long)tokens[i / dim] * dim + i % dim];
+
+    /// <summary>x[r, :] = table[tokens[r], :] from a bf16/fp16 table.</summary>
+    public static void EmbedHalf(Index1D i, ArrayView<int> tokens, ArrayView<ushort> table, ArrayView<float> x, int dim, int format) =>
+        x[i] = HalfBits.ToFloat(table[(long)tokens[i / dim] * dim + i % dim], format);
+
+    /// <summary>dst[i, :] = src[rows[i], :].</summary>
+    public static void GatherRows(Index1D i, ArrayView<int> rows, ArrayView<float> src, ArrayView<float> dst, int dim) =>
+        dst[i] = src[(long)rows[i / dim] * dim + i % dim];
+
+    /// <summary>dst[rows[i], :] = src[i, :] (distinct rows).</summary>
+    public static void ScatterRows(Index1D i, ArrayView<int> rows, ArrayView<float> src, ArrayView<float> dst, int dim) =>
+        dst[(long)rows[i / dim] * dim + i % dim] = src[i];
+
+    /// <summary>out[c] += sum over rows of x[r, c] (bias gradients).</summary>
+    public static void ColumnSumAdd(Index1D col, ArrayView<float> x, ArrayView<float> output, int rows, int dim)
+    {
+        float s = 0;
+        for (int r = 0; r < rows; r++) s += x[(long)r * dim + col];
+        output[col] += s;
+    }
+
+    /// <summary>dw[j] += sum over rows of dy * x * rinv (the RMSNorm weight gradient).</summary>
+    public static void RmsNormWeightGrad(Index1D col, ArrayView<float> x, ArrayView<float> rinv, ArrayView<float> dy, ArrayView<float> dw, int rows, int dim)
+    {
+        float s = 0;
+        for (int r = 0; r < rows; r++) s += dy[(long)r * dim + col] * x[(long)r * dim + col] * rinv[r];
+        dw[col] += s;
+    }
+
+    /// <summary>
+    /// Embedding gradient without atomics: the host groups the real rows by token (order lists them, segment u
+    /// spans order[start[u] .. start[u+1])), and one thread per (token, column) adds its rows in row order.
+    /// </summary>
+    public static void EmbeddingGrad(Index1D i, ArrayView<int> tokens, ArrayView<int> start, ArrayView<int> order, ArrayView<float> dx, ArrayView<float> grad, int dim)
+    {
+        int u = i / dim, col = i % dim;
+        float s = 0;
+        for (int k = start[u]; k < start[u + 1]; k++) s += dx[(long)order[k] * dim + col];
+        grad[(long)tokens[u] * dim + col] += s;
+    }
+}
