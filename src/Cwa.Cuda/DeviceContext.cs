@@ -17,9 +17,14 @@ public sealed class DeviceContext : IDisposable
 
     private DeviceContext(Context context, Accelerator accelerator) => (Context, Accelerator) = (context, accelerator);
 
+    /// <summary>
+    /// ILGPU's CPU accelerator with groups of 4 (2 warps of 2), one multiprocessor per core: groups still exercise
+    /// the shared-memory reductions, and the emulation costs about 5x less per element than its default 16-thread groups.
+    /// </summary>
     public static DeviceContext CreateCpu()
     {
-        var context = Context.Create(b => b.CPU().Math(MathMode.Fast32BitOnly));
+        var device = new CPUDevice(2, 2, Math.Clamp(Environment.ProcessorCount, 1, 8));
+        var context = Context.Create(b => b.CPU(device).Math(MathMode.Fast32BitOnly));
         return new DeviceContext(context, context.CreateCPUAccelerator(0));
     }
 

@@ -38,6 +38,7 @@ internal static class AnalyzeCommand
     private static readonly Option<int> Threads = new("--threads") { Description = "CPU threads (default: all cores).", DefaultValueFactory = _ => Environment.ProcessorCount };
     private static readonly Option<bool> Recompute = new("--recompute") { Description = "Activation checkpointing per block: less memory, ~30% more compute." };
     private static readonly Option<bool> DumpScores = new("--dump-scores") { Description = "Also write every score to scores.safetensors (large)." };
+    private static readonly Option<bool> SaveTokens = new("--save-tokens") { Description = "Write the calibration token ids, batch by batch, to calibration_tokens.jsonl (to reproduce the gradients elsewhere, e.g. in PyTorch)." };
     private static readonly Option<bool> SkipNonFinite = new("--skip-nonfinite") { Description = "Skip calibration batches whose loss or gradient is NaN/Inf (recorded in the manifest) instead of stopping." };
     private static readonly Option<int> CheckpointEvery = new("--checkpoint-every") { Description = "Save the running gradient sums every N batches into the out dir, for --resume.", DefaultValueFactory = _ => 0 };
     private static readonly Option<bool> Resume = new("--resume") { Description = "Continue an interrupted run's gradient accumulation from its checkpoint (same arguments and out dir)." };
@@ -48,7 +49,7 @@ internal static class AnalyzeCommand
         var cmd = new Command("analyze", "Score, rank and report the critical weights of a model (default: the built-in demo model and corpus).");
         foreach (var o in new Option[] { Model, Device, CudaLibDir, Dtype, Metric, Mode, TopK, Seeds, DataFile, TextField, EvalFile, MaxSamples, MaxLength, BatchSize,
                      OutDir, SavePlots, Perturb, PerturbScale, AbsoluteNoise, PerturbProb, Bit, Controls, ControlSeeds, KSweep, StabilityCheck, GradReduction,
-                     Include1D, HutchinsonProbes, ObdCurvature, Threads, Recompute, DumpScores, SkipNonFinite, CheckpointEvery, Resume, ExperimentName, CommandRunner.Quiet, CommandRunner.Verbose })
+                     Include1D, HutchinsonProbes, ObdCurvature, Threads, Recompute, DumpScores, SaveTokens, SkipNonFinite, CheckpointEvery, Resume, ExperimentName, CommandRunner.Quiet, CommandRunner.Verbose })
             cmd.Add(o);
         CommandRunner.SetAction(cmd, (parse, stdout) =>
         {
@@ -95,6 +96,7 @@ internal static class AnalyzeCommand
         Threads = Positive(p.GetValue(Threads), "--threads"),
         Recompute = p.GetValue(Recompute),
         DumpScores = p.GetValue(DumpScores),
+        SaveTokens = p.GetValue(SaveTokens),
         SkipNonFinite = p.GetValue(SkipNonFinite),
         CheckpointEvery = p.GetValue(CheckpointEvery) >= 0 ? p.GetValue(CheckpointEvery) : throw new Core.InputException("--checkpoint-every must be 0 or more"),
         Resume = p.GetValue(Resume),

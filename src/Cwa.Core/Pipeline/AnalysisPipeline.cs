@@ -38,6 +38,7 @@ public static class AnalysisPipeline
         using (model)
         {
             var batches = data.CalibrationBatches(model.Tokenizer, r, (ulong)r.Seeds[0]);
+            if (r.SaveTokens) CalibrationTokensFile.Write(Path.Combine(outDir, CalibrationTokensFile.Name), batches);
             ScoreSources sources;
             using (timer.Phase("gradients"))
                 sources = GradientPass.Run(model, batches, metric, curvature, r, progress, Checkpoint(r, outDir, model, data, batches));

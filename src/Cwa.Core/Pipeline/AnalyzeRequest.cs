@@ -38,6 +38,8 @@ public sealed record AnalyzeRequest
     public int Threads { get; init; } = Environment.ProcessorCount;
     public bool Recompute { get; init; }
     public bool DumpScores { get; init; }
+    /// <summary>Write the calibration batches' token ids to calibration_tokens.jsonl (to reproduce G elsewhere).</summary>
+    public bool SaveTokens { get; init; }
     /// <summary>Skip (and record) calibration batches whose loss or gradient is NaN/Inf instead of stopping.</summary>
     public bool SkipNonFinite { get; init; }
     /// <summary>Save the running gradient sums every N calibration batches (0 = only with --resume, every 25).</summary>

@@ -42,6 +42,7 @@ public static class RunConfigJson
             ["threads"] = r.Threads,
             ["recompute"] = r.Recompute,
             ["dump_scores"] = r.DumpScores,
+            ["save_tokens"] = r.SaveTokens,
             ["experiment_name"] = r.ExperimentName,
             ["requested_model"] = r.Model,
             ["requested_device"] = r.Device,
