@@ -19,7 +19,7 @@ public sealed class CudaBackend : IBackend
 {
     /// <summary>Logits chunk on the device (elements): 1 GiB of fp32, about 2,000 rows at Llama 3's vocabulary.</summary>
     public const long DefaultLogitsChunk = 1L << 28;
-    private const int TransferChunk = 1 << 22;
+    private const int TransferChunk = 1 << 24;
 
     private readonly DeviceContext _device;
     private readonly DeviceOps _ops;
@@ -126,6 +126,7 @@ public sealed class CudaBackend : IBackend
     /// <summary>Values are rounded to the tensor's held format, as a bf16/fp16 deployment would store them.</summary>
     public void WriteWeights(int tensorIndex, ReadOnlySpan<long> flatIndices, ReadOnlySpan<float> values) => _ops.Scatter(_w[tensorIndex], flatIndices, values);
 
+    /// <summary>Converts to the held format on all cores (a model-sized loop) and copies in large chunks.</summary>
     private static void Upload(DeviceTensor t, float[] values)
     {
         if (t.Format == StorageFormat.F32)
@@ -136,9 +137,13 @@ public sealed class CudaBackend : IBackend
         var bits = new ushort[Math.Min(TransferChunk, values.Length)];
         for (int o = 0; o < values.Length; o += bits.Length)
         {
-            int len = Math.Min(bits.Length, values.Length - o);
-            for (int i = 0; i < len; i++)
-                bits[i] = t.Format == StorageFormat.Bf16 ? DTypeConversion.FloatToBf16(values[o + i]) : BitConverter.HalfToUInt16Bits((System.Half)values[o + i]);
+            int len = Math.Min(bits.Length, values.Length - o), part = 1 << 16, start = o;
+            bool bf16 = t.Format == StorageFormat.Bf16;
+            Parallel.For(0, (len + part - 1) / part, p =>
+            {
+                for (int i = p * part; i < Math.Min(len, (p + 1) * part); i++)
+                    bits[i] = bf16 ? DTypeConversion.FloatToBf16(values[start + i]) : BitConverter.HalfToUInt16Bits((System.Half)values[start + i]);
+            });
             t.Halves.SubView(o, len).CopyFromCPU(bits.AsSpan(0, len));
         }
     }

@@ -58,15 +58,30 @@ public static class TestModelGenerator
         WriteText(Path.Combine(outDir, "generation_config.json"), gen.ToJsonString(indented));
     }
 
-    /// <summary>N(0, 0.02) for matrices; 1 + 0.1 N(0,1) for norms so their gradients are non-trivial; small biases.</summary>
+    /// <summary>
+    /// N(0, 0.02) for matrices; 1 + 0.1 N(0,1) for norms so their gradients are non-trivial; small biases. Each
+    /// block of 2^20 values has its own seeded stream, so large tensors fill on all cores and stay deterministic.
+    /// </summary>
     public static void Fill(Span<float> values, ParameterSpec spec, ulong seed, int tensorIndex)
     {
-        var rng = SplitMix64.For(seed, tensorIndex);
+        const int block = 1 << 20;
         bool norm = spec.Role is ParameterRole.InputNorm or ParameterRole.PostAttentionNorm or ParameterRole.FinalNorm;
-        for (int j = 0; j < values.Length; j++)
+        int length = values.Length;
+        unsafe
         {
-            double g = rng.NextGaussian();
-            values[j] = (float)(norm ? 1 + 0.1 * g : 0.02 * g);
+            fixed (float* p = values)
+            {
+                float* basePtr = p;
+                Parallel.For(0, (length + block - 1) / block, b =>
+                {
+                    var rng = SplitMix64.For(seed, tensorIndex, b);
+                    for (int j = b * block; j < Math.Min(length, (b + 1) * block); j++)
+                    {
+                        double g = rng.NextGaussian();
+                        basePtr[j] = (float)(norm ? 1 + 0.1 * g : 0.02 * g);
+                    }
+                });
+            }
         }
     }
 

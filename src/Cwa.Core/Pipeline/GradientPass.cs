@@ -86,7 +86,7 @@ public static class GradientPass
                 {
                     batchGrads[t] ??= new float[backend.Specs[t].NumElements];
                     backend.ReadGradient(t, batchGrads[t]);
-                    int j = Array.FindIndex(batchGrads[t], v => !float.IsFinite(v));
+                    long j = NonFinite.FirstIndex(batchGrads[t]);
                     if (j >= 0) bad = $"batch {i}: gradient of {backend.Specs[t].Name} not finite at flat index {j}";
                 }
                 if (bad != null)
@@ -117,7 +117,7 @@ public static class GradientPass
         var sums = gradient.Select((g, t) => g ?? new float[backend.Specs[t].NumElements]).ToArray();
         for (int t = 0; t < tensors; t++)
         {
-            int bad = Array.FindIndex(sums[t], v => !float.IsFinite(v));
+            long bad = NonFinite.FirstIndex(sums[t]);
             if (bad >= 0) throw new CwaException($"gradient of {backend.Specs[t].Name} is not finite at flat index {bad}; check the model weights and data");
         }
         float[][]? hessian = metric.NeedsHessian(curvature) ? HutchinsonPass.Run(model, batches, r, progress) : null;

@@ -51,8 +51,9 @@ public sealed class LoadedModel : IDisposable
                 weights = ModelWeights<float>.Load(ckpt.Config, ckpt, name => { phase.Describe(name); phase.Advance(); });
             for (int i = 0; i < weights.Count; i++)
             {
-                DTypeConversion.RoundTo(weights[i], held);
-                long bad = Array.FindIndex(weights[i], v => !float.IsFinite(v));
+                // Values read from a tensor stored as the held dtype are already exact in it.
+                if (ckpt.StoredType(specs[i].Name) != held) DTypeConversion.RoundTo(weights[i], held);
+                long bad = NonFinite.FirstIndex(weights[i], options.EffectiveThreads);
                 if (bad >= 0)
                     throw new InputException($"{ckpt.ShardOf(specs[i].Name)}: tensor {specs[i].Name} holds a non-finite value at flat index {bad}");
             }

@@ -1,0 +1,45 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace Cwa.Core;
+
+/// <summary>Finds NaN/Inf in weights and gradients at memory speed (8 B values for an 8B model, every run).</summary>
+public static class NonFinite
+{
+    private const int Chunk = 1 << 22;
+
+    /// <summary>Index of the first NaN or infinity, or -1; an exponent field of all ones is exactly what non-finite means.</summary>
+    public static long FirstIndex(ReadOnlySpan<float> values)
+    {
+        var bits = MemoryMarshal.Cast<float, uint>(values);
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var mask = Vector256.Create(0x7F800000u);
+            for (; i + 8 <= bits.Length; i += 8)
+            {
+                var v = Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(bits), (nuint)i) & mask;
+                if (Vector256.EqualsAny(v, mask)) break;
+            }
+        }
+        for (; i < bits.Length; i++)
+            if ((bits[i] & 0x7F800000u) == 0x7F800000u) return i;
+        return -1;
+    }
+
+    /// <summary>The same over fixed chunks in parallel; still returns the smallest bad index.</summary>
+    public static long FirstIndex(float[] values, int threads = 0)
+    {
+        if (values.Length <= Chunk) return FirstIndex(values.AsSpan());
+        int chunks = (values.Length + Chunk - 1) / Chunk;
+        var first = new long[chunks];
+        Engine.Gemm.ParallelFor(chunks, threads > 0 ? threads : Environment.ProcessorCount, c =>
+        {
+            long j = FirstIndex(values.AsSpan(c * Chunk, Math.Min(Chunk, values.Length - c * Chunk)));
+            first[c] = j < 0 ? -1 : c * (long)Chunk + j;
+        });
+        foreach (long j in first)
+            if (j >= 0) return j;
+        return -1;
+    }
+}
