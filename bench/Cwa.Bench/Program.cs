@@ -71,10 +71,7 @@ public static class Program
         var tokens = Enumerable.Range(0, batch * seq).Select(_ => (int)rng.NextLong(config.VocabSize)).ToArray();
         var b = new Batch(batch, seq, tokens, Enumerable.Repeat(seq, batch).ToArray());
         long n = (long)batch * seq;
-        // Matmul FLOPs: 2 per multiply-add in the linear layers (incl. lm_head) plus attention's QK^T and PV
-        // (causal half); backward costs twice the forward.
-        long linear = LlamaLayout.Parameters(config).Where(p => p.Is2D && p.Role != ParameterRole.Embedding).Sum(p => p.NumElements);
-        double fwdFlops = 2.0 * n * linear + 2.0 * 2 * batch * config.NumLayers * config.NumHeads * (double)seq * seq / 2 * config.HeadDim;
+        double fwdFlops = FlopCount.Forward(config, b);
         double fwd = BestOf(quick ? 2 : 3, () => model.ForwardLoss(b));
         double fb = BestOf(quick ? 2 : 3, () => { grads.Clear(); model.ForwardBackward(b, grads); });
         Console.WriteLine();

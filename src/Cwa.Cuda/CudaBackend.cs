@@ -47,7 +47,7 @@ public sealed class CudaBackend : IBackend
     }
 
     public string Name => _device.IsGpu ? "cuda" : "ilgpu-cpu";
-    public string DeviceName => _device.Accelerator.Name;
+    public string DeviceDescription => _device.Accelerator.Name;
     public string GemmName => _gemm.Name;
     public ModelConfig Config { get; }
     public IReadOnlyList<ParameterSpec> Specs { get; }
@@ -87,6 +87,8 @@ public sealed class CudaBackend : IBackend
     public double ForwardBackward(Batch batch, double scale)
     {
         var r = _model.Run(batch, Gradients, scale);
+        // Backward kernels are still queued when the loss is known: wait, so timings and errors belong to this batch.
+        _device.Accelerator.Synchronize();
         return r.Targets == 0 ? 0 : r.SumNll / r.Targets;
     }
 

@@ -10,6 +10,8 @@ namespace Cwa.Core.Engine;
 public interface IBackend : IDisposable
 {
     string Name { get; }
+    /// <summary>The accelerator the backend runs on (GPU name), or null on the CPU.</summary>
+    string? DeviceDescription => null;
     ModelConfig Config { get; }
     IReadOnlyList<ParameterSpec> Specs { get; }
     IActivationObserver<float>? Observer { get; set; }

@@ -1,5 +1,6 @@
 using Cwa.Core.Data;
 using Cwa.Core.Engine;
+using Cwa.Core.Models;
 using Cwa.Core.Sensitivity;
 
 namespace Cwa.Core.Pipeline;
@@ -64,6 +65,8 @@ public static class GradientPass
             progress.Info($"resuming from {checkpoint.Path} at batch {start} of {batches.Count}");
         }
         backend.ClearGradients();
+        var loop = System.Diagnostics.Stopwatch.StartNew();
+        double flops = 0;
         using (var phase = progress.Start("gradients", batches.Count))
         {
             phase.Advance(start);
@@ -74,6 +77,7 @@ public static class GradientPass
                 phase.Advance();
                 if (perBatch) backend.ClearGradients();
                 double loss = backend.ForwardBackward(batches[i], perBatch ? 1.0 : scale);
+                flops += FlopCount.ForwardBackward(backend.Config, batches[i]);
                 if (!double.IsFinite(loss) && r.SkipNonFinite) { skipped.Add($"batch {i}: loss {loss}"); continue; }
                 CheckLoss(loss, i);
                 if (!perBatch)
@@ -104,6 +108,7 @@ public static class GradientPass
                 }
             }
         }
+        double loopSeconds = loop.Elapsed.TotalSeconds;
         checkpoint?.Delete();
         if (skipped.Count == batches.Count)
             throw new CwaException($"every calibration batch had a non-finite loss or gradient ({skipped[0]})");
@@ -124,7 +129,7 @@ public static class GradientPass
         return new ScoreSources
         {
             CalibrationLoss = lossSum / tokens, CalibrationTokens = tokens, CalibrationSequences = batches.Sum(b => b.BatchSize),
-            Gradient = sums, Fisher = fisher, HessianDiag = hessian, SkippedBatches = skipped,
+            Gradient = sums, Fisher = fisher, HessianDiag = hessian, SkippedBatches = skipped, ForwardBackwardSeconds = loopSeconds, ForwardBackwardFlops = flops,
         };
     }
 

@@ -56,6 +56,11 @@ internal static class RunDocuments
         if (pert?.TopOverRandomRatio is double ratio) resultsJson["top_over_random_delta_ppl_ratio"] = ratio;
         if (pert?.TopMinusRandomCi95High is double margin) resultsJson["top_minus_random_ci95_high_delta_ppl"] = margin;
         resultsJson["num_selected_weights"] = top.Count;
+        if (sources.ForwardBackwardSeconds > 0)
+        {
+            resultsJson["forward_backward_seconds"] = sources.ForwardBackwardSeconds;
+            resultsJson["forward_backward_tflops"] = sources.ForwardBackwardFlops / sources.ForwardBackwardSeconds / 1e12;
+        }
         resultsJson["skipped_batches"] = new JsonArray(sources.SkippedBatches.Select(b => (JsonNode)b).ToArray());
         new ExperimentManifest
         {
@@ -86,6 +91,7 @@ internal static class RunDocuments
                 ["eval_sha256"] = ExperimentManifest.Sha256Hex(data.EvaluationTexts),
             },
             Seeds = r.Seeds,
+            Gpu = model.Backend.DeviceDescription,
             Timings = timer.Phases,
             Results = resultsJson,
         }.Write(outDir);

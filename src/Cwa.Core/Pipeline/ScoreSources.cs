@@ -15,4 +15,7 @@ public sealed class ScoreSources
     public ActivationStats? Activations { get; init; }
     /// <summary>Calibration batches left out by --skip-nonfinite, with the reason.</summary>
     public IReadOnlyList<string> SkippedBatches { get; init; } = [];
+    /// <summary>Seconds of the calibration forward+backward loop and its useful matrix FLOPs (0 for forward-only metrics).</summary>
+    public double ForwardBackwardSeconds { get; init; }
+    public double ForwardBackwardFlops { get; init; }
 }

@@ -54,6 +54,8 @@ public class AnalyzeEndToEndTests(TinyModelFixture tiny) : IClassFixture<TinyMod
         var listed = m.GetProperty("output_files").EnumerateArray().Select(f => f.GetProperty("path").GetString()).ToHashSet();
         var actual = Directory.EnumerateFiles(outDir.Path, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(outDir.Path, f)).Where(f => f != "experiment_manifest.json");
         Assert.All(actual, f => Assert.Contains(f, listed));
+        Assert.True(m.GetProperty("results").GetProperty("forward_backward_tflops").GetDouble() > 0);
+        Assert.Equal(JsonValueKind.Null, m.GetProperty("environment").GetProperty("gpu").ValueKind);
         foreach (var phase in new[] { "load", "gradients", "scoring", "ranking", "writing", "plots", "perturbation" })
             Assert.True(m.GetProperty("timing").TryGetProperty(phase, out _), $"timing lacks {phase}");
         Assert.Empty(Directory.EnumerateFiles(outDir.Path, "*.tmp-*", SearchOption.AllDirectories));
