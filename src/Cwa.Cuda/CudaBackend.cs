@@ -5,6 +5,8 @@ using Cwa.Core.Models;
 using Cwa.Core.Pipeline;
 using Cwa.Cuda.Engine;
 using Cwa.Cuda.Gemm;
+using Cwa.Cuda.Kernels;
+using Cwa.Core.Sensitivity;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -15,7 +17,7 @@ namespace Cwa.Cuda;
 /// 1-D tensors fp32), fp32 gradient buffers accumulated across batches on the device, the forward and backward
 /// of <see cref="DeviceLlama"/>. Only per-tensor data crosses to the host, one tensor at a time.
 /// </summary>
-public sealed class CudaBackend : IBackend
+public sealed class CudaBackend : IBackend, IDeviceScoring
 {
     /// <summary>Logits chunk on the device (elements): 1 GiB of fp32, about 2,000 rows at Llama 3's vocabulary.</summary>
     public const long DefaultLogitsChunk = 1L << 28;
@@ -27,6 +29,7 @@ public sealed class CudaBackend : IBackend
     private readonly DeviceTensor[] _w;
     private DeviceTensor[]? _g;
     private readonly DeviceLlama _model;
+    private DeviceScorer? _scorer;
 
     public CudaBackend(DeviceContext device, IDeviceGemm gemm, ModelWeights<float> weights, StorageFormat format, EngineOptions? options = null,
         long logitsChunkElements = DefaultLogitsChunk)
@@ -125,6 +128,15 @@ public sealed class CudaBackend : IBackend
         }
     }
 
+    public bool CanScore(SensitivityMetric metric) => metric is SensitivityMetric.GradXWeight or SensitivityMetric.GradSquared;
+
+    public ScoreSummary Score(int tensorIndex, SensitivityMetric metric, int maxK) =>
+        Scorer.Score(Specs[tensorIndex], tensorIndex, Gradients[tensorIndex], _w[tensorIndex], metric == SensitivityMetric.GradSquared ? ScoreKernels.GradSquared : ScoreKernels.GradXWeight, maxK);
+
+    public void ReadGradientAt(int tensorIndex, ReadOnlySpan<long> flatIndices, Span<float> values) => Scorer.Gather(Gradients[tensorIndex].Floats, flatIndices, values);
+
+    private DeviceScorer Scorer => _scorer ??= new DeviceScorer(_device.Accelerator, _ops.RowGroupSize);
+
     /// <summary>Values are rounded to the tensor's held format, as a bf16/fp16 deployment would store them.</summary>
     public void WriteWeights(int tensorIndex, ReadOnlySpan<long> flatIndices, ReadOnlySpan<float> values) => _ops.Scatter(_w[tensorIndex], flatIndices, values);
 
@@ -153,6 +165,7 @@ public sealed class CudaBackend : IBackend
     public void Dispose()
     {
         _model.Dispose();
+        _scorer?.Dispose();
         foreach (var t in _g ?? []) t.Dispose();
         foreach (var t in _w) t.Dispose();
         _gemm.Dispose();

@@ -24,14 +24,15 @@ public sealed class DeviceContext : IDisposable
     public static DeviceContext CreateCpu()
     {
         var device = new CPUDevice(2, 2, Math.Clamp(Environment.ProcessorCount, 1, 8));
-        var context = Context.Create(b => b.CPU(device).Math(MathMode.Fast32BitOnly));
+        // MathMode.Default keeps double arithmetic 64-bit (the score statistics accumulate in double).
+        var context = Context.Create(b => b.CPU(device).Math(MathMode.Default));
         return new DeviceContext(context, context.CreateCPUAccelerator(0));
     }
 
     /// <summary>The first CUDA device, or a clear error naming what was missing.</summary>
     public static DeviceContext CreateCuda()
     {
-        var context = Context.Create(b => b.Cuda().Math(MathMode.Fast32BitOnly));
+        var context = Context.Create(b => b.Cuda().Math(MathMode.Default));
         var devices = context.GetCudaDevices();
         if (devices.Count == 0)
         {

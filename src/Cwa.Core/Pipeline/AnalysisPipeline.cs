@@ -149,11 +149,20 @@ public static class AnalysisPipeline
     private static List<RankedWeight> ToRanked(LoadedModel model, ScoreSources sources, List<ScoredIndex> selected)
     {
         var specs = model.Backend.Specs;
+        var gradients = new Dictionary<ScoredIndex, float>();
+        if (sources.OnDevice is { } device)
+            foreach (var group in selected.GroupBy(s => s.TensorIndex))
+            {
+                var items = group.ToArray();
+                var values = new float[items.Length];
+                device.ReadGradientAt(group.Key, items.Select(s => s.FlatIndex).ToArray(), values);
+                for (int i = 0; i < items.Length; i++) gradients[items[i]] = values[i];
+            }
         return selected.Select(s =>
         {
             var spec = specs[s.TensorIndex];
             int cols = spec.Cols;
-            float g = sources.Gradient?[s.TensorIndex][s.FlatIndex] ?? float.NaN;
+            float g = sources.Gradient?[s.TensorIndex][s.FlatIndex] ?? gradients.GetValueOrDefault(s, float.NaN);
             return new RankedWeight(s.TensorIndex, spec.Name, s.FlatIndex, (int)(s.FlatIndex / cols), (int)(s.FlatIndex % cols), s.Score,
                 model.Weights[s.TensorIndex][s.FlatIndex], g, spec.Block, spec.Component, spec.LayerGroup);
         }).ToList();

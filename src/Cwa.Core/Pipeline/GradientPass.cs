@@ -112,26 +112,35 @@ public static class GradientPass
         checkpoint?.Delete();
         if (skipped.Count == batches.Count)
             throw new CwaException($"every calibration batch had a non-finite loss or gradient ({skipped[0]})");
-        if (!perBatch)
+        // A device that scores where the sums live keeps them there (it checks them for NaN/Inf while scoring).
+        var onDevice = !perBatch && !r.DumpScores && backend is IDeviceScoring ds && ds.CanScore(metric) ? ds : null;
+        float[][]? sums = null;
+        if (onDevice == null)
+        {
+            if (!perBatch)
+                for (int t = 0; t < tensors; t++)
+                {
+                    var g = new float[backend.Specs[t].NumElements];
+                    backend.ReadGradient(t, g);
+                    gradient[t] = g;
+                }
+            sums = gradient.Select((g, t) => g ?? new float[backend.Specs[t].NumElements]).ToArray();
             for (int t = 0; t < tensors; t++)
             {
-                var g = new float[backend.Specs[t].NumElements];
-                backend.ReadGradient(t, g);
-                gradient[t] = g;
+                long bad = NonFinite.FirstIndex(sums[t]);
+                if (bad >= 0) throw new CwaException(NonFiniteGradient(backend.Specs[t].Name, bad));
             }
-        var sums = gradient.Select((g, t) => g ?? new float[backend.Specs[t].NumElements]).ToArray();
-        for (int t = 0; t < tensors; t++)
-        {
-            long bad = NonFinite.FirstIndex(sums[t]);
-            if (bad >= 0) throw new CwaException($"gradient of {backend.Specs[t].Name} is not finite at flat index {bad}; check the model weights and data");
         }
         float[][]? hessian = metric.NeedsHessian(curvature) ? HutchinsonPass.Run(model, batches, r, progress) : null;
         return new ScoreSources
         {
             CalibrationLoss = lossSum / tokens, CalibrationTokens = tokens, CalibrationSequences = batches.Sum(b => b.BatchSize),
-            Gradient = sums, Fisher = fisher, HessianDiag = hessian, SkippedBatches = skipped, ForwardBackwardSeconds = loopSeconds, ForwardBackwardFlops = flops,
+            Gradient = sums, OnDevice = onDevice, Fisher = fisher, HessianDiag = hessian, SkippedBatches = skipped, ForwardBackwardSeconds = loopSeconds, ForwardBackwardFlops = flops,
         };
     }
+
+    public static string NonFiniteGradient(string tensor, long index) =>
+        $"gradient of {tensor} is not finite at flat index {index}; check the model weights and data";
 
     private static double CheckLoss(double loss, int batch) =>
         double.IsFinite(loss) ? loss : throw new CwaException($"calibration batch {batch} produced a non-finite loss ({loss}); check the model weights and data (or pass --skip-nonfinite)");

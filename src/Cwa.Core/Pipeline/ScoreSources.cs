@@ -11,6 +11,8 @@ public sealed class ScoreSources
     /// <summary>Summed (or averaged, per --grad-reduction) gradient; null for forward-only metrics.</summary>
     public float[][]? Gradient { get; init; }
     public FisherAccumulator? Fisher { get; init; }
+    /// <summary>Set when the gradient sums stayed on the device (Gradient is then null): scoring happens there.</summary>
+    public IDeviceScoring? OnDevice { get; init; }
     public float[][]? HessianDiag { get; init; }
     public ActivationStats? Activations { get; init; }
     /// <summary>Calibration batches left out by --skip-nonfinite, with the reason.</summary>

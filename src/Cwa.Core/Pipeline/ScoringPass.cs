@@ -22,8 +22,9 @@ public static class ScoringPass
         long largest = scored.Max(i => specs[i].NumElements);
         if (maxK > largest)
             throw new InputException($"--topk {maxK} is larger than the largest scored tensor ({largest} weights)");
-        var scores = new float[largest];
-        var scratch = new float[largest];
+        var onDevice = sources.OnDevice;
+        var scores = onDevice == null ? new float[largest] : [];
+        var scratch = onDevice == null ? new float[largest] : [];
         var top = new Dictionary<int, List<ScoredIndex>>();
         var bottom = new Dictionary<int, List<ScoredIndex>>();
         var global = new TopKCollector(maxK);
@@ -42,38 +43,19 @@ public static class ScoringPass
             foreach (int t in scored)
             {
                 var spec = specs[t];
-                int n = (int)spec.NumElements;
                 phase.Describe(spec.Name);
-                var w = new float[n];
-                backend.ReadWeight(t, w);
-                var input = new TensorScoreInput
-                {
-                    Spec = spec,
-                    Weights = w,
-                    Gradient = sources.Gradient?[t],
-                    FisherSum = sources.Fisher?.Get(t),
-                    HessianDiag = sources.HessianDiag?[t],
-                    InputNorms = sources.Activations?.InputNorms(spec.Name),
-                    InputMaxAbs = sources.Activations?.InputMaxAbs(spec.Name),
-                };
-                var s = scores.AsSpan(0, n);
-                ScoreFunctions.Compute(metric, input, s, curvature);
-                dump?.Write(spec.Name, s);
-                var (st, sumSq) = TensorStatsCalculator.Compute(spec, s, scratch, threads);
+                var summary = onDevice?.Score(t, metric, maxK) ?? OnHost(backend, t, sources, metric, curvature, maxK, scores, scratch, dump, threads);
+                var st = summary.Stats;
                 stats.Add(st);
-                blockAgg.Add(spec.Block < 0 ? "other" : $"block {spec.Block}", st, sumSq);
-                compAgg.Add(spec.Component, st, sumSq);
-                overallAgg.Add("all", st, sumSq);
+                blockAgg.Add(spec.Block < 0 ? "other" : $"block {spec.Block}", st, summary.SumSquares);
+                compAgg.Add(spec.Component, st, summary.SumSquares);
+                overallAgg.Add("all", st, summary.SumSquares);
                 overallMin = Math.Min(overallMin, st.Min);
-                histogram.Add(scores, n, threads);
-                var local = new TopKCollector(maxK);
-                local.Add(t, s);
-                top[t] = local.Result();
-                var low = new TopKCollector(maxK, largest: false);
-                low.Add(t, s);
-                bottom[t] = low.Result();
+                histogram.Merge(summary.Histogram);
+                top[t] = summary.Top;
+                bottom[t] = summary.Bottom;
                 var block = perBlock.TryGetValue(spec.Block, out var c) ? c : perBlock[spec.Block] = new TopKCollector(maxK);
-                foreach (var cand in top[t])
+                foreach (var cand in summary.Top)
                 {
                     global.Offer(cand);
                     block.Offer(cand);
@@ -101,6 +83,37 @@ public static class ScoringPass
                 HistogramQuantile(h, 0.5), HistogramQuantile(h, 0.95), HistogramQuantile(h, 0.99), HistogramQuantile(h, 0.999), h.Zeros, overall.Sum),
             Histogram = h,
         };
+    }
+
+    /// <summary>One tensor scored on the host from the sources (and the backend's weights), then summarised.</summary>
+    private static ScoreSummary OnHost(IBackend backend, int t, ScoreSources sources, SensitivityMetric metric, ObdCurvature curvature, int maxK,
+        float[] scores, float[] scratch, SafeTensorsWriter? dump, int threads)
+    {
+        var spec = backend.Specs[t];
+        int n = (int)spec.NumElements;
+        var w = new float[n];
+        backend.ReadWeight(t, w);
+        var input = new TensorScoreInput
+        {
+            Spec = spec,
+            Weights = w,
+            Gradient = sources.Gradient?[t],
+            FisherSum = sources.Fisher?.Get(t),
+            HessianDiag = sources.HessianDiag?[t],
+            InputNorms = sources.Activations?.InputNorms(spec.Name),
+            InputMaxAbs = sources.Activations?.InputMaxAbs(spec.Name),
+        };
+        var s = scores.AsSpan(0, n);
+        ScoreFunctions.Compute(metric, input, s, curvature);
+        dump?.Write(spec.Name, s);
+        var (st, sumSq) = TensorStatsCalculator.Compute(spec, s, scratch, threads);
+        var histogram = new LogHistogramBuilder();
+        histogram.Add(scores, n, threads);
+        var high = new TopKCollector(maxK);
+        high.Add(t, s);
+        var low = new TopKCollector(maxK, largest: false);
+        low.Add(t, s);
+        return new ScoreSummary(st, sumSq, histogram, high.Result(), low.Result());
     }
 
     /// <summary>Which tensors get scores: 2-D by default; activation metrics only where activations were observed.</summary>

@@ -7,8 +7,8 @@ namespace Cwa.Core.Sensitivity;
 /// </summary>
 public sealed class LogHistogramBuilder
 {
-    private const int BinsPerDecade = 10, MinExp = -30, MaxExp = 10;
-    private readonly long[] _counts = new long[(MaxExp - MinExp) * BinsPerDecade];
+    public const int BinsPerDecade = 10, MinExp = -30, MaxExp = 10, BinCount = (MaxExp - MinExp) * BinsPerDecade;
+    private readonly long[] _counts = new long[BinCount];
     private long _zeros, _negatives;
 
     public void Add(ReadOnlySpan<float> values) => Count(values, _counts, ref _zeros, ref _negatives);
@@ -63,6 +63,15 @@ public sealed class LogHistogramBuilder
                 else negatives++;
             }
         }
+    }
+
+    /// <summary>Adds counts made elsewhere (a device) with the same bins: bin i covers [10^(MinExp + i/10), 10^(MinExp + (i+1)/10)).</summary>
+    public void AddCounts(ReadOnlySpan<long> counts, long zeros, long negatives)
+    {
+        if (counts.Length != BinCount) throw new ArgumentException($"expected {BinCount} bins, got {counts.Length}");
+        for (int i = 0; i < counts.Length; i++) _counts[i] += counts[i];
+        _zeros += zeros;
+        _negatives += negatives;
     }
 
     public void Merge(LogHistogramBuilder other)

@@ -30,23 +30,8 @@ internal static class RadixPercentiles
         foreach (var p in partial)
             for (int b = 0; b < 65536; b++) counts[b] += p[b];
 
-        // Every rank the percentiles need (the two order statistics each interpolates between).
-        var ranks = new SortedSet<long>();
-        foreach (double pc in percents)
-        {
-            double pos = pc / 100.0 * (n - 1);
-            long lo = (long)Math.Floor(pos);
-            ranks.Add(lo);
-            ranks.Add(Math.Min(lo + 1, n - 1));
-        }
-        var bucketOf = new Dictionary<long, (int Bucket, long Within)>();
-        long cum = 0;
-        int bucket = 0;
-        foreach (long r in ranks)
-        {
-            while (cum + counts[bucket] <= r) cum += counts[bucket++];
-            bucketOf[r] = (bucket, r - cum);
-        }
+        var ranks = Ranks(n, percents);
+        var bucketOf = Locate(ranks, counts);
         // Gather the wanted buckets in parallel: each chunk writes at offsets known from its own counts.
         var wanted = bucketOf.Values.Select(v => v.Bucket).Distinct().Order().ToArray();
         var slot = new int[65536];
@@ -80,12 +65,46 @@ internal static class RadixPercentiles
             var list = gathered[slot[b]];
             return list.Length <= 1 << 20 ? list[within] : Selection.Select(list, (int)within);
         }
-        for (int k = 0; k < percents.Length; k++)
-        {
-            double pos = percents[k] / 100.0 * (n - 1);
-            long lo = (long)Math.Floor(pos), hi = Math.Min(lo + 1, n - 1);
-            double vLo = Value(lo), vHi = Value(hi);
-            results[k] = vLo + (vHi - vLo) * (pos - lo);
-        }
+        for (int k = 0; k < percents.Length; k++) results[k] = Interpolate(n, percents[k], Value);
     }
+
+    /// <summary>Every rank (0-based, ascending) the percentiles need: the two order statistics each interpolates between.</summary>
+    public static SortedSet<long> Ranks(long n, ReadOnlySpan<double> percents)
+    {
+        var ranks = new SortedSet<long>();
+        foreach (double pc in percents)
+        {
+            double pos = pc / 100.0 * (n - 1);
+            long lo = (long)Math.Floor(pos);
+            ranks.Add(lo);
+            ranks.Add(Math.Min(lo + 1, n - 1));
+        }
+        return ranks;
+    }
+
+    /// <summary>For each rank (ascending), the bucket of the counts histogram holding it and its rank within that bucket.</summary>
+    public static Dictionary<long, (int Bucket, long Within)> Locate(SortedSet<long> ranks, ReadOnlySpan<long> counts)
+    {
+        var bucketOf = new Dictionary<long, (int Bucket, long Within)>();
+        long cum = 0;
+        int bucket = 0;
+        foreach (long r in ranks)
+        {
+            while (cum + counts[bucket] <= r) cum += counts[bucket++];
+            bucketOf[r] = (bucket, r - cum);
+        }
+        return bucketOf;
+    }
+
+    /// <summary>numpy's 'linear' percentile from exact order statistics.</summary>
+    public static double Interpolate(long n, double percent, Func<long, double> orderStatistic)
+    {
+        double pos = percent / 100.0 * (n - 1);
+        long lo = (long)Math.Floor(pos), hi = Math.Min(lo + 1, n - 1);
+        double vLo = orderStatistic(lo), vHi = orderStatistic(hi);
+        return vLo + (vHi - vLo) * (pos - lo);
+    }
+
+    /// <summary>The float whose Key this is.</summary>
+    public static float FromKey(uint key) => BitConverter.UInt32BitsToSingle((key & 0x80000000u) != 0 ? key & 0x7FFFFFFFu : ~key);
 }

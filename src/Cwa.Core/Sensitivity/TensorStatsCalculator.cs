@@ -5,7 +5,8 @@ namespace Cwa.Core.Sensitivity;
 /// <summary>Exact statistics of one tensor's scores; the sum of squares is returned for exact aggregation.</summary>
 public static class TensorStatsCalculator
 {
-    private static readonly double[] Percents = [50, 95, 99, 99.9];
+    /// <summary>p50, p95, p99, p99.9: the percentiles TensorStats holds, in that order.</summary>
+    public static readonly double[] Percents = [50, 95, 99, 99.9];
 
     public static (TensorStats Stats, double SumSquares) Compute(ParameterSpec spec, ReadOnlySpan<float> scores, float[] scratch, int threads = 0)
     {

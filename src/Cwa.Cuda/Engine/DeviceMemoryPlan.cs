@@ -23,7 +23,9 @@ public sealed record DeviceMemoryPlan(string Device, long Weights, long Gradient
             grads += s.NumElements * 4;
         }
         var ws = new DeviceWorkspace(null, c, shape, format != StorageFormat.F32);
-        return new DeviceMemoryPlan(device, weights, shape.Backward ? grads : 0, ws.ActivationBytes, ws.ScratchBytes, available);
+        // Gradient metrics are scored on the device, in one buffer the size of the largest tensor.
+        long scoring = shape.Backward ? DeviceScorer.Bytes(c) : 0;
+        return new DeviceMemoryPlan(device, weights, shape.Backward ? grads : 0, ws.ActivationBytes, ws.ScratchBytes + scoring, available);
     }
 
     public string Describe() =>

@@ -4,74 +4,11 @@ namespace Cwa.Cuda.Kernels;
 
 /// <summary>
 /// One group per row: the group's threads stride over the row (coalesced on a GPU) and combine partial results
-/// with a shared-memory tree, whose fixed order makes every reduction deterministic for a given group size.
-/// Group sizes are powers of two up to <see cref="MaxGroup"/>.
+/// with <see cref="GroupReduce"/>'s shared-memory trees. Group sizes are powers of two up to <see cref="MaxGroup"/>.
 /// </summary>
 public static class RowKernels
 {
-    public const int MaxGroup = 256;
-
-    private struct ArgMax
-    {
-        public float Value;
-        public int Index;
-    }
-
-    private static float GroupSum(ArrayView<float> sh, float v)
-    {
-        int t = Group.IdxX;
-        sh[t] = v;
-        Group.Barrier();
-        for (int s = Group.DimX / 2; s > 0; s >>= 1)
-        {
-            if (t < s) sh[t] += sh[t + s];
-            Group.Barrier();
-        }
-        float r = sh[0];
-        Group.Barrier();
-        return r;
-    }
-
-    private static float GroupMax(ArrayView<float> sh, float v)
-    {
-        int t = Group.IdxX;
-        sh[t] = v;
-        Group.Barrier();
-        for (int s = Group.DimX / 2; s > 0; s >>= 1)
-        {
-            if (t < s) sh[t] = MathF.Max(sh[t], sh[t + s]);
-            Group.Barrier();
-        }
-        float r = sh[0];
-        Group.Barrier();
-        return r;
-    }
-
-    /// <summary>Largest value; among equal values the smallest index (what the CPU's IndexOfMax returns).</summary>
-    private static ArgMax GroupArgMax(ArrayView<float> shv, ArrayView<int> shi, ArgMax v)
-    {
-        int t = Group.IdxX;
-        shv[t] = v.Value;
-        shi[t] = v.Index;
-        Group.Barrier();
-        for (int s = Group.DimX / 2; s > 0; s >>= 1)
-        {
-            if (t < s)
-            {
-                float o = shv[t + s];
-                int oi = shi[t + s];
-                if (o > shv[t] || (o == shv[t] && oi < shi[t]))
-                {
-                    shv[t] = o;
-                    shi[t] = oi;
-                }
-            }
-            Group.Barrier();
-        }
-        var r = new ArgMax { Value = shv[0], Index = shi[0] };
-        Group.Barrier();
-        return r;
-    }
+    public const int MaxGroup = GroupReduce.MaxGroup;
 
     /// <summary>y = w * x * r, r = 1/sqrt(mean(x^2) + eps) kept in rinv for the backward pass.</summary>
     public static void RmsNormForward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ArrayView<float> rinv, int dim, float eps)
@@ -81,7 +18,7 @@ public static class RowKernels
         long o = (long)row * dim;
         float ss = 0;
         for (int j = t; j < dim; j += g) ss += x[o + j] * x[o + j];
-        ss = GroupSum(sh, ss);
+        ss = GroupReduce.Sum(sh, ss);
         float r = 1f / MathF.Sqrt(ss / dim + eps);
         if (t == 0) rinv[row] = r;
         for (int j = t; j < dim; j += g) y[o + j] = x[o + j] * r * w[j];
@@ -95,7 +32,7 @@ public static class RowKernels
         long o = (long)row * dim;
         float dot = 0;
         for (int j = t; j < dim; j += g) dot += dy[o + j] * w[j] * x[o + j];
-        dot = GroupSum(sh, dot);
+        dot = GroupReduce.Sum(sh, dot);
         float r = rinv[row];
         float coef = r * r * r * dot / dim;
         for (int j = t; j < dim; j += g) dx[o + j] += r * (dy[o + j] * w[j]) - x[o + j] * coef;
@@ -116,7 +53,7 @@ public static class RowKernels
         if (valid == 0) return;
         float m = float.NegativeInfinity;
         for (int j = t; j < valid; j += g) m = MathF.Max(m, scores[o + j]);
-        m = GroupMax(sh, m);
+        m = GroupReduce.Max(sh, m);
         float sum = 0;
         for (int j = t; j < valid; j += g)
         {
@@ -124,7 +61,7 @@ public static class RowKernels
             scores[o + j] = e;
             sum += e;
         }
-        sum = GroupSum(sh, sum);
+        sum = GroupReduce.Sum(sh, sum);
         for (int j = t; j < valid; j += g) scores[o + j] /= sum;
     }
 
@@ -140,7 +77,7 @@ public static class RowKernels
         if (valid == 0) return;
         float dot = 0;
         for (int j = t; j < valid; j += g) dot += probs[o + j] * dp[o + j];
-        dot = GroupSum(sh, dot);
+        dot = GroupReduce.Sum(sh, dot);
         for (int j = t; j < valid; j += g) dp[o + j] = probs[o + j] * (dp[o + j] - dot);
     }
 
@@ -154,20 +91,20 @@ public static class RowKernels
         var shi = SharedMemory.Allocate<int>(MaxGroup);
         int row = Grid.IdxX, t = Group.IdxX, g = Group.DimX;
         long o = (long)row * vocab;
-        var best = new ArgMax { Value = float.NegativeInfinity, Index = int.MaxValue };
+        var best = new GroupReduce.ArgMaxValue { Value = float.NegativeInfinity, Index = int.MaxValue };
         for (int j = t; j < vocab; j += g)
             if (logits[o + j] > best.Value)
             {
                 best.Value = logits[o + j];
                 best.Index = j;
             }
-        best = GroupArgMax(shv, shi, best);
+        best = GroupReduce.ArgMax(shv, shi, best);
         int target = targets[row];
         float zt = logits[o + target];
         float m = best.Value;
         float sum = 0;
         for (int j = t; j < vocab; j += g) sum += MathF.Exp(logits[o + j] - m);
-        sum = GroupSum(shv, sum);
+        sum = GroupReduce.Sum(shv, sum);
         if (t == 0)
         {
             nll[row] = MathF.Log(sum) + m - zt;

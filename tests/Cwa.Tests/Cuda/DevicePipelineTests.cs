@@ -52,6 +52,14 @@ public sealed class DevicePipelineTests(TinyModelFixture tiny) : IClassFixture<T
             double j = (double)set.Intersect(b[tensor]).Count() / set.Union(b[tensor]).Count();
             Assert.True(j >= minJaccard, $"{tensor}: top-20 Jaccard {j:F2}");
         }
+        using var sc = JsonDocument.Parse(File.ReadAllText(cpuDir.File("sensitivity_stats.json")));
+        using var sd = JsonDocument.Parse(File.ReadAllText(devDir.File("sensitivity_stats.json")));
+        foreach (var t in sc.RootElement.EnumerateObject())
+        {
+            double mc = t.Value.GetProperty("mean").GetDouble(), md = sd.RootElement.GetProperty(t.Name).GetProperty("mean").GetDouble();
+            Assert.True(Math.Abs(mc - md) <= lossTolerance * 50 * Math.Abs(mc), $"{t.Name}: mean score {mc} (cpu) vs {md} (device)");
+            Assert.Equal(t.Value.GetProperty("num_zeros").GetInt64(), sd.RootElement.GetProperty(t.Name).GetProperty("num_zeros").GetInt64());
+        }
         using var config = JsonDocument.Parse(File.ReadAllText(devDir.File("config.json")));
         Assert.Equal("ilgpu-cpu", config.RootElement.GetProperty("device").GetString());
         using var pc = JsonDocument.Parse(File.ReadAllText(cpuDir.File("perturbation_results.json")));

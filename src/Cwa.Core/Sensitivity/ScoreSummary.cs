@@ -1,0 +1,25 @@
+using Cwa.Core.Ranking;
+
+namespace Cwa.Core.Sensitivity;
+
+/// <summary>
+/// What the scoring pass keeps of one tensor's scores, wherever they were computed (host or device): exact
+/// statistics, its share of the model-wide histogram, and its best and worst maxK weights, best first.
+/// </summary>
+public sealed record ScoreSummary(TensorStats Stats, double SumSquares, LogHistogramBuilder Histogram, List<ScoredIndex> Top, List<ScoredIndex> Bottom);
+
+/// <summary>
+/// A backend that scores tensors where their gradients and weights live, returning only the summary: for an 8B
+/// model on a GPU that avoids copying 32 GB of gradients and 16 GB of weights to the host.
+/// </summary>
+public interface IDeviceScoring
+{
+    /// <summary>Whether the metric is computed from this backend's own gradient sums and weights.</summary>
+    bool CanScore(SensitivityMetric metric);
+
+    /// <summary>Scores tensor t; throws naming the tensor and flat index when its gradient sum is not finite.</summary>
+    ScoreSummary Score(int tensorIndex, SensitivityMetric metric, int maxK);
+
+    /// <summary>Gradient sums at the given flat indices (for the CSV's gradient column).</summary>
+    void ReadGradientAt(int tensorIndex, ReadOnlySpan<long> flatIndices, Span<float> values);
+}
