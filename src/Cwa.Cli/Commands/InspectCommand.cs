@@ -31,6 +31,13 @@ internal static class InspectCommand
             w.WriteLine($"stored:       {ckpt.StoredType(specs[0].Name)}, {MemoryEstimate.Format(stored)} in {ckpt.ShardPaths.Count} shard(s)");
             var m = MemoryEstimate.ForAnalysis(c, parse.GetValue(BatchSize), parse.GetValue(MaxLength));
             w.WriteLine($"analyze (CPU, batch {parse.GetValue(BatchSize)} x {parse.GetValue(MaxLength)} tokens): weights {MemoryEstimate.Format(m.Weights)}, gradients {MemoryEstimate.Format(m.Gradients)}, activations {MemoryEstimate.Format(m.Activations)}, logits {MemoryEstimate.Format(m.Logits)}, total {MemoryEstimate.Format(m.Total)}");
+            foreach (bool recompute in new[] { false, true })
+            {
+                var shape = new Cuda.Engine.WorkspaceShape(parse.GetValue(BatchSize), parse.GetValue(MaxLength), true, recompute, Cuda.CudaBackend.DefaultLogitsChunk);
+                var g = Cuda.Engine.DeviceMemoryPlan.For("GPU", c, Cuda.StorageFormats.Of(ckpt.StoredType(specs[0].Name)), shape, 0);
+                w.WriteLine($"analyze (GPU{(recompute ? ", --recompute" : "")}): weights {MemoryEstimate.Format(g.Weights)}, gradients {MemoryEstimate.Format(g.Gradients)}, " +
+                    $"activations {MemoryEstimate.Format(g.Activations)}, workspace {MemoryEstimate.Format(g.Workspace)}, total {MemoryEstimate.Format(g.Total)}");
+            }
             if (parse.GetValue(Tensors))
                 foreach (var s in specs)
                     w.WriteLine($"  {s.Name,-50} [{string.Join(", ", s.Shape)}] {ckpt.StoredType(s.Name)}");
