@@ -88,7 +88,7 @@ public sealed class LoadedModel : IDisposable
             case "auto":
                 if (gpu == null) return null;
                 if (gpu.Unavailable() is not { } why) return gpu;
-                progress.Info($"no usable GPU, running on the CPU ({why})");
+                progress.Info($"no usable GPU, running on the CPU ({(why.StartsWith("--device cuda: ", StringComparison.Ordinal) ? why[15..] : why)})");
                 return null;
             default:
                 throw new InputException($"--device: unknown device '{device}' (valid: auto, cpu, cuda)");

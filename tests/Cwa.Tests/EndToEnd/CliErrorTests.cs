@@ -28,6 +28,21 @@ public class CliErrorTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixtu
     }
 
     [Fact]
+    public void CudaWithoutAGpuFailsBeforeLoadingAndAutoFallsBackToTheCpu()
+    {
+        // On a GPU host with cuBLAS this is not the situation under test.
+        if (Cwa.Cuda.DeviceBackendFactory.Cuda(null).Unavailable() == null) return;
+        var (code, err) = Analyze("--model", "/nonexistent/model", "--device", "cuda");
+        Assert.Equal(2, code);
+        Assert.StartsWith("error: --device cuda:", err);
+        Assert.Single(err.Trim().Split('\n'));
+        using var outDir = new TempDir();
+        var (ok, stdout, stderr) = Cli.Run(["analyze", "--model", tiny.Model, "--device", "auto", "--out-dir", outDir.Path, "--max-samples", "4", "--max-length", "16", "--save-plots", "false"]);
+        Assert.True(ok == 0, stderr);
+        Assert.Contains("no usable GPU, running on the CPU", stdout + stderr);
+    }
+
+    [Fact]
     public void MissingModelFolderNamesIt()
     {
         var (code, err) = Analyze("--model", "/nonexistent/model");
