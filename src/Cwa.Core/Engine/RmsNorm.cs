@@ -41,8 +41,8 @@ internal static class RmsNorm<T> where T : unmanaged, IFloatingPointIeee754<T>
                 T dot = TensorPrimitives.Dot<T>(g, xr);
                 T coef = ri * ri * ri * dot / T.CreateTruncating(dim);
                 var dxr = dx.AsSpan(r * dim, dim);
-                for (int j = 0; j < dim; j++)
-                    dxr[j] += ri * g[j] - xr[j] * coef;
+                TensorPrimitives.MultiplyAdd<T>(g, ri, dxr, dxr);
+                TensorPrimitives.MultiplyAdd<T>(xr, -coef, dxr, dxr);
             }
         });
         // Weight gradient summed row by row in a fixed order, so it is deterministic.

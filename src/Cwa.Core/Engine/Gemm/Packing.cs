@@ -1,10 +1,16 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
 namespace Cwa.Core.Engine;
 
 /// <summary>
 /// Copies blocks of op(A) and op(B) into the panel layouts the micro-kernels stream through, zero-padding
-/// partial panels so the kernels never branch on edges inside the k loop.
+/// partial panels so the kernels never branch on edges inside the k loop. The two gathering cases (A as stored,
+/// B transposed) read several rows at once and write the panel contiguously; B transposed does it in 8x8 AVX
+/// transposes. For the small per-head products of attention, packing used to cost more than the arithmetic.
 /// </summary>
-internal static class Packing
+internal static unsafe class Packing
 {
     /// <summary>op(A)[i0.., p0..] -> panels of mr rows: dest[(panel*kc + p)*mr + r].</summary>
     public static void PackA(bool transA, float[] a, int aOffset, int lda, int i0, int mc, int p0, int kc, int mr, float[] dest)
@@ -26,19 +32,22 @@ internal static class Packing
             }
             return;
         }
-        for (int pi = 0; pi < panels; pi++)
+        // op(A) = A: interleave mr rows, reading them side by side (each row stays a sequential stream).
+        if (mr > 16) throw new ArgumentOutOfRangeException(nameof(mr));
+        float** rowPtr = stackalloc float*[16];
+        fixed (float* pa = a, pd = dest)
         {
-            int baseDst = pi * kc * mr;
-            for (int r = 0; r < mr; r++)
+            for (int pi = 0; pi < panels; pi++)
             {
-                int i = pi * mr + r;
-                if (i >= mc)
+                int live = Math.Min(mr, mc - pi * mr);
+                for (int r = 0; r < live; r++) rowPtr[r] = pa + aOffset + (long)(i0 + pi * mr + r) * lda + p0;
+                float* d = pd + (long)pi * kc * mr;
+                for (int p = 0; p < kc; p++, d += mr)
                 {
-                    for (int p = 0; p < kc; p++) dest[baseDst + p * mr + r] = 0f;
-                    continue;
+                    int r = 0;
+                    for (; r < live; r++) d[r] = rowPtr[r][p];
+                    for (; r < mr; r++) d[r] = 0f;
                 }
-                int src = aOffset + (i0 + i) * lda + p0;
-                for (int p = 0; p < kc; p++) dest[baseDst + p * mr + r] = a[src + p];
             }
         }
     }
@@ -47,34 +56,83 @@ internal static class Packing
     public static void PackB(bool transB, float[] b, int bOffset, int ldb, int p0, int kc, int j0, int nc, int nr, float[] dest, int destOffset)
     {
         int panels = (nc + nr - 1) / nr;
-        for (int pj = 0; pj < panels; pj++)
+        fixed (float* pb = b, pd = dest)
         {
-            int baseDst = destOffset + pj * kc * nr;
-            int cols = Math.Min(nr, nc - pj * nr);
-            int jStart = j0 + pj * nr;
-            if (!transB)
+            for (int pj = 0; pj < panels; pj++)
             {
-                for (int p = 0; p < kc; p++)
+                float* d = pd + destOffset + (long)pj * kc * nr;
+                int cols = Math.Min(nr, nc - pj * nr);
+                int jStart = j0 + pj * nr;
+                if (!transB)
                 {
-                    var src = new ReadOnlySpan<float>(b, bOffset + (p0 + p) * ldb + jStart, cols);
-                    var dst = new Span<float>(dest, baseDst + p * nr, nr);
-                    src.CopyTo(dst);
-                    if (cols < nr) dst[cols..].Clear();
-                }
-            }
-            else
-            {
-                for (int j = 0; j < nr; j++)
-                {
-                    if (j >= cols)
+                    for (int p = 0; p < kc; p++)
                     {
-                        for (int p = 0; p < kc; p++) dest[baseDst + p * nr + j] = 0f;
-                        continue;
+                        var src = new ReadOnlySpan<float>(pb + bOffset + (long)(p0 + p) * ldb + jStart, cols);
+                        var dst = new Span<float>(d + p * nr, nr);
+                        src.CopyTo(dst);
+                        if (cols < nr) dst[cols..].Clear();
                     }
-                    int src = bOffset + (jStart + j) * ldb + p0;
-                    for (int p = 0; p < kc; p++) dest[baseDst + p * nr + j] = b[src + p];
+                    continue;
                 }
+                // op(B) = B^T: column j of the panel is row jStart + j of B. Groups of 8 rows are transposed
+                // 8 values of p at a time; leftover rows and p are copied one by one; missing columns are zero.
+                float* src0 = pb + bOffset + (long)jStart * ldb + p0;
+                int g = 0;
+                if (Avx.IsSupported)
+                    for (; g + 8 <= cols; g += 8)
+                    {
+                        float* s = src0 + (long)g * ldb;
+                        int p = 0;
+                        for (; p + 8 <= kc; p += 8) Transpose8(s + p, ldb, d + p * nr + g, nr);
+                        for (; p < kc; p++)
+                            for (int j = 0; j < 8; j++) d[p * nr + g + j] = s[(long)j * ldb + p];
+                    }
+                for (int j = g; j < cols; j++)
+                {
+                    float* s = src0 + (long)j * ldb;
+                    for (int p = 0; p < kc; p++) d[p * nr + j] = s[p];
+                }
+                for (int j = cols; j < nr; j++)
+                    for (int p = 0; p < kc; p++) d[p * nr + j] = 0f;
             }
         }
+    }
+
+    /// <summary>dst[p * ldd + j] = src[j * lds + p] for an 8 x 8 block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8(float* src, int lds, float* dst, int ldd)
+    {
+        var r0 = Avx.LoadVector256(src);
+        var r1 = Avx.LoadVector256(src + lds);
+        var r2 = Avx.LoadVector256(src + 2L * lds);
+        var r3 = Avx.LoadVector256(src + 3L * lds);
+        var r4 = Avx.LoadVector256(src + 4L * lds);
+        var r5 = Avx.LoadVector256(src + 5L * lds);
+        var r6 = Avx.LoadVector256(src + 6L * lds);
+        var r7 = Avx.LoadVector256(src + 7L * lds);
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5);
+        var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7);
+        var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44);
+        var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44);
+        var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44);
+        var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44);
+        var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(dst + ldd, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(dst + 2L * ldd, Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(dst + 3L * ldd, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(dst + 4L * ldd, Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(dst + 5L * ldd, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(dst + 6L * ldd, Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(dst + 7L * ldd, Avx.Permute2x128(u3, u7, 0x31));
     }
 }
