@@ -133,7 +133,9 @@ public sealed class CudaBackend : IBackend, IDeviceScoring
     public ScoreSummary Score(int tensorIndex, SensitivityMetric metric, int maxK) =>
         Scorer.Score(Specs[tensorIndex], tensorIndex, Gradients[tensorIndex], _w[tensorIndex], metric == SensitivityMetric.GradSquared ? ScoreKernels.GradSquared : ScoreKernels.GradXWeight, maxK);
 
-    public void ReadGradientAt(int tensorIndex, ReadOnlySpan<long> flatIndices, Span<float> values) => Scorer.Gather(Gradients[tensorIndex].Floats, flatIndices, values);
+    public void ReadGradientAt(int tensorIndex, ReadOnlySpan<long> flatIndices, Span<float> values) => _ops.Gather(Gradients[tensorIndex], flatIndices, values);
+
+    public void ReadWeightsAt(int tensorIndex, ReadOnlySpan<long> flatIndices, Span<float> values) => _ops.Gather(_w[tensorIndex], flatIndices, values);
 
     private DeviceScorer Scorer => _scorer ??= new DeviceScorer(_device.Accelerator, _ops.RowGroupSize);
 

@@ -20,6 +20,8 @@ public sealed class DeviceOps
     private readonly Action<Index1D, ArrayView<float>, ArrayView<ushort>, int> _toHalf;
     private readonly Action<Index1D, ArrayView<ushort>, ArrayView<float>, int> _fromHalf;
     private readonly Action<Index1D, ArrayView<long>, ArrayView<float>, ArrayView<float>> _scatterF32;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>> _gatherF32;
+    private readonly Action<Index1D, ArrayView<ushort>, ArrayView<long>, ArrayView<float>, int> _gatherHalf;
     private readonly Action<Index1D, ArrayView<long>, ArrayView<float>, ArrayView<ushort>, int> _scatterHalf;
     private readonly Action<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, int> _embedF32, _gatherRows, _scatterRows;
     private readonly Action<Index1D, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, int, int> _embedHalf;
@@ -45,6 +47,8 @@ public sealed class DeviceOps
         _toHalf = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<ushort>, int>(PointwiseKernels.ToHalf);
         _fromHalf = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<ushort>, ArrayView<float>, int>(PointwiseKernels.FromHalf);
         _scatterF32 = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<long>, ArrayView<float>, ArrayView<float>>(PointwiseKernels.ScatterF32);
+        _gatherF32 = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>>(PointwiseKernels.GatherF32);
+        _gatherHalf = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<ushort>, ArrayView<long>, ArrayView<float>, int>(PointwiseKernels.GatherHalf);
         _scatterHalf = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<long>, ArrayView<float>, ArrayView<ushort>, int>(PointwiseKernels.ScatterHalf);
         _embedF32 = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, int>(PointwiseKernels.EmbedF32);
         _gatherRows = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, int>(PointwiseKernels.GatherRows);
@@ -110,6 +114,18 @@ public sealed class DeviceOps
         if (tensor.Format == StorageFormat.F32) _scatterF32(index.Length, idx.View, val.View, tensor.Floats);
         else _scatterHalf(index.Length, idx.View, val.View, tensor.Halves, (int)tensor.Format);
         _acc.Synchronize();
+    }
+
+    /// <summary>values[i] = tensor[index[i]], widened to fp32.</summary>
+    public void Gather(DeviceTensor tensor, ReadOnlySpan<long> index, Span<float> values)
+    {
+        if (index.Length == 0) return;
+        using var idx = _acc.Allocate1D<long>(index.Length);
+        using var val = _acc.Allocate1D<float>(index.Length);
+        ((ArrayView<long>)idx.View).CopyFromCPU(index);
+        if (tensor.Format == StorageFormat.F32) _gatherF32(index.Length, tensor.Floats, idx.View, val.View);
+        else _gatherHalf(index.Length, tensor.Halves, idx.View, val.View, (int)tensor.Format);
+        ((ArrayView<float>)val.View).CopyToCPU(values);
     }
 
     /// <summary>x [rows, dim] = table rows of the tokens, widened to fp32.</summary>

@@ -38,6 +38,12 @@ public sealed class CpuBackend : IBackend
     public void ReadGradient(int tensorIndex, Span<float> destination) => Gradients[tensorIndex].AsSpan().CopyTo(destination);
     public void ReadWeight(int tensorIndex, Span<float> destination) => Weights[tensorIndex].AsSpan().CopyTo(destination);
 
+    public void ReadWeightsAt(int tensorIndex, ReadOnlySpan<long> flatIndices, Span<float> values)
+    {
+        var w = Weights[tensorIndex];
+        for (int i = 0; i < flatIndices.Length; i++) values[i] = w[flatIndices[i]];
+    }
+
     public void WriteWeights(int tensorIndex, ReadOnlySpan<long> flatIndices, ReadOnlySpan<float> values)
     {
         var w = Weights[tensorIndex];

@@ -23,5 +23,16 @@ public interface IBackend : IDisposable
     void ClearGradients();
     void ReadGradient(int tensorIndex, Span<float> destination);
     void ReadWeight(int tensorIndex, Span<float> destination);
+
+    /// <summary>
+    /// Current values of a few weights. Perturbation reads only the weights it touches, so on a GPU an 8B model is
+    /// not copied to the host for every perturbed set.
+    /// </summary>
+    void ReadWeightsAt(int tensorIndex, ReadOnlySpan<long> flatIndices, Span<float> values)
+    {
+        var all = new float[Specs[tensorIndex].NumElements];
+        ReadWeight(tensorIndex, all);
+        for (int i = 0; i < flatIndices.Length; i++) values[i] = all[flatIndices[i]];
+    }
     void WriteWeights(int tensorIndex, ReadOnlySpan<long> flatIndices, ReadOnlySpan<float> values);
 }

@@ -11,7 +11,6 @@ public static class WeightPerturber
     public static PerturbationSnapshot Apply(IBackend backend, IReadOnlyList<TensorSelection> selection, PerturbationSettings s)
     {
         s.Validate();
-        var specs = backend.Specs;
         var touched = new List<TensorSelection>();
         var originals = new List<float[]>();
         int bit = s.Bit ?? HeldValueBits.DefaultBit(s.HeldType);
@@ -23,15 +22,13 @@ public static class WeightPerturber
                 if (s.Probability >= 1 || rng.NextDouble() < s.Probability)
                     chosen.Add(idx);
             if (chosen.Count == 0) continue;
-            var weights = new float[specs[sel.TensorIndex].NumElements];
-            backend.ReadWeight(sel.TensorIndex, weights);
             var idxs = chosen.ToArray();
             var old = new float[idxs.Length];
+            backend.ReadWeightsAt(sel.TensorIndex, idxs, old);
             var updated = new float[idxs.Length];
             for (int i = 0; i < idxs.Length; i++)
             {
-                float w = weights[idxs[i]];
-                old[i] = w;
+                float w = old[i];
                 updated[i] = s.Kind switch
                 {
                     PerturbationKind.Zero => 0f,
@@ -55,10 +52,10 @@ public static class WeightPerturber
         {
             var sel = snapshot.Touched[t];
             backend.WriteWeights(sel.TensorIndex, sel.FlatIndices, snapshot.Originals[t]);
-            var check = new float[backend.Specs[sel.TensorIndex].NumElements];
-            backend.ReadWeight(sel.TensorIndex, check);
+            var check = new float[sel.FlatIndices.Length];
+            backend.ReadWeightsAt(sel.TensorIndex, sel.FlatIndices, check);
             for (int i = 0; i < sel.FlatIndices.Length; i++)
-                if (BitConverter.SingleToInt32Bits(check[sel.FlatIndices[i]]) != BitConverter.SingleToInt32Bits(snapshot.Originals[t][i]))
+                if (BitConverter.SingleToInt32Bits(check[i]) != BitConverter.SingleToInt32Bits(snapshot.Originals[t][i]))
                     throw new CwaException($"restore of {backend.Specs[sel.TensorIndex].Name}[{sel.FlatIndices[i]}] is not bit-exact; results after this point would be invalid");
         }
     }

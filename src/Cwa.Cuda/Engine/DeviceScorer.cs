@@ -21,6 +21,8 @@ internal sealed class DeviceScorer : IDisposable
     private readonly Accelerator _acc;
     private readonly int _group;
     private MemoryBuffer1D<float, Stride1D.Dense>? _scores;
+    // The score kernel takes both weight views; for fp32 weights the unused half view points here.
+    private readonly MemoryBuffer1D<ushort, Stride1D.Dense> _noHalves;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, int, ArrayView<long>> _score;
     private readonly Action<KernelConfig, ArrayView<float>, int, int, ArrayView<double>, ArrayView<float>, ArrayView<float>, ArrayView<double>, ArrayView<double>> _moments;
     private readonly Action<KernelConfig, ArrayView<float>, int, int, double, ArrayView<double>, ArrayView<double>> _centered;
@@ -29,12 +31,12 @@ internal sealed class DeviceScorer : IDisposable
     private readonly Action<Index1D, ArrayView<float>, ArrayView<long>, int, int, int> _histogram;
     private readonly Action<Index1D, ArrayView<float>, int, int, int, float, ArrayView<int>> _chunkCount;
     private readonly Action<Index1D, ArrayView<float>, int, int, int, float, ArrayView<int>, ArrayView<int>, ArrayView<float>, int> _compact;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>> _gather;
 
     public DeviceScorer(Accelerator acc, int groupSize)
     {
         _acc = acc;
         _group = groupSize;
+        _noHalves = acc.Allocate1D<ushort>(1);
         _score = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, int, ArrayView<long>>(ScoreKernels.Score);
         _moments = acc.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<double>, ArrayView<float>, ArrayView<float>, ArrayView<double>, ArrayView<double>>(ScoreKernels.Moments);
         _centered = acc.LoadStreamKernel<ArrayView<float>, int, int, double, ArrayView<double>, ArrayView<double>>(ScoreKernels.CenteredMoments);
@@ -43,7 +45,6 @@ internal sealed class DeviceScorer : IDisposable
         _histogram = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<long>, int, int, int>(ScoreKernels.LogHistogram);
         _chunkCount = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, int, int, int, float, ArrayView<int>>(ScoreKernels.ChunkCount);
         _compact = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, int, int, int, float, ArrayView<int>, ArrayView<int>, ArrayView<float>, int>(ScoreKernels.ChunkCompact);
-        _gather = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>>(ScoreKernels.GatherAt);
     }
 
     /// <summary>Device bytes the score buffer takes for a model (the largest scored tensor, fp32).</summary>
@@ -60,10 +61,8 @@ internal sealed class DeviceScorer : IDisposable
         var s = _scores.View.SubView(0, n);
         using (var first = _acc.Allocate1D([long.MaxValue]))
         {
-            var wf = weight.Format == StorageFormat.F32 ? weight.Floats : gradient.Floats;
-            var wh = weight.Format == StorageFormat.F32 ? default : weight.Halves;
-            using var noHalves = weight.Format == StorageFormat.F32 ? _acc.Allocate1D<ushort>(1) : null;
-            _score(n, gradient.Floats, wf, noHalves?.View ?? wh, (int)weight.Format, s, metric, first.View);
+            bool f32 = weight.Format == StorageFormat.F32;
+            _score(n, gradient.Floats, f32 ? weight.Floats : gradient.Floats, f32 ? _noHalves.View : weight.Halves, (int)weight.Format, s, metric, first.View);
             long bad = first.GetAsArray1D()[0];
             if (bad != long.MaxValue) throw new CwaException(GradientPass.NonFiniteGradient(spec.Name, bad));
         }
@@ -94,16 +93,6 @@ internal sealed class DeviceScorer : IDisposable
         var bottom = k == 0 ? [] : Select(s, n, tensorIndex, k, order[k - 1], largest: false);
         var stats = new TensorStats(spec.Name, spec.Block, spec.Component, n, mean, Math.Sqrt(m2 / n), min, max, p[0], p[1], p[2], p[3], zeros, total);
         return new ScoreSummary(stats, squares, histogram, top, bottom);
-    }
-
-    /// <summary>values[i] = source[flatIndices[i]].</summary>
-    public void Gather(ArrayView<float> source, ReadOnlySpan<long> flatIndices, Span<float> values)
-    {
-        if (flatIndices.Length == 0) return;
-        using var idx = _acc.Allocate1D(flatIndices.ToArray());
-        using var dst = _acc.Allocate1D<float>(flatIndices.Length);
-        _gather(flatIndices.Length, source, idx.View, dst.View);
-        ((ArrayView<float>)dst.View).CopyToCPU(values);
     }
 
     private (double Total, float Min, float Max, long Zeros, long Negatives) Moments(ArrayView<float> s, int n)
@@ -220,5 +209,9 @@ internal sealed class DeviceScorer : IDisposable
         return Enumerable.Range(0, take).Select(i => (idx[i], val[i])).ToList();
     }
 
-    public void Dispose() => _scores?.Dispose();
+    public void Dispose()
+    {
+        _scores?.Dispose();
+        _noHalves.Dispose();
+    }
 }

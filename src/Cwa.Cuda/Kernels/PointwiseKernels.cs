@@ -58,6 +58,12 @@ public static class PointwiseKernels
     public static void ScatterHalf(Index1D i, ArrayView<long> index, ArrayView<float> values, ArrayView<ushort> dst, int format) =>
         dst[index[i]] = HalfBits.FromFloat(values[i], format);
 
+    /// <summary>values[i] = src[index[i]] (reading a few weights or gradients back).</summary>
+    public static void GatherF32(Index1D i, ArrayView<float> src, ArrayView<long> index, ArrayView<float> values) => values[i] = src[index[i]];
+
+    public static void GatherHalf(Index1D i, ArrayView<ushort> src, ArrayView<long> index, ArrayView<float> values, int format) =>
+        values[i] = HalfBits.ToFloat(src[index[i]], format);
+
     /// <summary>x[r, :] = table[tokens[r], :] from an fp32 table.</summary>
     public static void EmbedF32(Index1D i, ArrayView<int> tokens, ArrayView<float> table, ArrayView<float> x, int dim) =>
         x[i] = table[(long)tokens[i / dim] * dim + i % dim];

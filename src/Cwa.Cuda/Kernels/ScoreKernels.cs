@@ -138,7 +138,4 @@ public static class ScoreKernels
             o++;
         }
     }
-
-    /// <summary>dst[i] = src[index[i]].</summary>
-    public static void GatherAt(Index1D i, ArrayView<float> src, ArrayView<long> index, ArrayView<float> dst) => dst[i] = src[index[i]];
 }

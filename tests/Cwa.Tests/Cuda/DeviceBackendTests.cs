@@ -132,6 +132,9 @@ public class DeviceBackendTests
         Assert.Equal(-3f, now[5]);
         Assert.Equal(0f, now[255]);
         Assert.Equal(w[q][6], now[6]);
+        var some = new float[3];
+        dev.ReadWeightsAt(q, idx, some);
+        Assert.Equal(idx.Select(i => now[i]), some);
         dev.WriteWeights(q, idx, idx.Select(i => w[q][i]).ToArray());
         Assert.Equal(w[q], Read(dev, q, false));
         int norm = w.IndexOf("model.norm.weight");
