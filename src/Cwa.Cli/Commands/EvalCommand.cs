@@ -14,19 +14,22 @@ internal static class EvalCommand
     private static readonly Option<int> MaxLength = new("--max-length") { Description = "Truncate texts to this many tokens.", DefaultValueFactory = _ => 256 };
     private static readonly Option<int> BatchSize = new("--batch-size") { Description = "Sequences per batch.", DefaultValueFactory = _ => 8 };
     private static readonly Option<string?> Dtype = new("--dtype") { Description = "Hold weights as bf16, f16 or f32 (default: as stored)." };
+    private static readonly Option<string> Device = new("--device") { Description = "cpu, cuda or auto (cuda when available, else cpu).", DefaultValueFactory = _ => "auto" };
+    private static readonly Option<string?> CudaLibDir = new("--cuda-lib-dir") { Description = "Folder holding libcublas.so." };
     private static readonly Option<int> Threads = new("--threads") { Description = "CPU threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
 
     public static Command Create()
     {
         var cmd = new Command("eval", "Measure token-weighted NLL, perplexity and top-1 accuracy on held-out texts.");
-        foreach (var o in new Option[] { Model, DataFile, TextField, MaxLength, BatchSize, Dtype, Threads, CommandRunner.Quiet, CommandRunner.Verbose }) cmd.Add(o);
+        foreach (var o in new Option[] { Model, DataFile, TextField, MaxLength, BatchSize, Dtype, Device, CudaLibDir, Threads, CommandRunner.Quiet, CommandRunner.Verbose }) cmd.Add(o);
         CommandRunner.SetAction(cmd, (parse, stdout) =>
         {
             var r = new AnalyzeRequest { Model = parse.GetValue(Model), EvalFile = parse.GetValue(DataFile), TextField = parse.GetValue(TextField)!,
                 MaxLength = parse.GetValue(MaxLength), BatchSize = parse.GetValue(BatchSize), Dtype = parse.GetValue(Dtype), Threads = parse.GetValue(Threads) };
             var m = ConsoleProgress.Run(parse, stdout, sink =>
             {
-                using var model = LoadedModel.Open(r.Model, r.Dtype, "cpu", new EngineOptions(r.Threads), sink);
+                using var model = LoadedModel.Open(r.Model, r.Dtype, parse.GetValue(Device)!, new EngineOptions(r.Threads), sink,
+                    new Workload(r.BatchSize, r.MaxLength, Gradients: false), Cuda.DeviceBackendFactory.Cuda(parse.GetValue(CudaLibDir)));
                 var batches = CalibrationData.Load(r).EvaluationBatches(model.Tokenizer, r);
                 using var phase = sink.Start("evaluate", batches.Count);
                 return Evaluator.Run(model.Backend, batches, phase);
