@@ -168,6 +168,7 @@ public sealed class CudaBackend : IBackend, IDeviceScoring
     {
         _model.Dispose();
         _scorer?.Dispose();
+        _ops.Dispose();
         foreach (var t in _g ?? []) t.Dispose();
         foreach (var t in _w) t.Dispose();
         _gemm.Dispose();

@@ -9,7 +9,7 @@ namespace Cwa.Cuda;
 /// runs too, so launches stay in order). Row kernels get one group per row of up to 256 threads (fewer on
 /// accelerators that allow less, e.g. 16 on ILGPU's CPU accelerator).
 /// </summary>
-public sealed class DeviceOps
+public sealed class DeviceOps : IDisposable
 {
     private readonly Accelerator _acc;
     private readonly int _group;
@@ -25,8 +25,10 @@ public sealed class DeviceOps
     private readonly Action<Index1D, ArrayView<long>, ArrayView<float>, ArrayView<ushort>, int> _scatterHalf;
     private readonly Action<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, int> _embedF32, _gatherRows, _scatterRows;
     private readonly Action<Index1D, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, int, int> _embedHalf;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, int, int> _columnSum;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> _rmsDw;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, ArrayView<float>, int, int, int> _columnPartials;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, int, int> _columnFinish;
+    private const int ColumnChunk = 64;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _partials;
     private readonly Action<Index1D, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int> _embedGrad;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float> _rmsFwd;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _rmsBwd;
@@ -54,8 +56,8 @@ public sealed class DeviceOps
         _gatherRows = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, int>(PointwiseKernels.GatherRows);
         _scatterRows = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, int>(PointwiseKernels.ScatterRows);
         _embedHalf = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<ushort>, ArrayView<float>, int, int>(PointwiseKernels.EmbedHalf);
-        _columnSum = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int>(PointwiseKernels.ColumnSumAdd);
-        _rmsDw = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(PointwiseKernels.RmsNormWeightGrad);
+        _columnPartials = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, ArrayView<float>, int, int, int>(PointwiseKernels.ColumnPartials);
+        _columnFinish = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int>(PointwiseKernels.ColumnFinish);
         _embedGrad = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int>(PointwiseKernels.EmbeddingGrad);
         _rmsFwd = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(RowKernels.RmsNormForward);
         _rmsBwd = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(RowKernels.RmsNormBackward);
@@ -141,7 +143,24 @@ public sealed class DeviceOps
     public void ScatterRows(ArrayView<int> rows, ArrayView<float> src, ArrayView<float> dst, int count, int dim) { if (count > 0) _scatterRows(count * dim, rows, src, dst, dim); }
 
     /// <summary>output[c] += column sums of x [rows, dim].</summary>
-    public void ColumnSumAdd(ArrayView<float> x, ArrayView<float> output, int rows, int dim) => _columnSum(dim, x, output, rows, dim);
+    public void ColumnSumAdd(ArrayView<float> x, ArrayView<float> output, int rows, int dim) => ColumnSums(x, x, x, false, output, rows, dim);
+
+    /// <summary>output[c] += sum over rows of x[r, c], or with norm of dy * x * rinv[r].</summary>
+    private void ColumnSums(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> rinv, bool norm, ArrayView<float> output, int rows, int dim)
+    {
+        if (rows == 0) return;
+        int chunks = (rows + ColumnChunk - 1) / ColumnChunk;
+        long need = (long)chunks * dim;
+        if (_partials == null || _partials.Length < need)
+        {
+            // Kernels queued earlier may still read the old buffer.
+            _acc.Synchronize();
+            _partials?.Dispose();
+            _partials = _acc.Allocate1D<float>(need);
+        }
+        _columnPartials(checked((int)need), x, dy, rinv, norm ? 1 : 0, _partials.View, rows, dim, ColumnChunk);
+        _columnFinish(dim, _partials.View, output, chunks, dim);
+    }
 
     /// <summary>grad[tokens[u]] += sum of dx rows order[start[u]..start[u+1]) for each of the count segments.</summary>
     public void EmbeddingGrad(ArrayView<int> tokens, ArrayView<int> start, ArrayView<int> order, ArrayView<float> dx, ArrayView<float> grad, int count, int dim)
@@ -159,7 +178,7 @@ public sealed class DeviceOps
     {
         if (rows == 0) return;
         _rmsBwd(Rows(rows), x, w, rinv, dy, dx, dim);
-        _rmsDw(dim, x, rinv, dy, dw, rows, dim);
+        ColumnSums(x, dy, rinv, true, dw, rows, dim);
     }
 
     /// <summary>Scores [batch, heads, seqLen, seqLen] become causal attention probabilities in place.</summary>
@@ -178,4 +197,6 @@ public sealed class DeviceOps
     {
         if (rows > 0) _crossEntropy(Rows(rows), logits, targets, nll, hit, vocab, scale, grad ? 1 : 0);
     }
+
+    public void Dispose() => _partials?.Dispose();
 }

@@ -80,20 +80,30 @@ public static class PointwiseKernels
     public static void ScatterRows(Index1D i, ArrayView<int> rows, ArrayView<float> src, ArrayView<float> dst, int dim) =>
         dst[(long)rows[i / dim] * dim + i % dim] = src[i];
 
-    /// <summary>out[c] += sum over rows of x[r, c] (bias gradients).</summary>
-    public static void ColumnSumAdd(Index1D col, ArrayView<float> x, ArrayView<float> output, int rows, int dim)
+    /// <summary>
+    /// Column sums in two stages, so a [rows, dim] reduction has rows/chunk x dim threads instead of dim: partial
+    /// sums of `chunk` rows (of x, or with rinv: of dy * x * rinv, the RMSNorm weight gradient), then
+    /// <see cref="ColumnFinish"/> adds the partials in order. Fixed order, so deterministic.
+    /// </summary>
+    public static void ColumnPartials(Index1D i, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> rinv, int useNorm, ArrayView<float> partial, int rows, int dim, int chunk)
     {
+        int c = i / dim, col = i % dim;
+        int end = Math.Min(rows, (c + 1) * chunk);
         float s = 0;
-        for (int r = 0; r < rows; r++) s += x[(long)r * dim + col];
-        output[col] += s;
+        for (int r = c * chunk; r < end; r++)
+        {
+            long o = (long)r * dim + col;
+            s += useNorm != 0 ? dy[o] * x[o] * rinv[r] : x[o];
+        }
+        partial[i] = s;
     }
 
-    /// <summary>dw[j] += sum over rows of dy * x * rinv (the RMSNorm weight gradient).</summary>
-    public static void RmsNormWeightGrad(Index1D col, ArrayView<float> x, ArrayView<float> rinv, ArrayView<float> dy, ArrayView<float> dw, int rows, int dim)
+    /// <summary>output[col] += sum over chunks of partial[chunk, col].</summary>
+    public static void ColumnFinish(Index1D col, ArrayView<float> partial, ArrayView<float> output, int chunks, int dim)
     {
         float s = 0;
-        for (int r = 0; r < rows; r++) s += dy[(long)r * dim + col] * x[(long)r * dim + col] * rinv[r];
-        dw[col] += s;
+        for (int c = 0; c < chunks; c++) s += partial[(long)c * dim + col];
+        output[col] += s;
     }
 
     /// <summary>

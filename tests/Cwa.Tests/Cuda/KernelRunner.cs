@@ -91,5 +91,6 @@ internal sealed class KernelRunner(DeviceContext device) : IDisposable
     {
         foreach (var b in _buffers) b.Dispose();
         FallbackGemm.Dispose();
+        Ops.Dispose();
     }
 }
