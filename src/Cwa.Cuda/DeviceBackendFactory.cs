@@ -66,7 +66,7 @@ public sealed class DeviceBackendFactory : IDeviceBackendFactory
             }
             backend = new CudaBackend(device, gemm, weights, format, options, _logitsChunk);
             if (workload is { } wl) backend.Reserve(wl);
-            progress.Info($"device: {device.Accelerator.Name}; matrix products: {gemm.Name}; weights held as {format}");
+            progress.Info($"device: {device.Accelerator.Name}; matrix products: {gemm.Name}; weights held as {format.ToString().ToLowerInvariant()}");
             return backend;
         }
         catch (Exception e)

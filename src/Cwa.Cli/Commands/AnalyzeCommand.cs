@@ -7,7 +7,7 @@ namespace Cwa.Cli.Commands;
 internal static class AnalyzeCommand
 {
     private static readonly Option<string?> Model = new("--model", "-m") { Description = "Hugging Face model folder (config.json, *.safetensors, tokenizer). Default: the built-in demo model." };
-    private static readonly Option<string> Device = new("--device") { Description = "cpu, cuda or auto (cuda when available, else cpu).", DefaultValueFactory = _ => "auto" };
+    private static readonly Option<string> Device = new("--device") { Description = "cpu, cuda or auto (cuda when available, else cpu); ilgpu-cpu runs the CUDA code path on the CPU (slow, for checking a build).", DefaultValueFactory = _ => "auto" };
     private static readonly Option<string?> CudaLibDir = new("--cuda-lib-dir") { Description = "Folder holding libcublas.so (default: LD_LIBRARY_PATH, /usr/local/cuda/lib64, pip's nvidia/cublas/lib)." };
     private static readonly Option<string?> Dtype = new("--dtype") { Description = "Precision the weights are held in: bf16, f16 or f32 (default: as stored). CPU arithmetic is fp32." };
     private static readonly Option<string> Metric = new("--metric") { Description = "Score: grad_x_weight |G*W|, grad_squared G^2, fisher sum g_b^2, hutchinson_diag, obd 0.5*h*W^2, magnitude |W|, wanda |W|*||X||, act_outlier (super weights).", DefaultValueFactory = _ => "grad_x_weight" };
@@ -54,7 +54,8 @@ internal static class AnalyzeCommand
         CommandRunner.SetAction(cmd, (parse, stdout) =>
         {
             var request = ToRequest(parse);
-            var gpu = Cuda.DeviceBackendFactory.Cuda(parse.GetValue(CudaLibDir));
+            var (device, gpu) = DeviceChoice.Resolve(request.Device, parse.GetValue(CudaLibDir));
+            request = request with { Device = device };
             var summary = ConsoleProgress.Run(parse, stdout, sink => AnalysisPipeline.Run(request, sink, gpu));
             if (!parse.GetValue(CommandRunner.Quiet))
                 SummaryPrinter.Print(summary, stdout);

@@ -14,7 +14,7 @@ internal static class EvalCommand
     private static readonly Option<int> MaxLength = new("--max-length") { Description = "Truncate texts to this many tokens.", DefaultValueFactory = _ => 256 };
     private static readonly Option<int> BatchSize = new("--batch-size") { Description = "Sequences per batch.", DefaultValueFactory = _ => 8 };
     private static readonly Option<string?> Dtype = new("--dtype") { Description = "Hold weights as bf16, f16 or f32 (default: as stored)." };
-    private static readonly Option<string> Device = new("--device") { Description = "cpu, cuda or auto (cuda when available, else cpu).", DefaultValueFactory = _ => "auto" };
+    private static readonly Option<string> Device = new("--device") { Description = "cpu, cuda or auto (cuda when available, else cpu); ilgpu-cpu runs the CUDA code path on the CPU.", DefaultValueFactory = _ => "auto" };
     private static readonly Option<string?> CudaLibDir = new("--cuda-lib-dir") { Description = "Folder holding libcublas.so." };
     private static readonly Option<int> Threads = new("--threads") { Description = "CPU threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
 
@@ -28,8 +28,8 @@ internal static class EvalCommand
                 MaxLength = parse.GetValue(MaxLength), BatchSize = parse.GetValue(BatchSize), Dtype = parse.GetValue(Dtype), Threads = parse.GetValue(Threads) };
             var m = ConsoleProgress.Run(parse, stdout, sink =>
             {
-                using var model = LoadedModel.Open(r.Model, r.Dtype, parse.GetValue(Device)!, new EngineOptions(r.Threads), sink,
-                    new Workload(r.BatchSize, r.MaxLength, Gradients: false), Cuda.DeviceBackendFactory.Cuda(parse.GetValue(CudaLibDir)));
+                var (device, gpu) = DeviceChoice.Resolve(parse.GetValue(Device)!, parse.GetValue(CudaLibDir));
+                using var model = LoadedModel.Open(r.Model, r.Dtype, device, new EngineOptions(r.Threads), sink, new Workload(r.BatchSize, r.MaxLength, Gradients: false), gpu);
                 var batches = CalibrationData.Load(r).EvaluationBatches(model.Tokenizer, r);
                 using var phase = sink.Start("evaluate", batches.Count);
                 return Evaluator.Run(model.Backend, batches, phase);

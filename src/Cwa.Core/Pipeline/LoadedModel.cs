@@ -91,7 +91,7 @@ public sealed class LoadedModel : IDisposable
                 progress.Info($"no usable GPU, running on the CPU ({(why.StartsWith("--device cuda: ", StringComparison.Ordinal) ? why[15..] : why)})");
                 return null;
             default:
-                throw new InputException($"--device: unknown device '{device}' (valid: auto, cpu, cuda)");
+                throw new InputException($"--device: unknown device '{device}' (valid: auto, cpu, cuda, ilgpu-cpu)");
         }
     }
 

@@ -30,7 +30,8 @@ public sealed record DeviceMemoryPlan(string Device, long Weights, long Gradient
 
     public string Describe() =>
         $"device memory plan on {Device}: weights {MemoryEstimate.Format(Weights)}, gradients {MemoryEstimate.Format(Gradients)}, " +
-        $"activations {MemoryEstimate.Format(Activations)}, workspace {MemoryEstimate.Format(Workspace)}; total {MemoryEstimate.Format(Total)} of {MemoryEstimate.Format(Available)}";
+        $"activations {MemoryEstimate.Format(Activations)}, workspace {MemoryEstimate.Format(Workspace)}; total {MemoryEstimate.Format(Total)}" +
+        (Available is > 0 and < 1L << 50 ? $" of {MemoryEstimate.Format(Available)}" : "");
 
     public void EnsureFits()
     {

@@ -69,6 +69,18 @@ public sealed class DevicePipelineTests(TinyModelFixture tiny) : IClassFixture<T
     }
 
     [Fact]
+    public void TheCliRunsTheDevicePathOnTheCpuAcceleratorWithIlgpuCpu()
+    {
+        using var dir = new TempDir();
+        var (code, stdout, err) = EndToEnd.Cli.Run(["analyze", "--model", tiny.Model, "--device", "ilgpu-cpu", "--out-dir", dir.Path, "--max-samples", "4", "--max-length", "16",
+            "--batch-size", "4", "--topk", "5", "--save-plots", "false"]);
+        Assert.True(code == 0, err);
+        Assert.Contains("device memory plan on CPUAccelerator", stdout + err);
+        using var config = JsonDocument.Parse(File.ReadAllText(dir.File("config.json")));
+        Assert.Equal("ilgpu-cpu", config.RootElement.GetProperty("device").GetString());
+    }
+
+    [Fact]
     public void CalibrationTokensRoundTripAndMatchTheRunsCounts()
     {
         using var dir = new TempDir();
