@@ -32,7 +32,8 @@ public sealed class DeviceContext : IDisposable
     /// <summary>The first CUDA device, or a clear error naming what was missing.</summary>
     public static DeviceContext CreateCuda()
     {
-        var context = Context.Create(b => b.Cuda().Math(MathMode.Default));
+        // Fast maps exp/log to the GPU's approximate instructions (as CUDA's __expf), keeping doubles 64-bit.
+        var context = Context.Create(b => b.Cuda().Math(MathMode.Fast));
         var devices = context.GetCudaDevices();
         if (devices.Count == 0)
         {
