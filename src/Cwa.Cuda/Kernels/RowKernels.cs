@@ -39,6 +39,18 @@ public static class RowKernels
     }
 
     /// <summary>
+    /// Row (b, h, t) of a [B, H, S, S] block: how many leading columns the causal mask keeps (t + 1 when t is a real
+    /// position of sequence b, else 0); the group zeroes the rest of the row at offset o.
+    /// </summary>
+    private static int ClearMasked(ArrayView<float> x, long o, int row, ArrayView<int> lengths, int seqLen, int heads)
+    {
+        int pos = row % seqLen, b = row / (heads * seqLen);
+        int valid = pos < lengths[b] ? pos + 1 : 0;
+        for (int j = valid + Group.IdxX; j < seqLen; j += Group.DimX) x[o + j] = 0;
+        return valid;
+    }
+
+    /// <summary>
     /// Causal softmax over scores [B, H, S, S] (already scaled): row (b, h, t) keeps columns 0..t when t is a real
     /// position of sequence b, everything else becomes 0 (padding rows give zero attention output).
     /// </summary>
@@ -46,10 +58,8 @@ public static class RowKernels
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup);
         int row = Grid.IdxX, t = Group.IdxX, g = Group.DimX;
-        int pos = row % seqLen, b = row / (heads * seqLen);
-        int valid = pos < lengths[b] ? pos + 1 : 0;
         long o = (long)row * seqLen;
-        for (int j = valid + t; j < seqLen; j += g) scores[o + j] = 0;
+        int valid = ClearMasked(scores, o, row, lengths, seqLen, heads);
         if (valid == 0) return;
         float m = float.NegativeInfinity;
         for (int j = t; j < valid; j += g) m = MathF.Max(m, scores[o + j]);
@@ -70,10 +80,8 @@ public static class RowKernels
     {
         var sh = SharedMemory.Allocate<float>(MaxGroup);
         int row = Grid.IdxX, t = Group.IdxX, g = Group.DimX;
-        int pos = row % seqLen, b = row / (heads * seqLen);
-        int valid = pos < lengths[b] ? pos + 1 : 0;
         long o = (long)row * seqLen;
-        for (int j = valid + t; j < seqLen; j += g) dp[o + j] = 0;
+        int valid = ClearMasked(dp, o, row, lengths, seqLen, heads);
         if (valid == 0) return;
         float dot = 0;
         for (int j = t; j < valid; j += g) dot += probs[o + j] * dp[o + j];
