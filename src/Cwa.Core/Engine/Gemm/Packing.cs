@@ -20,16 +20,18 @@ internal static unsafe class Packing
         {
             // op(A) = A^T: row p of A holds op(A)[*, p] contiguously, so walk p outside and i inside. Walking i
             // outside would stride a whole row per element (32 KB for the lm_head gradient), a new page each time.
-            for (int p = 0; p < kc; p++)
-            {
-                int src = aOffset + (p0 + p) * lda + i0;
-                for (int pi = 0; pi < panels; pi++)
+            fixed (float* pa = a, pd = dest)
+                for (int p = 0; p < kc; p++)
                 {
-                    int dst = pi * kc * mr + p * mr, rows = Math.Min(mr, mc - pi * mr);
-                    new ReadOnlySpan<float>(a, src + pi * mr, rows).CopyTo(new Span<float>(dest, dst, rows));
-                    if (rows < mr) new Span<float>(dest, dst + rows, mr - rows).Clear();
+                    float* src = pa + aOffset + (long)(p0 + p) * lda + i0;
+                    for (int pi = 0; pi < panels; pi++)
+                    {
+                        float* d = pd + (long)pi * kc * mr + p * mr, s = src + pi * mr;
+                        int rows = Math.Min(mr, mc - pi * mr), r = 0;
+                        for (; r < rows; r++) d[r] = s[r];
+                        for (; r < mr; r++) d[r] = 0f;
+                    }
                 }
-            }
             return;
         }
         // op(A) = A: interleave mr rows, reading them side by side (each row stays a sequential stream).
@@ -65,12 +67,19 @@ internal static unsafe class Packing
                 int jStart = j0 + pj * nr;
                 if (!transB)
                 {
-                    for (int p = 0; p < kc; p++)
+                    float* src = pb + bOffset + (long)p0 * ldb + jStart;
+                    bool whole = cols == nr && nr % 8 == 0 && Avx.IsSupported;
+                    for (int p = 0; p < kc; p++, src += ldb)
                     {
-                        var src = new ReadOnlySpan<float>(pb + bOffset + (long)(p0 + p) * ldb + jStart, cols);
-                        var dst = new Span<float>(d + p * nr, nr);
-                        src.CopyTo(dst);
-                        if (cols < nr) dst[cols..].Clear();
+                        float* dst = d + p * nr;
+                        if (whole)
+                            for (int j = 0; j < nr; j += 8) Avx.Store(dst + j, Avx.LoadVector256(src + j));
+                        else
+                        {
+                            int j = 0;
+                            for (; j < cols; j++) dst[j] = src[j];
+                            for (; j < nr; j++) dst[j] = 0f;
+                        }
                     }
                     continue;
                 }
