@@ -41,8 +41,9 @@ public sealed unsafe class CublasGemm : IDeviceGemm
         int type = DataType(a.Format);
         int compute = a.Format == StorageFormat.F32 && _tf32ForFloat ? CublasApi.Compute32FFastTf32 : CublasApi.Compute32F;
         float al = alpha, be = beta;
-        CublasApi.Check(_api.GemmEx(_handle, transB ? CublasApi.OpT : CublasApi.OpN, transA ? CublasApi.OpT : CublasApi.OpN, n, m, k, &al,
-            b.Address, type, b.Ld, a.Address, type, a.Ld, &be, DeviceAddress.Of(c, cOffset), CublasApi.R32F, ldc, compute, CublasApi.GemmDefault), "cublasGemmEx");
+        var call = ColumnMajorCall.For(transA, transB, m, n, k, a.Ld, b.Ld);
+        CublasApi.Check(_api.GemmEx(_handle, call.OpFirst, call.OpSecond, call.M, call.N, call.K, &al,
+            b.Address, type, call.LdFirst, a.Address, type, call.LdSecond, &be, DeviceAddress.Of(c, cOffset), CublasApi.R32F, ldc, compute, CublasApi.GemmDefault), "cublasGemmEx");
     }
 
     public void GemmBatched(bool transA, bool transB, int m, int n, int k, float alpha, ArrayView<float> a, long[] aOffsets, int lda,
@@ -63,8 +64,9 @@ public sealed unsafe class CublasGemm : IDeviceGemm
         IntPtr p = DeviceAddress.Of(array.View.BaseView, 0);
         int compute = _tf32ForFloat ? CublasApi.Compute32FFastTf32 : CublasApi.Compute32F;
         float al = alpha, be = beta;
-        CublasApi.Check(_api.GemmBatchedEx(_handle, transB ? CublasApi.OpT : CublasApi.OpN, transA ? CublasApi.OpT : CublasApi.OpN, n, m, k, &al,
-            p, CublasApi.R32F, ldb, p + count * sizeof(long), CublasApi.R32F, lda, &be, p + 2 * count * sizeof(long), CublasApi.R32F, ldc,
+        var call = ColumnMajorCall.For(transA, transB, m, n, k, lda, ldb);
+        CublasApi.Check(_api.GemmBatchedEx(_handle, call.OpFirst, call.OpSecond, call.M, call.N, call.K, &al,
+            p, CublasApi.R32F, call.LdFirst, p + count * sizeof(long), CublasApi.R32F, call.LdSecond, &be, p + 2 * count * sizeof(long), CublasApi.R32F, ldc,
             count, compute, CublasApi.GemmDefault), "cublasGemmBatchedEx");
     }
 
@@ -98,4 +100,15 @@ public sealed unsafe class CublasGemm : IDeviceGemm
         public override bool Equals(object? obj) => Equals(obj as PointerKey);
         public override int GetHashCode() => _hash;
     }
+}
+
+/// <summary>
+/// cuBLAS is column-major: a row-major C = op(A) op(B) (m x n) is the column-major C^T = op(B)^T op(A)^T (n x m),
+/// and a row-major matrix read column-major is its transpose. So cuBLAS gets B first and A second, each with
+/// its own transpose flag and leading dimension, and m and n swapped. Nothing is copied or transposed.
+/// </summary>
+internal readonly record struct ColumnMajorCall(int OpFirst, int OpSecond, int M, int N, int K, int LdFirst, int LdSecond)
+{
+    public static ColumnMajorCall For(bool transA, bool transB, int m, int n, int k, int lda, int ldb) =>
+        new(transB ? CublasApi.OpT : CublasApi.OpN, transA ? CublasApi.OpT : CublasApi.OpN, n, m, k, ldb, lda);
 }
