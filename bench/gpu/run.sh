@@ -25,5 +25,5 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 kill $smi || true
 cp "$work/out8b/experiment_manifest.json" "$results/manifest_8b.json" 2>/dev/null || true
-python3 "$here/summarize.py" "$work/out8b" "$results/memory_used_mib.log" "$(echo "$end - $start" | bc)" "$gpu" | tee "$results/benchmark_8b.json" || status=1
+python3 "$here/summarize.py" "$work/out8b" "$results/memory_used_mib.log" "$(python3 -c "print($end - $start)")" "$gpu" | tee "$results/benchmark_8b.json" || status=1
 exit $status
