@@ -74,6 +74,22 @@ public class DeviceBackendTests
     }
 
     [Fact]
+    public void TwoRunsGiveBitIdenticalGradients()
+    {
+        var config = TinyModels.Config(bias: true);
+        var w = ModelWeights<float>.Random(config, 13, std: 0.3);
+        using var a = OnCpuAccelerator(w);
+        using var b = OnCpuAccelerator(w);
+        foreach (var dev in new[] { a, b })
+        {
+            dev.ForwardBackward(TinyModels.Padded(), 1);
+            dev.ForwardBackward(TinyModels.Make([5, 7, 2], 9), 1);
+        }
+        for (int t = 0; t < w.Count; t++)
+            Assert.Equal(Read(a, t, true).Select(BitConverter.SingleToInt32Bits), Read(b, t, true).Select(BitConverter.SingleToInt32Bits));
+    }
+
+    [Fact]
     public void EvaluationAndForwardLossMatchWithLogitsInSmallChunks()
     {
         var config = TinyModels.Config();
