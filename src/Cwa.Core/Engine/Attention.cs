@@ -5,9 +5,9 @@ using System.Numerics.Tensors;
 namespace Cwa.Core.Engine;
 
 /// <summary>
-/// Grouped-query causal self-attention on rotated q [N, H*hd], k and v [N, KvH*hd], N = B*S rows.
-/// Only the first Lengths[b] rows of each sequence are computed: padding sits on the right, so with a causal
-/// mask real tokens never see it, and padding rows get zero output.
+/// Grouped-query causal self-attention on rotated q [N, H*hd], k and v [N, KvH*hd]. Sequence b occupies rows
+/// rowStart[b] .. rowStart[b] + Lengths[b] (packed real rows), or b*S .. in the padded layout, where padding sits
+/// on the right: with a causal mask real tokens never see it, and padding rows get zero output.
 /// Backward per (b, h): dP = dO V^T, dV += P^T dO, dS = P * (dP - rowsum(dP * P)), dQ = c dS K, dK += c dS^T Q.
 /// Work is split by (sequence, kv head) so each task owns its dK/dV slice: no shared accumulation, deterministic.
 /// </summary>
@@ -41,7 +41,8 @@ internal sealed class Attention<T> where T : unmanaged, IFloatingPointIeee754<T>
     }
 
     /// <summary>probs [B, H, S, S] are kept for backward; output [N, H*hd].</summary>
-    public void Forward(T[] q, T[] k, T[] v, T[] probs, T[] output, int batch, int seqLen, int[] lengths)
+    /// <param name="rowStart">first row of each sequence in q/k/v/output (null: b * seqLen, the padded layout)</param>
+    public void Forward(T[] q, T[] k, T[] v, T[] probs, T[] output, int batch, int seqLen, int[] lengths, int[]? rowStart = null)
     {
         int qs = _heads * _hd, ks = _kvHeads * _hd, group = _heads / _kvHeads;
         Array.Clear(output);
@@ -50,8 +51,8 @@ internal sealed class Attention<T> where T : unmanaged, IFloatingPointIeee754<T>
             int b = task / _heads, h = task % _heads, kvh = h / group;
             int len = lengths[b];
             if (len <= 0) return;
-            int pOff = (b * _heads + h) * seqLen * seqLen;
-            int qOff = b * seqLen * qs + h * _hd, kOff = b * seqLen * ks + kvh * _hd;
+            int pOff = (b * _heads + h) * seqLen * seqLen, row0 = rowStart?[b] ?? b * seqLen;
+            int qOff = row0 * qs + h * _hd, kOff = row0 * ks + kvh * _hd;
             var pool = ArrayPool<T>.Shared;
             T[] qh = pool.Rent(len * _hd), kh = pool.Rent(len * _hd), vh = pool.Rent(len * _hd);
             Gather(q, qOff, qs, len, qh);
@@ -87,7 +88,7 @@ internal sealed class Attention<T> where T : unmanaged, IFloatingPointIeee754<T>
     }
 
     /// <summary>Writes dq (overwrite), dk and dv (overwrite) from dOut.</summary>
-    public void Backward(T[] q, T[] k, T[] v, T[] probs, T[] dOut, T[] dq, T[] dk, T[] dv, int batch, int seqLen, int[] lengths)
+    public void Backward(T[] q, T[] k, T[] v, T[] probs, T[] dOut, T[] dq, T[] dk, T[] dv, int batch, int seqLen, int[] lengths, int[]? rowStart = null)
     {
         int qs = _heads * _hd, ks = _kvHeads * _hd, group = _heads / _kvHeads;
         Array.Clear(dq);
@@ -104,13 +105,14 @@ internal sealed class Attention<T> where T : unmanaged, IFloatingPointIeee754<T>
             T[] dqh = pool.Rent(block), dkh = pool.Rent(block), dvh = pool.Rent(block);
             Array.Clear(dkh, 0, block);
             Array.Clear(dvh, 0, block);
-            int kOff = b * seqLen * ks + kvh * _hd;
+            int row0 = rowStart?[b] ?? b * seqLen;
+            int kOff = row0 * ks + kvh * _hd;
             Gather(k, kOff, ks, len, kh);
             Gather(v, kOff, ks, len, vh);
             for (int h = kvh * group; h < (kvh + 1) * group; h++)
             {
                 int pOff = (b * _heads + h) * seqLen * seqLen;
-                int qOff = b * seqLen * qs + h * _hd;
+                int qOff = row0 * qs + h * _hd;
                 Gather(q, qOff, qs, len, qh);
                 Gather(dOut, qOff, qs, len, doh);
                 for (int r0 = 0; r0 < len; r0 += RowBlock)

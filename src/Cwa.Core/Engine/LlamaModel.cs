@@ -67,17 +67,20 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
 
     private LossHead<T>.Result Run(Batch batch, ModelWeights<T>? grads, double scale)
     {
-        int bsz = batch.BatchSize, s = batch.SeqLen, n = bsz * s, d = _c.HiddenSize;
+        int bsz = batch.BatchSize, s = batch.SeqLen, d = _c.HiddenSize;
         if (_rope == null || _rope.MaxPositions < s) _rope = new Rope<T>(_c, Math.Max(s, 16));
+        // Only real tokens are computed: sequence b's rows sit packed at rows.Start[b] .., so padding costs nothing
+        // (with right padding and a causal mask no real token depends on a padding row).
+        var rows = PackedRows.Of(batch);
+        int n = rows.Count;
         var real = new bool[n];
-        for (int b = 0; b < bsz; b++)
-            for (int t = 0; t < batch.Lengths[b]; t++) real[b * s + t] = true;
+        Array.Fill(real, true);
 
         var x = new T[n * d];
         var emb = _w[_embed];
         for (int r = 0; r < n; r++)
         {
-            int tok = batch.Tokens[r];
+            int tok = rows.Tokens[r];
             if ((uint)tok >= (uint)_c.VocabSize)
                 throw new InputException($"token id {tok} is outside the model's vocabulary of {_c.VocabSize} (tokenizer and model do not match)");
             Array.Copy(emb, (long)tok * d, x, (long)r * d, d);
@@ -86,12 +89,13 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         bool backward = grads != null;
         bool keepAll = backward && !_options.Recompute;
         int cacheCount = keepAll ? _c.NumLayers : 1;
+        // Buffers are sized for the padded batch and reused across batches of that shape; n rows of them are used.
         if (_cachedShape != (bsz, s, cacheCount))
         {
             // Keep what is already allocated for this shape (e.g. forward-only after forward+backward).
             var reuse = _cachedShape.Batch == bsz && _cachedShape.SeqLen == s ? _caches : [];
             _caches = Enumerable.Range(0, cacheCount).Select(i => i < reuse.Length ? reuse[i] : NewCache(batch)).ToArray();
-            if (_scratch == null || _cachedShape.Batch != bsz || _cachedShape.SeqLen != s) _scratch = new BlockScratch(n, _c);
+            if (_scratch == null || _cachedShape.Batch != bsz || _cachedShape.SeqLen != s) _scratch = new BlockScratch(bsz * s, _c);
             _cachedShape = (bsz, s, cacheCount);
         }
         var caches = _caches;
@@ -101,7 +105,7 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         {
             var cache = caches[keepAll ? l : 0];
             if (savedInputs != null) savedInputs[l] = (T[])x.Clone();
-            ForwardBlock(l, x, cache, batch, real, scratch, Observer);
+            ForwardBlock(l, x, cache, batch, rows, real, scratch, Observer);
         }
 
         var xn = new T[n * d];
@@ -110,7 +114,8 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         if (Observer != null && _head != _embed)
             Observer.OnLinearInput(_w.Specs[_head], xn, n, d, real);
         var dxn = backward ? new T[n * d] : null;
-        var result = _lossHead.Run(batch, xn, d, _w[_head], _c.VocabSize, backward ? grads![_head] : null, dxn, scale);
+        var (targetRows, targets) = rows.Targets(batch);
+        var result = _lossHead.Run(targetRows, targets, xn, d, _w[_head], _c.VocabSize, backward ? grads![_head] : null, dxn, scale);
         if (!backward) return result;
 
         var dx = new T[n * d];
@@ -119,14 +124,13 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         {
             var cache = caches[keepAll ? l : 0];
             if (savedInputs != null)
-                ForwardBlock(l, (T[])savedInputs[l].Clone(), cache, batch, real, scratch, null);
-            BackwardBlock(l, cache, dx, grads, batch, scratch);
+                ForwardBlock(l, (T[])savedInputs[l].Clone(), cache, batch, rows, real, scratch, null);
+            BackwardBlock(l, cache, dx, grads, batch, rows, scratch);
         }
         var gEmb = grads[_embed];
         for (int r = 0; r < n; r++)
         {
-            if (!real[r]) continue;
-            var dst = gEmb.AsSpan(batch.Tokens[r] * d, d);
+            var dst = gEmb.AsSpan(rows.Tokens[r] * d, d);
             TensorPrimitives.Add(dst, dx.AsSpan(r * d, d), dst);
         }
         return result;
@@ -135,10 +139,10 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     private LayerCache<T> NewCache(Batch b) =>
         new(b.BatchSize * b.SeqLen, b.BatchSize, b.SeqLen, _c.HiddenSize, _c.QDim, _c.KvDim, _c.NumHeads, _c.IntermediateSize);
 
-    private void ForwardBlock(int l, T[] x, LayerCache<T> c, Batch batch, bool[] real, BlockScratch sc, IActivationObserver<T>? obs)
+    private void ForwardBlock(int l, T[] x, LayerCache<T> c, Batch batch, PackedRows rows, bool[] real, BlockScratch sc, IActivationObserver<T>? obs)
     {
         var p = _layers[l];
-        int n = batch.BatchSize * batch.SeqLen, d = _c.HiddenSize, f = _c.IntermediateSize;
+        int n = rows.Count, d = _c.HiddenSize, f = _c.IntermediateSize;
         Array.Copy(x, c.XIn, x.Length);
         RmsNorm<T>.Forward(c.XIn, _w[p.InNorm], c.Xn1, c.R1, n, d, _c.RmsNormEps, _threads);
         if (obs != null)
@@ -146,12 +150,12 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         Linear(c.Xn1, p.Q, p.QBias, c.Q, n, _c.QDim, d);
         Linear(c.Xn1, p.K, p.KBias, c.K, n, _c.KvDim, d);
         Linear(c.Xn1, p.V, p.VBias, c.V, n, _c.KvDim, d);
-        _rope!.Apply(c.Q, n, batch.SeqLen, _c.NumHeads, inverse: false, _threads);
-        _rope.Apply(c.K, n, batch.SeqLen, _c.NumKvHeads, inverse: false, _threads);
-        _attention.Forward(c.Q, c.K, c.V, c.Probs, c.Att, batch.BatchSize, batch.SeqLen, batch.Lengths);
+        _rope!.Apply(c.Q, rows.Positions, _c.NumHeads, inverse: false, _threads);
+        _rope.Apply(c.K, rows.Positions, _c.NumKvHeads, inverse: false, _threads);
+        _attention.Forward(c.Q, c.K, c.V, c.Probs, c.Att, batch.BatchSize, batch.SeqLen, batch.Lengths, rows.Start);
         obs?.OnLinearInput(_w.Specs[p.O], c.Att, n, _c.QDim, real);
         Linear(c.Att, p.O, -1, sc.Dn, n, d, _c.QDim);
-        TensorPrimitives.Add<T>(c.XIn, sc.Dn, c.XMid);
+        TensorPrimitives.Add<T>(c.XIn.AsSpan(0, n * d), sc.Dn.AsSpan(0, n * d), c.XMid);
         RmsNorm<T>.Forward(c.XMid, _w[p.PostNorm], c.Xn2, c.R2, n, d, _c.RmsNormEps, _threads);
         if (obs != null)
         {
@@ -160,22 +164,22 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         }
         Linear(c.Xn2, p.Gate, -1, c.Gate, n, f, d);
         Linear(c.Xn2, p.Up, -1, c.Up, n, f, d);
-        SwiGlu<T>.Forward(c.Gate, c.Up, c.H, _threads);
+        SwiGlu<T>.Forward(c.Gate, c.Up, c.H, _threads, n * f);
         obs?.OnLinearInput(_w.Specs[p.Down], c.H, n, f, real);
         Linear(c.H, p.Down, -1, sc.Dn, n, d, f);
         obs?.OnLinearOutput(_w.Specs[p.Down], sc.Dn, n, d, real);
-        TensorPrimitives.Add<T>(c.XMid, sc.Dn, x);
+        TensorPrimitives.Add<T>(c.XMid.AsSpan(0, n * d), sc.Dn.AsSpan(0, n * d), x);
     }
 
     /// <summary>dx holds dLoss/d(block output) on entry and dLoss/d(block input) on return.</summary>
-    private void BackwardBlock(int l, LayerCache<T> c, T[] dx, ModelWeights<T> g, Batch batch, BlockScratch sc)
+    private void BackwardBlock(int l, LayerCache<T> c, T[] dx, ModelWeights<T> g, Batch batch, PackedRows rows, BlockScratch sc)
     {
         var p = _layers[l];
-        int n = batch.BatchSize * batch.SeqLen, d = _c.HiddenSize, f = _c.IntermediateSize, qd = _c.QDim, kd = _c.KvDim;
+        int n = rows.Count, d = _c.HiddenSize, f = _c.IntermediateSize, qd = _c.QDim, kd = _c.KvDim;
         // down_proj: y = H Wd^T  =>  dWd += dY^T H, dH = dY Wd
         Gemm.Compute(true, false, d, f, n, T.One, dx, 0, d, c.H, 0, f, T.One, g[p.Down], 0, f);
         Gemm.Compute(false, false, n, f, d, T.One, dx, 0, d, _w[p.Down], 0, f, T.Zero, sc.Dh, 0, f);
-        SwiGlu<T>.Backward(c.Gate, c.Up, sc.Dh, sc.DGate, sc.DUp, _threads);
+        SwiGlu<T>.Backward(c.Gate, c.Up, sc.Dh, sc.DGate, sc.DUp, _threads, n * f);
         Gemm.Compute(true, false, f, d, n, T.One, sc.DGate, 0, f, c.Xn2, 0, d, T.One, g[p.Gate], 0, d);
         Gemm.Compute(true, false, f, d, n, T.One, sc.DUp, 0, f, c.Xn2, 0, d, T.One, g[p.Up], 0, d);
         Gemm.Compute(false, false, n, d, f, T.One, sc.DGate, 0, f, _w[p.Gate], 0, d, T.Zero, sc.Dn, 0, d);
@@ -185,9 +189,9 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         // o_proj
         Gemm.Compute(true, false, d, qd, n, T.One, dx, 0, d, c.Att, 0, qd, T.One, g[p.O], 0, qd);
         Gemm.Compute(false, false, n, qd, d, T.One, dx, 0, d, _w[p.O], 0, qd, T.Zero, sc.DAtt, 0, qd);
-        _attention.Backward(c.Q, c.K, c.V, c.Probs, sc.DAtt, sc.Dq, sc.Dk, sc.Dv, batch.BatchSize, batch.SeqLen, batch.Lengths);
-        _rope!.Apply(sc.Dq, n, batch.SeqLen, _c.NumHeads, inverse: true, _threads);
-        _rope.Apply(sc.Dk, n, batch.SeqLen, _c.NumKvHeads, inverse: true, _threads);
+        _attention.Backward(c.Q, c.K, c.V, c.Probs, sc.DAtt, sc.Dq, sc.Dk, sc.Dv, batch.BatchSize, batch.SeqLen, batch.Lengths, rows.Start);
+        _rope!.Apply(sc.Dq, rows.Positions, _c.NumHeads, inverse: true, _threads);
+        _rope.Apply(sc.Dk, rows.Positions, _c.NumKvHeads, inverse: true, _threads);
         LinearBackward(sc.Dq, c.Xn1, p.Q, p.QBias, g, n, qd, d, first: true, sc.Dn);
         LinearBackward(sc.Dk, c.Xn1, p.K, p.KBias, g, n, kd, d, first: false, sc.Dn);
         LinearBackward(sc.Dv, c.Xn1, p.V, p.VBias, g, n, kd, d, first: false, sc.Dn);

@@ -1,6 +1,5 @@
 using System.Numerics;
 using System.Numerics.Tensors;
-using Cwa.Core.Data;
 
 namespace Cwa.Core.Engine;
 
@@ -23,11 +22,11 @@ internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
 
     public readonly record struct Result(double SumNll, long Targets, long Correct);
 
+    /// <param name="rows">rows of x that predict a next token, and targets the tokens they predict</param>
     /// <param name="x">normed hidden states [N, D]</param>
     /// <param name="dx">if not null, receives d(loss*scale)/dx for every row (zeros for non-target rows)</param>
-    public Result Run(Batch batch, T[] x, int dim, T[] headWeight, int vocab, T[]? dHead, T[]? dx, double scale)
+    public Result Run(int[] rows, int[] targets, T[] x, int dim, T[] headWeight, int vocab, T[]? dHead, T[]? dx, double scale)
     {
-        var (rows, targets) = batch.TargetPositions();
         if (dx != null) Array.Clear(dx);
         int n = rows.Length;
         if (n == 0) return new Result(0, 0, 0);

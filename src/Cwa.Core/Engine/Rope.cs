@@ -68,13 +68,19 @@ internal sealed class Rope<T> where T : unmanaged, IFloatingPointIeee754<T>
     }
 
     /// <summary>Rotates every head of x [rows, heads*headDim] in place; row r sits at position r % seqLen.</summary>
-    public void Apply(T[] x, int rows, int seqLen, int heads, bool inverse, int threads = 1)
+    public void Apply(T[] x, int rows, int seqLen, int heads, bool inverse, int threads = 1) =>
+        Apply(x, rows, r => r % seqLen, heads, inverse, threads);
+
+    /// <summary>The same with row r at position positions[r] (rows of several sequences packed back to back).</summary>
+    public void Apply(T[] x, int[] positions, int heads, bool inverse, int threads = 1) =>
+        Apply(x, positions.Length, r => positions[r], heads, inverse, threads);
+
+    private void Apply(T[] x, int rows, Func<int, int> position, int heads, bool inverse, int threads)
     {
         int hd = 2 * _half, stride = heads * hd;
         Gemm.ParallelFor(rows, threads, r =>
         {
-            int pos = r % seqLen;
-            int tb = pos * _half;
+            int tb = position(r) * _half;
             for (int h = 0; h < heads; h++)
             {
                 int o = r * stride + h * hd;

@@ -14,11 +14,14 @@ internal static class SwiGlu<T> where T : unmanaged, IFloatingPointIeee754<T>
     private const int Chunk = 1 << 14;
     private const int Block = 1024;
 
-    public static void Forward(T[] gate, T[] up, T[] h, int threads) =>
-        Gemm.ParallelFor((h.Length + Chunk - 1) / Chunk, threads, c =>
+    /// <summary>The first count elements (buffers may be larger than the rows in use).</summary>
+    public static void Forward(T[] gate, T[] up, T[] h, int threads, int count = -1)
+    {
+        int total = count < 0 ? h.Length : count;
+        Gemm.ParallelFor((total + Chunk - 1) / Chunk, threads, c =>
         {
             Span<T> sig = stackalloc T[Block];
-            for (int i = c * Chunk, end = Math.Min(h.Length, (c + 1) * Chunk); i < end; i += Block)
+            for (int i = c * Chunk, end = Math.Min(total, (c + 1) * Chunk); i < end; i += Block)
             {
                 int len = Math.Min(Block, end - i);
                 var g = gate.AsSpan(i, len);
@@ -29,13 +32,16 @@ internal static class SwiGlu<T> where T : unmanaged, IFloatingPointIeee754<T>
                 TensorPrimitives.Multiply<T>(o, up.AsSpan(i, len), o);
             }
         });
+    }
 
-    public static void Backward(T[] gate, T[] up, T[] dh, T[] dGate, T[] dUp, int threads) =>
-        Gemm.ParallelFor((dh.Length + Chunk - 1) / Chunk, threads, c =>
+    public static void Backward(T[] gate, T[] up, T[] dh, T[] dGate, T[] dUp, int threads, int count = -1)
+    {
+        int total = count < 0 ? dh.Length : count;
+        Gemm.ParallelFor((total + Chunk - 1) / Chunk, threads, c =>
         {
             Span<T> sig = stackalloc T[Block];
             Span<T> tmp = stackalloc T[Block];
-            for (int i = c * Chunk, end = Math.Min(dh.Length, (c + 1) * Chunk); i < end; i += Block)
+            for (int i = c * Chunk, end = Math.Min(total, (c + 1) * Chunk); i < end; i += Block)
             {
                 int len = Math.Min(Block, end - i);
                 var g = gate.AsSpan(i, len);
@@ -56,4 +62,5 @@ internal static class SwiGlu<T> where T : unmanaged, IFloatingPointIeee754<T>
                 TensorPrimitives.Multiply<T>(dg, t, dg);
             }
         });
+    }
 }
