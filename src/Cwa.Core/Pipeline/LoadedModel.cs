@@ -88,7 +88,10 @@ public sealed class LoadedModel : IDisposable
             case "auto":
                 if (gpu == null) return null;
                 if (gpu.Unavailable() is not { } why) return gpu;
-                progress.Info($"no usable GPU, running on the CPU ({(why.StartsWith("--device cuda: ", StringComparison.Ordinal) ? why[15..] : why)})");
+                // The short form: where cuBLAS was looked for is what --device cuda reports in full.
+                string brief = why.StartsWith("--device cuda: ", StringComparison.Ordinal) ? why[15..] : why;
+                int detail = brief.IndexOf("; looked in", StringComparison.Ordinal);
+                progress.Info($"no usable GPU, running on the CPU ({(detail > 0 ? brief[..detail] : brief)}; --device cuda says more)");
                 return null;
             default:
                 throw new InputException($"--device: unknown device '{device}' (valid: auto, cpu, cuda, ilgpu-cpu)");
