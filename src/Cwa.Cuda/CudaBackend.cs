@@ -31,22 +31,72 @@ public sealed class CudaBackend : IBackend, IDeviceScoring
     private readonly DeviceLlama _model;
     private DeviceScorer? _scorer;
 
+    /// <summary>A backend holding these fp32 values (rounded to the format for 2-D tensors).</summary>
     public CudaBackend(DeviceContext device, IDeviceGemm gemm, ModelWeights<float> weights, StorageFormat format, EngineOptions? options = null,
         long logitsChunkElements = DefaultLogitsChunk)
+        : this(device, gemm, weights.Config, weights.Specs, format, options, logitsChunkElements, (i, t) => Upload(t, weights[i]))
+    {
+    }
+
+    private CudaBackend(DeviceContext device, IDeviceGemm gemm, ModelConfig config, IReadOnlyList<ParameterSpec> specs, StorageFormat format,
+        EngineOptions? options, long logitsChunkElements, Action<int, DeviceTensor> fill)
     {
         _device = device;
         _gemm = gemm;
-        Config = weights.Config;
-        Specs = weights.Specs;
+        Config = config;
+        Specs = specs;
         Format = format;
         _ops = new DeviceOps(device.Accelerator);
         _w = new DeviceTensor[Specs.Count];
-        for (int i = 0; i < Specs.Count; i++)
+        try
         {
-            _w[i] = new DeviceTensor(device.Accelerator, Specs[i].NumElements, Specs[i].Is2D ? format : StorageFormat.F32);
-            Upload(_w[i], weights[i]);
+            for (int i = 0; i < Specs.Count; i++)
+            {
+                _w[i] = new DeviceTensor(device.Accelerator, Specs[i].NumElements, Specs[i].Is2D ? format : StorageFormat.F32);
+                fill(i, _w[i]);
+            }
+        }
+        catch
+        {
+            foreach (var t in _w) t?.Dispose();
+            _ops.Dispose();
+            throw;
         }
         _model = new DeviceLlama(_ops, gemm, Config, Specs, _w, options ?? new EngineOptions(), logitsChunkElements);
+    }
+
+    /// <summary>
+    /// Loads the weights from the checkpoint straight onto the device, holding them as `held`: a tensor already
+    /// stored in that half format is copied as is (no fp32 copy on the host at all), anything else is widened,
+    /// rounded to `held` like the CPU path rounds it, and converted. Non-finite values are refused, naming the shard.
+    /// </summary>
+    public static CudaBackend FromCheckpoint(DeviceContext device, IDeviceGemm gemm, CheckpointFolder ckpt, DType held, EngineOptions? options,
+        long logitsChunkElements, Action<string>? onTensor = null)
+    {
+        var specs = LlamaLayout.Parameters(ckpt.Config);
+        var format = StorageFormats.Of(held);
+        return new CudaBackend(device, gemm, ckpt.Config, specs, format, options, logitsChunkElements, (i, t) =>
+        {
+            var spec = specs[i];
+            onTensor?.Invoke(spec.Name);
+            var stored = ckpt.StoredType(spec.Name);
+            long bad;
+            if (t.Format != StorageFormat.F32 && stored == held)
+            {
+                var bits = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(ckpt.RawBytes(spec.Name));
+                bad = HalfBits.FirstNonFinite(bits, t.Format);
+                if (bad < 0) UploadBits(t, bits);
+            }
+            else
+            {
+                var values = new float[spec.NumElements];
+                ckpt.Read(spec.Name, values);
+                if (stored != held) DTypeConversion.RoundTo(values, held);
+                bad = Core.NonFinite.FirstIndex(values, 0);
+                if (bad < 0) Upload(t, values);
+            }
+            if (bad >= 0) throw new Core.InputException($"{ckpt.ShardOf(spec.Name)}: tensor {spec.Name} holds a non-finite value at flat index {bad}");
+        });
     }
 
     public string Name => _device.IsGpu ? "cuda" : "ilgpu-cpu";
@@ -161,6 +211,15 @@ public sealed class CudaBackend : IBackend, IDeviceScoring
                     bits[i] = bf16 ? DTypeConversion.FloatToBf16(values[start + i]) : BitConverter.HalfToUInt16Bits((System.Half)values[start + i]);
             });
             t.Halves.SubView(o, len).CopyFromCPU(bits.AsSpan(0, len));
+        }
+    }
+
+    private static void UploadBits(DeviceTensor t, ReadOnlySpan<ushort> bits)
+    {
+        for (int o = 0; o < bits.Length; o += TransferChunk)
+        {
+            int len = Math.Min(TransferChunk, bits.Length - o);
+            t.Halves.SubView(o, len).CopyFromCPU(bits.Slice(o, len));
         }
     }
 

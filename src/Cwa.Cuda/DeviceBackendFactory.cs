@@ -1,6 +1,7 @@
 using Cwa.Core;
 using Cwa.Core.Checkpoints;
 using Cwa.Core.Engine;
+using Cwa.Core.Models;
 using Cwa.Core.Pipeline;
 using Cwa.Cuda.Engine;
 using Cwa.Cuda.Gemm;
@@ -50,7 +51,7 @@ public sealed class DeviceBackendFactory : IDeviceBackendFactory
 
     public string? Unavailable() => _unavailable();
 
-    public IBackend Create(ModelWeights<float> weights, DType held, EngineOptions options, Workload? workload, IProgressSink progress)
+    public IBackend Create(CheckpointFolder checkpoint, DType held, EngineOptions options, Workload? workload, IProgressSink progress)
     {
         var (device, gemm) = _open(held);
         var format = StorageFormats.Of(held);
@@ -60,11 +61,12 @@ public sealed class DeviceBackendFactory : IDeviceBackendFactory
             if (workload is { } w)
             {
                 var shape = new WorkspaceShape(w.Batch, w.SeqLen, w.Gradients, options.Recompute, _logitsChunk);
-                var plan = DeviceMemoryPlan.For(device.Accelerator.Name, weights.Config, format, shape, device.Accelerator.MemorySize);
+                var plan = DeviceMemoryPlan.For(device.Accelerator.Name, checkpoint.Config, format, shape, device.Accelerator.MemorySize);
                 progress.Info(plan.Describe());
                 plan.EnsureFits();
             }
-            backend = new CudaBackend(device, gemm, weights, format, options, _logitsChunk);
+            using (var phase = progress.Start("load", LlamaLayout.Parameters(checkpoint.Config).Count))
+                backend = CudaBackend.FromCheckpoint(device, gemm, checkpoint, held, options, _logitsChunk, name => { phase.Describe(name); phase.Advance(); });
             if (workload is { } wl) backend.Reserve(wl);
             progress.Info($"device: {device.Accelerator.Name}; matrix products: {gemm.Name}; weights held as {format.ToString().ToLowerInvariant()}");
             return backend;

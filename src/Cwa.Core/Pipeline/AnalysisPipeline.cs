@@ -62,9 +62,14 @@ public static class AnalysisPipeline
             IReadOnlyList<SuperWeightLayer> superWeights = [];
             if (metric == SensitivityMetric.ActOutlier && sources.Activations != null)
             {
-                var w = model.Weights;
-                superWeights = SuperWeightReport.Build(sources.Activations.DownProjPeaks,
-                    (layer, row, col) => w.Get($"model.layers.{layer}.mlp.down_proj.weight")[(long)row * model.Config.IntermediateSize + col]);
+                var specs = model.Backend.Specs;
+                superWeights = SuperWeightReport.Build(sources.Activations.DownProjPeaks, (layer, row, col) =>
+                {
+                    int t = specs.Select((sp, i) => (sp, i)).First(p => p.sp.Name == $"model.layers.{layer}.mlp.down_proj.weight").i;
+                    var value = new float[1];
+                    model.Backend.ReadWeightsAt(t, [(long)row * model.Config.IntermediateSize + col], value);
+                    return value[0];
+                });
                 JsonOutput.Write(outputs.PathOf("super_weights.json"), new { Layers = superWeights, SpikeFactor = 5 });
             }
             if (r.SavePlots)
@@ -149,22 +154,27 @@ public static class AnalysisPipeline
     private static List<RankedWeight> ToRanked(LoadedModel model, ScoreSources sources, List<ScoredIndex> selected)
     {
         var specs = model.Backend.Specs;
+        // Weights (and device-held gradients) of the selected entries only, read tensor by tensor.
+        var weights = new Dictionary<ScoredIndex, float>();
         var gradients = new Dictionary<ScoredIndex, float>();
-        if (sources.OnDevice is { } device)
-            foreach (var group in selected.GroupBy(s => s.TensorIndex))
-            {
-                var items = group.ToArray();
-                var values = new float[items.Length];
-                device.ReadGradientAt(group.Key, items.Select(s => s.FlatIndex).ToArray(), values);
-                for (int i = 0; i < items.Length; i++) gradients[items[i]] = values[i];
-            }
+        foreach (var group in selected.GroupBy(s => s.TensorIndex))
+        {
+            var items = group.ToArray();
+            var at = items.Select(s => s.FlatIndex).ToArray();
+            var values = new float[items.Length];
+            model.Backend.ReadWeightsAt(group.Key, at, values);
+            for (int i = 0; i < items.Length; i++) weights[items[i]] = values[i];
+            if (sources.OnDevice is not { } device) continue;
+            device.ReadGradientAt(group.Key, at, values);
+            for (int i = 0; i < items.Length; i++) gradients[items[i]] = values[i];
+        }
         return selected.Select(s =>
         {
             var spec = specs[s.TensorIndex];
             int cols = spec.Cols;
             float g = sources.Gradient?[s.TensorIndex][s.FlatIndex] ?? gradients.GetValueOrDefault(s, float.NaN);
             return new RankedWeight(s.TensorIndex, spec.Name, s.FlatIndex, (int)(s.FlatIndex / cols), (int)(s.FlatIndex % cols), s.Score,
-                model.Weights[s.TensorIndex][s.FlatIndex], g, spec.Block, spec.Component, spec.LayerGroup);
+                weights[s], g, spec.Block, spec.Component, spec.LayerGroup);
         }).ToList();
     }
 

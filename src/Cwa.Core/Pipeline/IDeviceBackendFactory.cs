@@ -15,6 +15,9 @@ public interface IDeviceBackendFactory
     /// <summary>Null when the device can run here; otherwise a one-line reason naming what is missing.</summary>
     string? Unavailable();
 
-    /// <summary>Uploads the weights (held as `held`), printing the device memory plan; refuses when it cannot fit.</summary>
-    IBackend Create(ModelWeights<float> weights, DType held, EngineOptions options, Workload? workload, IProgressSink progress);
+    /// <summary>
+    /// Loads the checkpoint's weights onto the device, held as `held` (no host copy of the model), after printing
+    /// the device memory plan; refuses when it cannot fit.
+    /// </summary>
+    IBackend Create(CheckpointFolder checkpoint, DType held, EngineOptions options, Workload? workload, IProgressSink progress);
 }

@@ -17,7 +17,19 @@ public sealed class LoadedModel : IDisposable
     public required CheckpointFolder Checkpoint { get; init; }
     public required ITextTokenizer Tokenizer { get; init; }
     public required IBackend Backend { get; init; }
-    public required ModelWeights<float> Weights { get; init; }
+    private ModelWeights<float>? _weights;
+
+    /// <summary>
+    /// fp32 host copy of the held weights: the CPU backend's own. A device backend has none; it is read from the
+    /// checkpoint only if something asks (Hutchinson, which runs on the CPU in fp64).
+    /// </summary>
+    public ModelWeights<float> Weights
+    {
+        get => _weights ??= ReadHostWeights(Checkpoint, HeldType, null);
+        init => _weights = value;
+    }
+
+    public long ParameterCount => Backend.Specs.Sum(s => s.NumElements);
     /// <summary>The dtype weights are held in (defines what bit_flip flips).</summary>
     public required DType HeldType { get; init; }
     public ModelConfig Config => Checkpoint.Config;
@@ -35,8 +47,8 @@ public sealed class LoadedModel : IDisposable
             if (workload is { } w)
             {
                 var host = MemoryEstimate.ForAnalysis(ckpt.Config, w.Batch, w.SeqLen, w.Gradients, options.Recompute);
-                // On a device the host keeps the fp32 weights and the gradient sums read back, not the activations.
-                if (onDevice != null) host = host with { Activations = 0, Logits = 0 };
+                // On a device the host holds no weights or activations, at most gradient sums read back for host scoring.
+                if (onDevice != null) host = host with { Weights = 0, Activations = 0, Logits = 0 };
                 host.EnsureFits(ckpt.Directory, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
             }
             var tokenizer = TokenizerLoader.Load(path, ckpt.Config);
@@ -46,24 +58,22 @@ public sealed class LoadedModel : IDisposable
             var stored = ckpt.StoredType(specs.First(s => s.Is2D).Name);
             var held = dtype == null ? stored : DTypeInfo.Parse(dtype);
             if (held == DType.F64) held = DType.F32;
+            if (onDevice != null)
+                return new LoadedModel
+                {
+                    Path = path, DisplayName = modelDir ?? DemoModel.Name, Checkpoint = ckpt, Tokenizer = tokenizer, HeldType = held,
+                    Backend = onDevice.Create(ckpt, held, options, workload, progress),
+                };
             ModelWeights<float> weights;
             using (var phase = progress.Start("load", specs.Count))
-                weights = ModelWeights<float>.Load(ckpt.Config, ckpt, name => { phase.Describe(name); phase.Advance(); });
-            for (int i = 0; i < weights.Count; i++)
-            {
-                // Values read from a tensor stored as the held dtype are already exact in it.
-                if (ckpt.StoredType(specs[i].Name) != held) DTypeConversion.RoundTo(weights[i], held);
-                long bad = NonFinite.FirstIndex(weights[i], options.EffectiveThreads);
-                if (bad >= 0)
-                    throw new InputException($"{ckpt.ShardOf(specs[i].Name)}: tensor {specs[i].Name} holds a non-finite value at flat index {bad}");
-            }
+                weights = ReadHostWeights(ckpt, held, phase);
             return new LoadedModel
             {
                 Path = path,
                 DisplayName = modelDir ?? DemoModel.Name,
                 Checkpoint = ckpt,
                 Tokenizer = tokenizer,
-                Backend = onDevice != null ? onDevice.Create(weights, held, options, workload, progress) : new CpuBackend(weights, options),
+                Backend = new CpuBackend(weights, options),
                 Weights = weights,
                 HeldType = held,
             };
@@ -73,6 +83,22 @@ public sealed class LoadedModel : IDisposable
             ckpt.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Every tensor widened to fp32 and rounded to the held dtype; non-finite values are refused, naming the shard.</summary>
+    private static ModelWeights<float> ReadHostWeights(CheckpointFolder ckpt, DType held, IPhaseProgress? phase)
+    {
+        var weights = ModelWeights<float>.Load(ckpt.Config, ckpt, name => { phase?.Describe(name); phase?.Advance(); });
+        for (int i = 0; i < weights.Count; i++)
+        {
+            var spec = weights.Specs[i];
+            // Values read from a tensor stored as the held dtype are already exact in it.
+            if (ckpt.StoredType(spec.Name) != held) DTypeConversion.RoundTo(weights[i], held);
+            long bad = NonFinite.FirstIndex(weights[i]);
+            if (bad >= 0)
+                throw new InputException($"{ckpt.ShardOf(spec.Name)}: tensor {spec.Name} holds a non-finite value at flat index {bad}");
+        }
+        return weights;
     }
 
     /// <summary>The device factory to use, or null for the CPU; `cuda` without a usable GPU fails here, before any loading.</summary>

@@ -23,7 +23,7 @@ internal static class RunDocuments
             Title = $"CriticalWeights: {metric.Name()} on {model.DisplayName}",
             Summary = [
                 ("model", model.DisplayName), ("architecture", $"{model.Config.Architecture} ({model.Config.ModelType}), {model.Config.NumLayers} layers, hidden {model.Config.HiddenSize}"),
-                ("parameters", model.Weights.ParameterCount.ToString("N0")), ("weights held as", dtypeName),
+                ("parameters", model.ParameterCount.ToString("N0")), ("weights held as", dtypeName),
                 ("metric / mode / k", $"{metric.Name()} / {mode.Name()} / {r.TopK}"),
                 ("calibration", $"{data.Source}: {sources.CalibrationSequences} sequences, {sources.CalibrationTokens} target tokens"),
                 .. results.Select(x => (x.Item1, x.Item2.ToString("G5"))),
@@ -73,7 +73,7 @@ internal static class RunDocuments
                 ["name"] = model.DisplayName,
                 ["architecture"] = model.Config.Architecture,
                 ["model_type"] = model.Config.ModelType,
-                ["parameter_count"] = model.Weights.ParameterCount,
+                ["parameter_count"] = model.ParameterCount,
                 ["num_tensors"] = model.Backend.Specs.Count,
                 ["num_scored_tensors"] = ranking.ScoredTensors.Count,
                 ["stored_dtype"] = model.Checkpoint.StoredType(model.Backend.Specs[0].Name).ToString(),

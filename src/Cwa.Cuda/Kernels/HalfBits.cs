@@ -57,4 +57,21 @@ public static class HalfBits
         if (low > 0x1000u || (low == 0x1000u && (h & 1u) != 0)) h++;
         return (ushort)(sign | h);
     }
+
+    /// <summary>Index of the first NaN or infinity among bf16/fp16 bit patterns (exponent all ones), or -1. Host side.</summary>
+    public static long FirstNonFinite(ReadOnlySpan<ushort> bits, StorageFormat format)
+    {
+        ushort mask = format == StorageFormat.Bf16 ? (ushort)0x7F80 : (ushort)0x7C00;
+        int i = 0;
+        if (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
+        {
+            var m = System.Runtime.Intrinsics.Vector256.Create(mask);
+            ref ushort first = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(bits);
+            for (; i + 16 <= bits.Length; i += 16)
+                if (System.Runtime.Intrinsics.Vector256.EqualsAny(System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref first, (nuint)i) & m, m)) break;
+        }
+        for (; i < bits.Length; i++)
+            if ((bits[i] & mask) == mask) return i;
+        return -1;
+    }
 }

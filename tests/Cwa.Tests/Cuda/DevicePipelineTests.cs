@@ -80,6 +80,30 @@ public sealed class DevicePipelineTests(TinyModelFixture tiny) : IClassFixture<T
         Assert.Equal("ilgpu-cpu", config.RootElement.GetProperty("device").GetString());
     }
 
+    [Theory]
+    [InlineData("bf16", null)]
+    [InlineData("bf16", "f32")]
+    [InlineData("f32", "f16")]
+    public void WeightsGoStraightFromTheCheckpointToTheDeviceHoldingWhatTheCpuHolds(string stored, string? held)
+    {
+        using var dir = new TempDir();
+        var (code, _, err) = EndToEnd.Cli.Run("create-test-model", "--preset", "tiny", "--dtype", stored, "--seed", "4", "--out", dir.File("m"), "--quiet");
+        Assert.True(code == 0, err);
+        using var cpu = LoadedModel.Open(dir.File("m"), held, "cpu", new Cwa.Core.Engine.EngineOptions(2), new NullProgress());
+        using var dev = LoadedModel.Open(dir.File("m"), held, "cuda", new Cwa.Core.Engine.EngineOptions(2), new NullProgress(), null, DeviceBackendFactory.CpuAccelerator());
+        Assert.Equal(cpu.HeldType, dev.HeldType);
+        for (int t = 0; t < cpu.Backend.Specs.Count; t++)
+        {
+            var a = new float[cpu.Backend.Specs[t].NumElements];
+            var b = new float[a.Length];
+            cpu.Backend.ReadWeight(t, a);
+            dev.Backend.ReadWeight(t, b);
+            Assert.Equal(a, b);
+        }
+        // The host copy exists only when asked for, and then holds the same values.
+        Assert.Equal(cpu.Weights[0], dev.Weights[0]);
+    }
+
     [Fact]
     public void CalibrationTokensRoundTripAndMatchTheRunsCounts()
     {
