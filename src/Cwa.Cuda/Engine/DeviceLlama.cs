@@ -116,30 +116,34 @@ internal sealed class DeviceLlama : IDisposable
         _ops.RmsNormForward(c.XIn, _w[p.InNorm].Floats, c.Xn1, c.R1, n, d, eps);
         if (obs != null)
         {
-            var xn1 = Host(c.Xn1, (long)n * d);
-            foreach (int i in new[] { p.Q, p.K, p.V }) obs.OnLinearInput(_specs[i], xn1, n, d, real);
+            var host = Host(c.Xn1, (long)n * d);
+            foreach (int i in new[] { p.Q, p.K, p.V }) obs.OnLinearInput(_specs[i], host, n, d, real);
         }
-        Linear(c.Xn1, p.Q, p.QBias, c.Q, n, _c.QDim, d, ws);
-        Linear(c.Xn1, p.K, p.KBias, c.K, n, _c.KvDim, d, ws);
-        Linear(c.Xn1, p.V, p.VBias, c.V, n, _c.KvDim, d, ws);
+        // Each input is rounded to the weights' format once and shared by the projections that read it.
+        var fmt = _w[p.Q].Format;
+        var xn1 = _ops.Staged(c.Xn1, (long)n * d, d, ws.StageA, fmt);
+        Linear(xn1, p.Q, p.QBias, c.Q, n, _c.QDim);
+        Linear(xn1, p.K, p.KBias, c.K, n, _c.KvDim);
+        Linear(xn1, p.V, p.VBias, c.V, n, _c.KvDim);
         Rope(c.Q, n, batch.SeqLen, _c.NumHeads, inverse: false);
         Rope(c.K, n, batch.SeqLen, _c.NumKvHeads, inverse: false);
         _attention.Forward(c.Q, c.K, c.V, c.Probs, c.Att, ws.Lengths, batch.BatchSize, batch.SeqLen);
         if (obs != null) obs.OnLinearInput(_specs[p.O], Host(c.Att, (long)n * _c.QDim), n, _c.QDim, real);
-        Linear(c.Att, p.O, -1, ws.Dn, n, d, _c.QDim, ws);
+        Linear(_ops.Staged(c.Att, (long)n * _c.QDim, _c.QDim, ws.StageA, fmt), p.O, -1, ws.Dn, n, d);
         _ops.Add(c.XIn, ws.Dn, c.XMid, n * d);
         _ops.RmsNormForward(c.XMid, _w[p.PostNorm].Floats, c.Xn2, c.R2, n, d, eps);
         if (obs != null)
         {
-            var xn2 = Host(c.Xn2, (long)n * d);
-            obs.OnLinearInput(_specs[p.Gate], xn2, n, d, real);
-            obs.OnLinearInput(_specs[p.Up], xn2, n, d, real);
+            var host = Host(c.Xn2, (long)n * d);
+            obs.OnLinearInput(_specs[p.Gate], host, n, d, real);
+            obs.OnLinearInput(_specs[p.Up], host, n, d, real);
         }
-        Linear(c.Xn2, p.Gate, -1, c.Gate, n, f, d, ws);
-        Linear(c.Xn2, p.Up, -1, c.Up, n, f, d, ws);
+        var xn2 = _ops.Staged(c.Xn2, (long)n * d, d, ws.StageA, fmt);
+        Linear(xn2, p.Gate, -1, c.Gate, n, f);
+        Linear(xn2, p.Up, -1, c.Up, n, f);
         _ops.SwiGluForward(c.Gate, c.Up, c.H, n * f);
         if (obs != null) obs.OnLinearInput(_specs[p.Down], Host(c.H, (long)n * f), n, f, real);
-        Linear(c.H, p.Down, -1, ws.Dn, n, d, f, ws);
+        Linear(_ops.Staged(c.H, (long)n * f, f, ws.StageA, fmt), p.Down, -1, ws.Dn, n, d);
         if (obs != null) obs.OnLinearOutput(_specs[p.Down], Host(ws.Dn, (long)n * d), n, d, real);
         _ops.Add(c.XMid, ws.Dn, x, n * d);
     }
@@ -167,31 +171,30 @@ internal sealed class DeviceLlama : IDisposable
         _gemm.Gemm(false, false, n, d, f, 1f, dUp, _w[p.Up].At(0, d), 1f, ws.Dn, 0, d);
         // Residual: gradient w.r.t. XMid is dx plus what flows back through the post-attention norm.
         _ops.RmsNormBackward(c.XMid, _w[p.PostNorm].Floats, c.R2, ws.Dn, dx, g[p.PostNorm].Floats, n, d);
-        LinearBackward(dx, c.Att, p.O, -1, g, n, d, qd, first: true, ws.DAtt, ws);
+        LinearBackward(dx, _ops.Staged(c.Att, (long)n * qd, qd, ws.StageB, fmt), p.O, -1, g, n, d, first: true, ws.DAtt, ws);
         _attention.Backward(c.Q, c.K, c.V, c.Probs, ws.DAtt, ws.Dq, ws.Dk, ws.Dv, ws.Dp, ws.Lengths, batch.BatchSize, batch.SeqLen);
         Rope(ws.Dq, n, batch.SeqLen, _c.NumHeads, inverse: true);
         Rope(ws.Dk, n, batch.SeqLen, _c.NumKvHeads, inverse: true);
-        LinearBackward(ws.Dq, c.Xn1, p.Q, p.QBias, g, n, qd, d, first: true, ws.Dn, ws);
-        LinearBackward(ws.Dk, c.Xn1, p.K, p.KBias, g, n, kd, d, first: false, ws.Dn, ws);
-        LinearBackward(ws.Dv, c.Xn1, p.V, p.VBias, g, n, kd, d, first: false, ws.Dn, ws);
+        var xn1 = _ops.Staged(c.Xn1, (long)n * d, d, ws.StageB, fmt);
+        LinearBackward(ws.Dq, xn1, p.Q, p.QBias, g, n, qd, first: true, ws.Dn, ws);
+        LinearBackward(ws.Dk, xn1, p.K, p.KBias, g, n, kd, first: false, ws.Dn, ws);
+        LinearBackward(ws.Dv, xn1, p.V, p.VBias, g, n, kd, first: false, ws.Dn, ws);
         _ops.RmsNormBackward(c.XIn, _w[p.InNorm].Floats, c.R1, ws.Dn, dx, g[p.InNorm].Floats, n, d);
     }
 
-    /// <summary>y = x W^T (+ bias).</summary>
-    private void Linear(ArrayView<float> x, int wi, int bi, ArrayView<float> y, int n, int outDim, int inDim, DeviceWorkspace ws)
+    /// <summary>y = x W^T (+ bias); x is already in the weights' format (Staged), its row length is the input size.</summary>
+    private void Linear(in Operand x, int wi, int bi, ArrayView<float> y, int n, int outDim)
     {
-        var w = _w[wi];
-        var a = _ops.Staged(x, (long)n * inDim, inDim, ws.StageA, w.Format);
-        _gemm.Gemm(false, true, n, outDim, inDim, 1f, a, w.At(0, inDim), 0f, y, 0, outDim);
+        _gemm.Gemm(false, true, n, outDim, x.Ld, 1f, x, _w[wi].At(0, x.Ld), 0f, y, 0, outDim);
         if (bi >= 0) _ops.AddBias(y, _w[bi].Floats, n, outDim);
     }
 
-    /// <summary>dW += dY^T X, dBias += column sums of dY, dX (+)= dY W.</summary>
-    private void LinearBackward(ArrayView<float> dyF, ArrayView<float> xF, int wi, int bi, DeviceTensor[] g, int n, int outDim, int inDim, bool first, ArrayView<float> dx, DeviceWorkspace ws)
+    /// <summary>dW += dY^T X, dBias += column sums of dY, dX (+)= dY W; x is already in the weights' format.</summary>
+    private void LinearBackward(ArrayView<float> dyF, in Operand x, int wi, int bi, DeviceTensor[] g, int n, int outDim, bool first, ArrayView<float> dx, DeviceWorkspace ws)
     {
         var w = _w[wi];
+        int inDim = x.Ld;
         var dy = _ops.Staged(dyF, (long)n * outDim, outDim, ws.StageA, w.Format);
-        var x = _ops.Staged(xF, (long)n * inDim, inDim, ws.StageB, w.Format);
         _gemm.Gemm(true, false, outDim, inDim, n, 1f, dy, x, 1f, g[wi].Floats, 0, inDim);
         if (bi >= 0) _ops.ColumnSumAdd(dyF, g[bi].Floats, n, outDim);
         _gemm.Gemm(false, false, n, inDim, outDim, 1f, dy, w.At(0, inDim), first ? 0f : 1f, dx, 0, inDim);
