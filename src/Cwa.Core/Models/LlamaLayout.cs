@@ -35,4 +35,12 @@ public static class LlamaLayout
     }
 
     public static long ParameterCount(ModelConfig c) => Parameters(c).Sum(p => p.NumElements);
+
+    /// <summary>Position of the named tensor in a layout (for callers that hold specs, not a ModelWeights).</summary>
+    public static int IndexOf(IReadOnlyList<ParameterSpec> specs, string name)
+    {
+        for (int i = 0; i < specs.Count; i++)
+            if (specs[i].Name == name) return i;
+        throw new CwaException($"model has no parameter named '{name}'");
+    }
 }

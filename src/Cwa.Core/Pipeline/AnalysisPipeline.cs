@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Cwa.Core.Engine;
+using Cwa.Core.Models;
 using Cwa.Core.Perturbation;
 using Cwa.Core.Ranking;
 using Cwa.Core.Reporting;
@@ -65,7 +66,7 @@ public static class AnalysisPipeline
                 var specs = model.Backend.Specs;
                 superWeights = SuperWeightReport.Build(sources.Activations.DownProjPeaks, (layer, row, col) =>
                 {
-                    int t = specs.Select((sp, i) => (sp, i)).First(p => p.sp.Name == $"model.layers.{layer}.mlp.down_proj.weight").i;
+                    int t = LlamaLayout.IndexOf(specs, $"model.layers.{layer}.mlp.down_proj.weight");
                     var value = new float[1];
                     model.Backend.ReadWeightsAt(t, [(long)row * model.Config.IntermediateSize + col], value);
                     return value[0];

@@ -43,10 +43,9 @@ internal sealed class DeviceLlama : IDisposable
         _options = options;
         _logitsChunk = logitsChunkElements;
         _layers = LayerParams.Resolve(specs, config.NumLayers);
-        int Find(string name) => specs.Select((s, i) => (s, i)).First(p => p.s.Name == name).i;
-        _embed = Find("model.embed_tokens.weight");
-        _finalNorm = Find("model.norm.weight");
-        _head = config.TieWordEmbeddings ? _embed : Find("lm_head.weight");
+        _embed = LlamaLayout.IndexOf(specs, "model.embed_tokens.weight");
+        _finalNorm = LlamaLayout.IndexOf(specs, "model.norm.weight");
+        _head = config.TieWordEmbeddings ? _embed : LlamaLayout.IndexOf(specs, "lm_head.weight");
         if (config.NumHeads % config.NumKvHeads != 0)
             throw new InputException($"num_attention_heads {config.NumHeads} is not a multiple of num_key_value_heads {config.NumKvHeads}");
         _attention = new DeviceAttention(gemm, ops, config.NumHeads, config.NumKvHeads, config.HeadDim);
