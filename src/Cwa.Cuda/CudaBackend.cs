@@ -159,6 +159,8 @@ public sealed class CudaBackend : IBackend, IDeviceScoring
 
     public void ReadGradient(int tensorIndex, Span<float> destination) => Gradients[tensorIndex].Floats.CopyToCPU(destination);
 
+    public void WriteGradient(int tensorIndex, ReadOnlySpan<float> source) => Gradients[tensorIndex].Floats.CopyFromCPU(source);
+
     public void ReadWeight(int tensorIndex, Span<float> destination)
     {
         var t = _w[tensorIndex];

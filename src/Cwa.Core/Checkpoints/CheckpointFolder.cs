@@ -1,3 +1,4 @@
+using System.IO.Hashing;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Cwa.Core.Models;
@@ -96,6 +97,21 @@ public sealed class CheckpointFolder : ITensorSource, IDisposable
         for (long i = 0; i < values.LongLength; i++)
             if (!float.IsFinite(values[i])) return i;
         return -1;
+    }
+
+    /// <summary>
+    /// Hex XxHash3 over every shard's bytes, in shard order with their names: the identity of the weights
+    /// themselves (the header hashes in the manifest only identify shapes and offsets).
+    /// </summary>
+    public string ContentHash()
+    {
+        var h = new XxHash3();
+        foreach (var s in _shards)
+        {
+            h.Append(System.Text.Encoding.UTF8.GetBytes(System.IO.Path.GetFileName(s.Path)));
+            h.Append(BitConverter.GetBytes(s.ContentHash()));
+        }
+        return Convert.ToHexStringLower(h.GetCurrentHash());
     }
 
     public long TotalParameters => _shards.Sum(s => s.Names.Sum(n => s.Info(n).ElementCount));

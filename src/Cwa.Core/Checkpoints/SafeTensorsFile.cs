@@ -1,3 +1,4 @@
+using System.IO.Hashing;
 using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
@@ -14,6 +15,7 @@ public sealed unsafe class SafeTensorsFile : ITensorSource, IDisposable
     private readonly MemoryMappedViewAccessor? _view;
     private readonly byte* _base;
     private readonly long _dataStart;
+    private readonly long _size;
     private readonly Dictionary<string, TensorInfo> _tensors;
 
     public string Path { get; }
@@ -22,10 +24,10 @@ public sealed unsafe class SafeTensorsFile : ITensorSource, IDisposable
     /// <summary>sha256 (hex) of the 8 length bytes plus the header: identifies the checkpoint cheaply in manifests.</summary>
     public string HeaderSha256 { get; }
 
-    private SafeTensorsFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePtr, long dataStart,
+    private SafeTensorsFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePtr, long size, long dataStart,
         List<TensorInfo> tensors, Dictionary<string, string> metadata, string headerSha)
     {
-        Path = path; _map = map; _view = view; _base = basePtr; _dataStart = dataStart;
+        Path = path; _map = map; _view = view; _base = basePtr; _size = size; _dataStart = dataStart;
         _tensors = tensors.ToDictionary(t => t.Name);
         Names = tensors.OrderBy(t => t.DataBegin).Select(t => t.Name).ToList();
         Metadata = metadata;
@@ -55,7 +57,7 @@ public sealed unsafe class SafeTensorsFile : ITensorSource, IDisposable
             var header = new ReadOnlySpan<byte>(p + 8, (int)headerLen);
             var (tensors, metadata) = SafeTensorsHeader.Parse(header, size - 8 - (long)headerLen, path);
             string sha = Convert.ToHexStringLower(SHA256.HashData(new ReadOnlySpan<byte>(p, 8 + (int)headerLen)));
-            return new SafeTensorsFile(path, map, view, p, 8 + (long)headerLen, tensors, metadata, sha);
+            return new SafeTensorsFile(path, map, view, p, size, 8 + (long)headerLen, tensors, metadata, sha);
         }
         catch
         {
@@ -79,6 +81,30 @@ public sealed unsafe class SafeTensorsFile : ITensorSource, IDisposable
     {
         var t = Info(name);
         return new ReadOnlySpan<byte>(_base + _dataStart + t.DataBegin, checked((int)(t.DataEnd - t.DataBegin)));
+    }
+
+    /// <summary>count stored bytes of a tensor from byte offset (tensors can exceed the 2 GB a span covers).</summary>
+    public ReadOnlySpan<byte> RawSlice(string name, long offset, int count)
+    {
+        var t = Info(name);
+        if (offset < 0 || count < 0 || offset + count > t.DataEnd - t.DataBegin) throw new ArgumentOutOfRangeException(nameof(offset));
+        return new ReadOnlySpan<byte>(_base + _dataStart + t.DataBegin + offset, count);
+    }
+
+    /// <summary>
+    /// XxHash3 of every byte of the file, header and data, so two checkpoints with equal headers but other weights
+    /// differ. 64 MiB chunks are hashed on all cores and their hashes hashed in order.
+    /// </summary>
+    public ulong ContentHash()
+    {
+        const long chunk = 64L << 20;
+        var hashes = new ulong[(_size + chunk - 1) / chunk];
+        Parallel.For(0, hashes.Length, c =>
+        {
+            long offset = c * chunk;
+            hashes[c] = XxHash3.HashToUInt64(new ReadOnlySpan<byte>(_base + offset, (int)Math.Min(chunk, _size - offset)));
+        });
+        return XxHash3.HashToUInt64(MemoryMarshal.AsBytes(hashes.AsSpan()));
     }
 
     public void Read(string name, Span<float> destination) => ReadConverted(name, destination);

@@ -36,6 +36,7 @@ public sealed class CpuBackend : IBackend
     public void ClearGradients() => _grads?.Clear();
 
     public void ReadGradient(int tensorIndex, Span<float> destination) => Gradients[tensorIndex].AsSpan().CopyTo(destination);
+    public void WriteGradient(int tensorIndex, ReadOnlySpan<float> source) => source.CopyTo(Gradients[tensorIndex]);
     public void ReadWeight(int tensorIndex, Span<float> destination) => Weights[tensorIndex].AsSpan().CopyTo(destination);
 
     public void ReadWeightsAt(int tensorIndex, ReadOnlySpan<long> flatIndices, Span<float> values)

@@ -22,6 +22,8 @@ public interface IBackend : IDisposable
     EvalResult Evaluate(Batch batch);
     void ClearGradients();
     void ReadGradient(int tensorIndex, Span<float> destination);
+    /// <summary>Sets a gradient buffer (resuming a checkpointed pass continues from the saved running sums).</summary>
+    void WriteGradient(int tensorIndex, ReadOnlySpan<float> source);
     void ReadWeight(int tensorIndex, Span<float> destination);
 
     /// <summary>

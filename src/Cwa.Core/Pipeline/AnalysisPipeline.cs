@@ -19,30 +19,49 @@ public static class AnalysisPipeline
     {
         var start = DateTimeOffset.UtcNow;
         var timer = new PhaseTimer();
-        // Parse every name before any heavy work, so a typo fails in milliseconds with exit code 2.
+        // Every option and everything the model's headers tell is checked before any heavy work, so a bad option
+        // fails in milliseconds with exit code 2 and the out dir is never touched.
         var metric = SensitivityMetrics.Parse(r.Metric);
         var curvature = SensitivityMetrics.ParseCurvature(r.ObdCurvature);
         var mode = RankingModes.Parse(r.Mode);
         foreach (var c in r.Controls) RankingModes.ParseControl(c);
-        if (r.Perturb != null) PerturbationKinds.Parse(r.Perturb);
-        bool perturb = r.Perturb != null || r.Controls.Count > 0 || r.KSweep.Count > 0;
-        string outDir = PrepareOutDir(r.OutDir);
+        PerturbationKind? kind = r.Perturb != null ? PerturbationKinds.Parse(r.Perturb) : null;
+        bool perturb = kind != null || r.Controls.Count > 0 || r.KSweep.Count > 0;
+        AnalyzeValidation.CheckOptions(r, kind);
+        var onDevice = LoadedModel.ResolveDevice(r.Device, gpu, progress);
+        // The run writes into a staging folder that replaces the out dir only once complete (and holds its lock).
+        using var runDir = RunDirectory.Open(r.OutDir, r.Model);
+        string outDir = runDir.Staging;
 
         LoadedModel model;
         CalibrationData data;
+        IReadOnlyList<Data.Batch> batches, evalBatches = [];
+        StabilityAnalysis.Plan? stabilityPlan = null;
         using (timer.Phase("load"))
         {
             data = CalibrationData.Load(r);
-            model = LoadedModel.Open(r.Model, r.Dtype, r.Device, new EngineOptions(r.Threads, r.Recompute), progress,
-                new Workload(r.BatchSize, r.MaxLength, metric != SensitivityMetric.Magnitude && !metric.NeedsActivations()), gpu);
+            var source = ModelSource.Open(r.Model, r.Dtype);
+            try
+            {
+                AnalyzeValidation.CheckAgainstModel(r, metric, kind, source);
+                batches = data.CalibrationBatches(source.Tokenizer, r, (ulong)r.Seeds[0]);
+                if (perturb) evalBatches = data.EvaluationBatches(source.Tokenizer, r);
+                if (r.Seeds.Count > 1 || r.StabilityCheck) stabilityPlan = StabilityAnalysis.Prepare(source.Tokenizer, data, r);
+            }
+            catch
+            {
+                source.Dispose();
+                throw;
+            }
+            model = LoadedModel.Load(source, onDevice, new EngineOptions(r.Threads, r.Recompute), progress,
+                new Workload(r.BatchSize, r.MaxLength, metric != SensitivityMetric.Magnitude && !metric.NeedsActivations()));
         }
         using (model)
         {
-            var batches = data.CalibrationBatches(model.Tokenizer, r, (ulong)r.Seeds[0]);
             if (r.SaveTokens) CalibrationTokensFile.Write(Path.Combine(outDir, CalibrationTokensFile.Name), batches);
             ScoreSources sources;
             using (timer.Phase("gradients"))
-                sources = GradientPass.Run(model, batches, metric, curvature, r, progress, Checkpoint(r, outDir, model, data, batches));
+                sources = GradientPass.Run(model, batches, metric, curvature, r, progress, Checkpoint(r, runDir, model, data, batches, progress));
             int maxK = Math.Max(r.TopK, r.KSweep.Count > 0 ? r.KSweep.Max() : 0);
             RankingResult ranking;
             using (timer.Phase("scoring"))
@@ -81,7 +100,7 @@ public static class AnalysisPipeline
             if (perturb)
                 using (timer.Phase("perturbation"))
                 {
-                    pert = PerturbationExperiment.Run(model, data.EvaluationBatches(model.Tokenizer, r), ranking, r, progress);
+                    pert = PerturbationExperiment.Run(model, evalBatches, ranking, r, progress);
                     JsonOutput.Write(outputs.PathOf("perturbation_results.json"), pert);
                     if (pert.Controls.Count > 0)
                         JsonOutput.Write(outputs.PathOf("control_baselines.json"), new { pert.Baseline, pert.Controls, pert.TopKRun, pert.TopOverRandomRatio, pert.TopMinusRandomCi95High });
@@ -91,7 +110,7 @@ public static class AnalysisPipeline
             if (r.Seeds.Count > 1 || r.StabilityCheck)
                 using (timer.Phase("stability"))
                 {
-                    stability = StabilityAnalysis.Run(model, data, r, metric, curvature, mode, ranking, progress);
+                    stability = StabilityAnalysis.Run(model, stabilityPlan!, r, metric, curvature, mode, ranking, progress);
                     JsonOutput.Write(outputs.PathOf("stability_summary.json"), new
                     {
                         stability.Runs, stability.Pairs, stability.MeanJaccardAcrossSeeds, stability.DisjointHalves, TopK = r.TopK, Mode = mode.Name(),
@@ -119,37 +138,32 @@ public static class AnalysisPipeline
             RunDocuments.WriteManifest(outDir, facts);
 
             var files = Directory.EnumerateFiles(outDir, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(outDir, f)).Order().ToList();
-            return new AnalysisSummary(outDir, model.DisplayName, metric.Name(), mode.Name(), r.TopK, sources.CalibrationLoss,
+            runDir.Publish();
+            return new AnalysisSummary(r.OutDir, model.DisplayName, metric.Name(), mode.Name(), r.TopK, sources.CalibrationLoss,
                 sources.CalibrationSequences, sources.CalibrationTokens, top.OrderByDescending(t => t.Score).Take(10).ToList(), files, results, timer.Phases);
         }
     }
 
-    /// <summary>The gradient checkpoint, keyed by everything that changes the sums, when the run asks for one.</summary>
-    private static GradientCheckpoint? Checkpoint(AnalyzeRequest r, string outDir, LoadedModel model, CalibrationData data, IReadOnlyList<Data.Batch> batches)
+    /// <summary>
+    /// The gradient checkpoint, keyed by everything that changes the sums, when the run asks for one. The key covers
+    /// the weights' bytes (a fast hash of the mapped shards), not only their headers, so a checkpoint of another
+    /// model with the same shapes is refused.
+    /// </summary>
+    private static GradientCheckpoint? Checkpoint(AnalyzeRequest r, RunDirectory runDir, LoadedModel model, CalibrationData data,
+        IReadOnlyList<Data.Batch> batches, IProgressSink progress)
     {
         if (r.CheckpointEvery <= 0 && !r.Resume) return null;
+        string weights;
+        using (var phase = progress.Start("hashing weights", 1))
+        {
+            weights = model.Checkpoint.ContentHash();
+            phase.Advance();
+        }
         string key = ExperimentManifest.Sha256Hex([
-            Path.GetFullPath(model.Path), string.Join(",", model.Checkpoint.ShardHeaderSha256.Values), ExperimentManifest.Sha256Hex(data.CalibrationTexts),
+            weights, string.Join(",", model.Checkpoint.ShardHeaderSha256.Values), ExperimentManifest.Sha256Hex(data.CalibrationTexts),
             r.Metric, r.ObdCurvature, r.Seeds[0].ToString(), r.MaxSamples.ToString(), r.MaxLength.ToString(), r.BatchSize.ToString(),
-            r.GradReduction, r.SkipNonFinite.ToString(), model.HeldType.ToString(), batches.Count.ToString()]);
-        return new GradientCheckpoint(Path.Combine(outDir, ".cwa-gradients.ckpt.safetensors"), key, r.CheckpointEvery > 0 ? r.CheckpointEvery : 25);
-    }
-
-    private static string PrepareOutDir(string outDir)
-    {
-        if (File.Exists(outDir)) throw new InputException($"{outDir}: --out-dir is a file, not a directory");
-        try
-        {
-            Directory.CreateDirectory(outDir);
-            string probe = Path.Combine(outDir, ".cwa-write-test");
-            File.WriteAllText(probe, "");
-            File.Delete(probe);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new InputException($"{outDir}: cannot write to the output directory ({e.Message})");
-        }
-        return outDir;
+            r.GradReduction, r.SkipNonFinite.ToString(), model.HeldType.ToString(), model.Backend.Name, batches.Count.ToString()]);
+        return new GradientCheckpoint(runDir.CheckpointPath, key, r.CheckpointEvery > 0 ? r.CheckpointEvery : 25);
     }
 
     private static List<RankedWeight> ToRanked(LoadedModel model, ScoreSources sources, List<ScoredIndex> selected)

@@ -46,25 +46,26 @@ public static class GradientPass
         }
 
         bool fisherNeeded = metric.NeedsFisher(curvature);
-        // Per-batch gradients are needed for the Fisher sum, to drop a bad batch without poisoning the sum, and to
-        // keep the running sums in arrays a checkpoint can save.
-        bool perBatch = fisherNeeded || r.SkipNonFinite || checkpoint != null;
+        // Per-batch gradients are needed for the Fisher sum and to drop a bad batch without poisoning the sum.
+        // Otherwise the backend accumulates in place, checkpoint or not, so --checkpoint-every never changes a result.
+        bool perBatch = fisherNeeded || r.SkipNonFinite;
         var fisher = fisherNeeded ? new FisherAccumulator(tensors) : null;
         var gradient = new float[]?[tensors];
         var skipped = new List<string>();
         // One set of per-batch gradient buffers, overwritten by every batch (never a model-sized allocation per batch).
         var batchGrads = perBatch ? new float[tensors][] : [];
         int start = 0;
-        if (checkpoint != null && r.Resume && checkpoint.Load(fisherNeeded) is { } saved)
+        backend.ClearGradients();
+        TensorReader? saveFisher = fisher == null ? null : (t, into) => Copy(fisher.Sums[t], into);
+        TensorReader saveGradient = perBatch ? (t, into) => Copy(gradient[t], into) : backend.ReadGradient;
+        if (checkpoint != null && r.Resume && checkpoint.Load(backend.Specs, batches.Count,
+                perBatch ? (t, v) => gradient[t] = v.ToArray() : backend.WriteGradient,
+                fisher == null ? null : (t, v) => fisher.Sums[t] = v.ToArray()) is { } saved)
         {
-            if (saved.Gradient.Length != tensors || saved.NextBatch > batches.Count)
-                throw new InputException($"{checkpoint.Path}: checkpoint does not match this run's model or data");
-            (start, lossSum, tokens, gradient) = (saved.NextBatch, saved.LossSum, saved.Tokens, saved.Gradient);
+            (start, lossSum, tokens) = (saved.NextBatch, saved.LossSum, saved.Tokens);
             skipped.AddRange(saved.Skipped);
-            if (fisherNeeded) fisher = new FisherAccumulator(saved.Fisher!);
             progress.Info($"resuming from {checkpoint.Path} at batch {start} of {batches.Count}");
         }
-        backend.ClearGradients();
         var loop = System.Diagnostics.Stopwatch.StartNew();
         double flops = 0;
         using (var phase = progress.Start("gradients", batches.Count))
@@ -73,7 +74,7 @@ public static class GradientPass
             for (int i = start; i < batches.Count; i++)
             {
                 if (checkpoint != null && i > start && i % checkpoint.Every == 0)
-                    checkpoint.Save(new GradientState(i, lossSum, tokens, skipped, gradient, fisher?.Sums));
+                    checkpoint.Save(new CheckpointPosition(i, lossSum, tokens, skipped), backend.Specs, saveGradient, saveFisher);
                 phase.Advance();
                 if (perBatch) backend.ClearGradients();
                 double loss = backend.ForwardBackward(batches[i], perBatch ? 1.0 : scale);
@@ -137,6 +138,12 @@ public static class GradientPass
             CalibrationLoss = lossSum / tokens, CalibrationTokens = tokens, CalibrationSequences = batches.Sum(b => b.BatchSize),
             Gradient = sums, OnDevice = onDevice, Fisher = fisher, HessianDiag = hessian, SkippedBatches = skipped, ForwardBackwardSeconds = loopSeconds, ForwardBackwardFlops = flops,
         };
+    }
+
+    private static void Copy(float[]? sum, Span<float> into)
+    {
+        if (sum == null) into.Clear(); // no good batch yet: the sum is zero
+        else sum.CopyTo(into);
     }
 
     public static string NonFiniteGradient(string tensor, long index) =>

@@ -39,11 +39,16 @@ public sealed class LoadedModel : IDisposable
         Workload? workload = null, IDeviceBackendFactory? gpu = null)
     {
         var onDevice = ResolveDevice(device, gpu, progress);
-        string path = modelDir ?? DemoModel.Extract();
-        var ckpt = CheckpointFolder.Open(path);
+        return Load(ModelSource.Open(modelDir, dtype), onDevice, options, progress, workload);
+    }
+
+    /// <summary>Loads the weights of an opened source onto the CPU or the device; the model then owns the source's checkpoint.</summary>
+    /// <param name="onDevice">from <see cref="ResolveDevice"/>: null runs on the CPU</param>
+    public static LoadedModel Load(ModelSource source, IDeviceBackendFactory? onDevice, EngineOptions options, IProgressSink progress, Workload? workload = null)
+    {
+        var ckpt = source.Checkpoint;
         try
         {
-            ckpt.ValidateLayout();
             if (workload is { } w)
             {
                 var host = MemoryEstimate.ForAnalysis(ckpt.Config, w.Batch, w.SeqLen, w.Gradients, options.Recompute);
@@ -51,31 +56,24 @@ public sealed class LoadedModel : IDisposable
                 if (onDevice != null) host = host with { Weights = 0, Activations = 0, Logits = 0 };
                 host.EnsureFits(ckpt.Directory, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
             }
-            var tokenizer = TokenizerLoader.Load(path, ckpt.Config);
-            if (tokenizer.VocabSize > ckpt.Config.VocabSize)
-                throw new InputException($"{path}: tokenizer has {tokenizer.VocabSize} tokens but config.json says vocab_size {ckpt.Config.VocabSize}");
-            var specs = LlamaLayout.Parameters(ckpt.Config);
-            var stored = ckpt.StoredType(specs.First(s => s.Is2D).Name);
-            var held = dtype == null ? stored : DTypeInfo.Parse(dtype);
-            if (held == DType.F64) held = DType.F32;
             if (onDevice != null)
                 return new LoadedModel
                 {
-                    Path = path, DisplayName = modelDir ?? DemoModel.Name, Checkpoint = ckpt, Tokenizer = tokenizer, HeldType = held,
-                    Backend = onDevice.Create(ckpt, held, options, workload, progress),
+                    Path = source.Path, DisplayName = source.DisplayName, Checkpoint = ckpt, Tokenizer = source.Tokenizer, HeldType = source.HeldType,
+                    Backend = onDevice.Create(ckpt, source.HeldType, options, workload, progress),
                 };
             ModelWeights<float> weights;
-            using (var phase = progress.Start("load", specs.Count))
-                weights = ReadHostWeights(ckpt, held, phase);
+            using (var phase = progress.Start("load", source.Specs.Count))
+                weights = ReadHostWeights(ckpt, source.HeldType, phase);
             return new LoadedModel
             {
-                Path = path,
-                DisplayName = modelDir ?? DemoModel.Name,
+                Path = source.Path,
+                DisplayName = source.DisplayName,
                 Checkpoint = ckpt,
-                Tokenizer = tokenizer,
+                Tokenizer = source.Tokenizer,
                 Backend = new CpuBackend(weights, options),
                 Weights = weights,
-                HeldType = held,
+                HeldType = source.HeldType,
             };
         }
         catch
@@ -102,7 +100,7 @@ public sealed class LoadedModel : IDisposable
     }
 
     /// <summary>The device factory to use, or null for the CPU; `cuda` without a usable GPU fails here, before any loading.</summary>
-    private static IDeviceBackendFactory? ResolveDevice(string device, IDeviceBackendFactory? gpu, IProgressSink progress)
+    public static IDeviceBackendFactory? ResolveDevice(string device, IDeviceBackendFactory? gpu, IProgressSink progress)
     {
         switch (device)
         {

@@ -17,7 +17,7 @@ public static class ScoringPass
         RankingMode mode, int maxK, bool include1D, string? dumpPath, IProgressSink progress, int threads = 0)
     {
         var specs = backend.Specs;
-        var scored = Enumerable.Range(0, specs.Count).Where(i => Scorable(specs[i], metric, sources, include1D)).ToList();
+        var scored = Enumerable.Range(0, specs.Count).Where(i => IsScored(specs[i], metric, include1D)).ToList();
         if (scored.Count == 0) throw new CwaException($"metric {metric.Name()} has no tensor to score in this model");
         long largest = scored.Max(i => specs[i].NumElements);
         if (maxK > largest)
@@ -116,13 +116,14 @@ public static class ScoringPass
         return new ScoreSummary(st, sumSq, histogram, high.Result(), low.Result());
     }
 
-    /// <summary>Which tensors get scores: 2-D by default; activation metrics only where activations were observed.</summary>
-    private static bool Scorable(ParameterSpec spec, SensitivityMetric metric, ScoreSources sources, bool include1D)
+    /// <summary>
+    /// Which tensors get scores: 2-D ones (1-D too with --include-1d); activation metrics score the linear layers,
+    /// whose inputs the forward pass observes (every 2-D tensor but the embedding).
+    /// </summary>
+    public static bool IsScored(ParameterSpec spec, SensitivityMetric metric, bool include1D)
     {
-        if (!spec.Is2D && !include1D) return false;
-        if (metric.NeedsActivations())
-            return spec.Is2D && sources.Activations?.InputNorms(spec.Name) != null;
-        return true;
+        if (metric.NeedsActivations()) return spec.Is2D && spec.Role != ParameterRole.Embedding;
+        return spec.Is2D || include1D;
     }
 
     /// <summary>Model-wide quantiles for the plot's summary box, from the histogram (bin upper edge): per-tensor ones are exact.</summary>

@@ -1,6 +1,7 @@
 using Cwa.Core.Data;
 using Cwa.Core.Ranking;
 using Cwa.Core.Sensitivity;
+using Cwa.Core.Tokenization;
 
 namespace Cwa.Core.Pipeline;
 
@@ -15,13 +16,28 @@ public sealed record StabilityReport(IReadOnlyList<string> Runs, double[,] Jacca
 /// </summary>
 public static class StabilityAnalysis
 {
-    public static StabilityReport Run(LoadedModel model, CalibrationData data, AnalyzeRequest r, SensitivityMetric metric, ObdCurvature curvature,
+    /// <summary>The calibration batches of every extra seed and of the two disjoint halves, built (and checked) before the heavy work.</summary>
+    public sealed record Plan(IReadOnlyList<(int Seed, IReadOnlyList<Batch> Batches)> Seeds, (IReadOnlyList<Batch> A, IReadOnlyList<Batch> B)? Halves);
+
+    public static Plan Prepare(ITextTokenizer tokenizer, CalibrationData data, AnalyzeRequest r)
+    {
+        var seeds = r.Seeds.Skip(1).Select(seed => (seed, data.CalibrationBatches(tokenizer, r, (ulong)seed))).ToList();
+        if (!r.StabilityCheck) return new Plan(seeds, null);
+        if (data.CalibrationTexts.Count < 2)
+            throw new InputException($"{data.Source}: --stability-check needs at least 2 calibration texts to split into disjoint halves");
+        var order = CalibrationSet.Shuffle(data.CalibrationTexts.Count, (ulong)r.Seeds[0]);
+        var a = order.Where((_, i) => i % 2 == 0).Select(i => data.CalibrationTexts[i]).ToList();
+        var b = order.Where((_, i) => i % 2 == 1).Select(i => data.CalibrationTexts[i]).ToList();
+        return new Plan(seeds, (data.CalibrationBatches(tokenizer, r, (ulong)r.Seeds[0], a), data.CalibrationBatches(tokenizer, r, (ulong)r.Seeds[0], b)));
+    }
+
+    public static StabilityReport Run(LoadedModel model, Plan plan, AnalyzeRequest r, SensitivityMetric metric, ObdCurvature curvature,
         RankingMode mode, RankingResult first, IProgressSink progress)
     {
         var runs = new List<(string Label, HashSet<(int, long)> Set, double[] Means)> { ($"seed {r.Seeds[0]}", first.AsSet(r.TopK), Means(first)) };
-        foreach (int seed in r.Seeds.Skip(1))
+        foreach (var (seed, batches) in plan.Seeds)
         {
-            var ranking = Rank(model, data.CalibrationBatches(model.Tokenizer, r, (ulong)seed), r, metric, curvature, mode, progress);
+            var ranking = Rank(model, batches, r, metric, curvature, mode, progress);
             runs.Add(($"seed {seed}", ranking.AsSet(r.TopK), Means(ranking)));
         }
         int n = runs.Count;
@@ -34,13 +50,10 @@ public static class StabilityAnalysis
                 if (j > i) pairs.Add(Compare(runs[i], runs[j]));
             }
         PairAgreement? halves = null;
-        if (r.StabilityCheck)
+        if (plan.Halves is var (a, b))
         {
-            var order = CalibrationSet.Shuffle(data.CalibrationTexts.Count, (ulong)r.Seeds[0]);
-            var a = order.Where((_, i) => i % 2 == 0).Select(i => data.CalibrationTexts[i]).ToList();
-            var b = order.Where((_, i) => i % 2 == 1).Select(i => data.CalibrationTexts[i]).ToList();
-            var ra = Rank(model, data.CalibrationBatches(model.Tokenizer, r, (ulong)r.Seeds[0], a), r, metric, curvature, mode, progress);
-            var rb = Rank(model, data.CalibrationBatches(model.Tokenizer, r, (ulong)r.Seeds[0], b), r, metric, curvature, mode, progress);
+            var ra = Rank(model, a, r, metric, curvature, mode, progress);
+            var rb = Rank(model, b, r, metric, curvature, mode, progress);
             halves = Compare(("half A", ra.AsSet(r.TopK), Means(ra)), ("half B", rb.AsSet(r.TopK), Means(rb)));
         }
         double meanJ = pairs.Count == 0 ? 1 : pairs.Average(p => p.Jaccard);

@@ -23,6 +23,7 @@ internal sealed class FaultInjectingBackend(IBackend inner, Func<int, double, do
     public EvalResult Evaluate(Batch batch) => inner.Evaluate(batch);
     public void ClearGradients() => inner.ClearGradients();
     public void ReadGradient(int t, Span<float> d) => inner.ReadGradient(t, d);
+    public void WriteGradient(int t, ReadOnlySpan<float> s) => inner.WriteGradient(t, s);
     public void ReadWeight(int t, Span<float> d) => inner.ReadWeight(t, d);
     public void WriteWeights(int t, ReadOnlySpan<long> i, ReadOnlySpan<float> v) => inner.WriteWeights(t, i, v);
     public void Dispose() => inner.Dispose();
