@@ -26,10 +26,10 @@ internal static class CommandRunner
                 if (verbose) stderr.WriteLine(e);
                 return e.ExitCode;
             }
-            catch (OperationCanceledException)
+            catch (OperationCanceledException) when (Interrupts.Received is { } signal)
             {
-                stderr.WriteLine("error: cancelled");
-                return ExitCodes.RuntimeFailure;
+                stderr.WriteLine($"error: cancelled by {signal}; the out dir keeps its previous contents (a gradient checkpoint, if any, is kept for --resume)");
+                return Interrupts.ExitCode;
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

@@ -13,17 +13,41 @@ internal static class ConsoleProgress
     public static T Run<T>(ParseResult parse, TextWriter stdout, Func<IProgressSink, T> work)
     {
         if (parse.GetValue(CommandRunner.Quiet))
-            return work(NullProgress.Instance);
+            return work(new Cancelling(NullProgress.Instance));
         bool interactive = ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
         if (!interactive)
-            return work(new LineProgress(stdout));
+            return work(new Cancelling(new LineProgress(stdout)));
         T result = default!;
         AnsiConsole.Progress()
             .AutoClear(false)
             .HideCompleted(false)
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
-            .Start(ctx => result = work(new SpectreSink(ctx)));
+            .Start(ctx => result = work(new Cancelling(new SpectreSink(ctx))));
         return result;
+    }
+
+    /// <summary>Every progress step is a point where SIGINT/SIGTERM stop the work (an OperationCanceledException unwinds it).</summary>
+    private sealed class Cancelling(IProgressSink inner) : IProgressSink
+    {
+        public IPhaseProgress Start(string phase, double total)
+        {
+            Interrupts.Token.ThrowIfCancellationRequested();
+            return new Phase(inner.Start(phase, total));
+        }
+
+        public void Info(string message) => inner.Info(message);
+
+        private sealed class Phase(IPhaseProgress p) : IPhaseProgress
+        {
+            public void Advance(double steps = 1)
+            {
+                Interrupts.Token.ThrowIfCancellationRequested();
+                p.Advance(steps);
+            }
+
+            public void Describe(string text) => p.Describe(text);
+            public void Dispose() => p.Dispose();
+        }
     }
 
     private sealed class SpectreSink(ProgressContext ctx) : IProgressSink

@@ -5,7 +5,11 @@ namespace Cwa.Cli;
 
 public static class Program
 {
-    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+    public static int Main(string[] args)
+    {
+        Interrupts.Install();
+        return Run(args, Console.Out, Console.Error);
+    }
 
     /// <summary>Entry point shared by the executable and the end-to-end tests.</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)

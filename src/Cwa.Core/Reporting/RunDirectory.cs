@@ -55,7 +55,7 @@ public sealed partial class RunDirectory : IDisposable
             // FileShare.None takes an exclusive flock on Unix: a second cwa process (or a second run in this one) fails here.
             lockFile = new FileStream(Path.Combine(parent, $".{name}.cwa-lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
         }
-        catch (IOException e) when (e.HResult == SharingViolation)
+        catch (IOException e) when (e.HResult is SharingViolation or EWouldBlockLinux or EWouldBlockMac)
         {
             throw new InputException($"{outDir}: another cwa run is writing to this --out-dir; wait for it to finish or choose another folder");
         }
@@ -67,7 +67,12 @@ public sealed partial class RunDirectory : IDisposable
         try
         {
             dir.Recover();
+            // Whatever a killed run left is stale now that this run holds the lock: its staging folder and the
+            // temp files of a checkpoint save that never completed (they can be as large as the checkpoint).
             DeleteIfExists(dir.Staging);
+            if (Directory.Exists(target))
+                foreach (var tmp in Directory.EnumerateFiles(target).Where(f => TempName().IsMatch(Path.GetFileName(f))))
+                    File.Delete(tmp);
             Directory.CreateDirectory(dir.Staging);
             string probe = Path.Combine(dir.Staging, ".cwa-write-test");
             File.WriteAllText(probe, "");
@@ -211,8 +216,8 @@ public sealed partial class RunDirectory : IDisposable
     [LibraryImport("libc", EntryPoint = "renameat2", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int RenameAt2(int oldDirFd, string oldPath, int newDirFd, string newPath, uint flags);
 
-    // What .NET reports when the exclusive lock is held elsewhere (ERROR_SHARING_VIOLATION on every platform).
-    private const int SharingViolation = unchecked((int)0x80070020);
+    // What .NET reports when the exclusive lock is held elsewhere: the flock errno on Unix, a sharing violation on Windows.
+    private const int EWouldBlockLinux = 11, EWouldBlockMac = 35, SharingViolation = unchecked((int)0x80070020);
 
     private static void DeleteIfExists(string dir)
     {

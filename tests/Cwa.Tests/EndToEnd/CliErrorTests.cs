@@ -7,6 +7,8 @@ public class CliErrorTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixtu
     {
         using var outDir = new TempDir();
         var (code, _, err) = Cli.Run(["analyze", "--quiet", "--out-dir", outDir.File("o"), "--max-samples", "4", "--max-length", "32", .. extra]);
+        // A refused run leaves no out dir behind, not even an empty one.
+        if (code != 0) Assert.Empty(Directory.EnumerateDirectories(outDir.Path, "*", new EnumerationOptions { AttributesToSkip = 0 }));
         return (code, err);
     }
 
@@ -19,6 +21,12 @@ public class CliErrorTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixtu
     [InlineData("--dtype", "int4", "unknown dtype 'int4'")]
     [InlineData("--device", "tpu", "unknown device 'tpu'")]
     [InlineData("--grad-reduction", "max", "unknown value 'max'")]
+    [InlineData("--perturb-prob", "2", "--perturb-prob must be between 0 and 1 (got 2)")]
+    [InlineData("--perturb-prob", "NaN", "--perturb-prob must be between 0 and 1 (got NaN)")]
+    [InlineData("--perturb-scale", "Infinity", "--perturb-scale must be a finite number")]
+    [InlineData("--perturb-scale", "-NaN", "--perturb-scale must be a finite number")]
+    [InlineData("--bit", "3", "--bit only applies to --perturb bit_flip")]
+    [InlineData("--k-sweep", "1,100000", "--k-sweep 100000 is larger than the largest scored tensor")]
     public void BadOptionsExitWithTwoAndOneLine(string option, string value, string expected)
     {
         var (code, err) = Analyze("--model", tiny.Model, option, value);
@@ -40,6 +48,26 @@ public class CliErrorTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixtu
         var (ok, stdout, stderr) = Cli.Run(["analyze", "--model", tiny.Model, "--device", "auto", "--out-dir", outDir.Path, "--max-samples", "4", "--max-length", "16", "--save-plots", "false"]);
         Assert.True(ok == 0, stderr);
         Assert.Contains("no usable GPU, running on the CPU", stdout + stderr);
+    }
+
+    [Theory]
+    [InlineData("bit_flip", "--bit", "40", "--bit 40 is outside the 32-bit F32 representation")]
+    [InlineData("gauss_noise", "--perturb-scale", "-1", "--perturb-scale must be a non-negative sigma")]
+    public void PerturbationOptionsAreCheckedAgainstTheModelBeforeLoading(string kind, string option, string value, string expected)
+    {
+        var (code, err) = Analyze("--model", tiny.Model, "--perturb", kind, option, value);
+        Assert.Equal(2, code);
+        Assert.Contains(expected, err);
+    }
+
+    [Fact]
+    public void StabilityCheckNeedsTwoTextsAndSaysSoBeforeTheGradients()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("one.txt"), "just one calibration text here\n");
+        var (code, err) = Analyze("--model", tiny.Model, "--data-file", dir.File("one.txt"), "--eval-file", dir.File("one.txt"), "--stability-check");
+        Assert.Equal(2, code);
+        Assert.Contains("--stability-check needs at least 2 calibration texts", err);
     }
 
     [Fact]
