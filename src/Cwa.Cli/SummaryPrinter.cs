@@ -33,5 +33,5 @@ internal static class SummaryPrinter
         console.WriteLine($"{s.OutputFiles.Count} files written to {s.OutDir}");
     }
 
-    private static string F(double v) => v.ToString("G5", CultureInfo.InvariantCulture);
+    private static string F(double v) => Divergence.Show(v);
 }

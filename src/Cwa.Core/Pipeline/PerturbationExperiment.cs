@@ -6,10 +6,33 @@ using Cwa.Core.Ranking;
 namespace Cwa.Core.Pipeline;
 
 /// <summary>Held-out metrics of one perturbed set, relative to the unperturbed model.</summary>
-public sealed record PerturbedRun(string Selection, int Seed, long WeightsTouched, double Nll, double Perplexity, double Accuracy, double DeltaPerplexity, double DeltaNll);
+public sealed record PerturbedRun(string Selection, int Seed, long WeightsTouched, double Nll, double Perplexity, double Accuracy, double DeltaPerplexity, double DeltaNll)
+{
+    /// <summary>Why a number is missing (null in JSON): the perturbed model's loss or perplexity is not finite.</summary>
+    public string? Note => double.IsFinite(Perplexity) ? null : Divergence.Explain(Nll);
+}
+
+/// <summary>How a non-finite result is explained wherever it is shown (JSON note, summary, report).</summary>
+public static class Divergence
+{
+    public const string Message = "the perturbation made the model diverge";
+
+    /// <summary>
+    /// A result for people: G5, or why there is no number. Only perturbed results can be non-finite: a non-finite
+    /// calibration loss or gradient stops the run.
+    /// </summary>
+    public static string Show(double v) =>
+        double.IsFinite(v) ? v.ToString("G5", System.Globalization.CultureInfo.InvariantCulture) : $"not finite: {Message}";
+
+    public static string Explain(double nll) =>
+        double.IsFinite(nll) ? $"{Message} (perplexity overflows: held-out NLL {nll:G6})" : $"{Message} (held-out NLL is {nll})";
+}
 
 /// <summary>Mean and 95% interval (Student t) of one control over its draws.</summary>
-public sealed record ControlSummary(string Selection, int Draws, double MeanDeltaPerplexity, double Ci95Low, double Ci95High, IReadOnlyList<PerturbedRun> Runs);
+public sealed record ControlSummary(string Selection, int Draws, double MeanDeltaPerplexity, double Ci95Low, double Ci95High, IReadOnlyList<PerturbedRun> Runs)
+{
+    public string? Note => Runs.Count(r => r.Note != null) is int n and > 0 ? $"{n} of {Runs.Count} draws: {Divergence.Message}" : null;
+}
 
 public sealed record DoseResponsePoint(int K, string Selection, double DeltaPerplexity, double Ci95Low, double Ci95High);
 
@@ -86,8 +109,10 @@ public static class PerturbationExperiment
         var randomSummary = controlSummaries.FirstOrDefault(c => c.Selection == "random_k");
         // The ratio is only meaningful when random damage is positive; the margin over the random interval always is.
         double? ratio = randomSummary is { MeanDeltaPerplexity: > 0 } ? topRunMain.DeltaPerplexity / randomSummary.MeanDeltaPerplexity : null;
-        double? margin = randomSummary == null ? null : topRunMain.DeltaPerplexity - randomSummary.Ci95High;
-        return new PerturbationReport(PerturbationKinds.Name(kind), r.PerturbScale, r.PerturbAbsolute, r.PerturbProb, r.Bit, model.HeldType.ToString(),
+        double? margin = randomSummary is { Draws: >= 2 } ? topRunMain.DeltaPerplexity - randomSummary.Ci95High : null;
+        // The bit actually flipped (the default is the held dtype's top exponent bit), so the report says which.
+        int? bit = kind == PerturbationKind.BitFlip ? r.Bit ?? HeldValueBits.DefaultBit(model.HeldType) : null;
+        return new PerturbationReport(PerturbationKinds.Name(kind), r.PerturbScale, r.PerturbAbsolute, r.PerturbProb, bit, model.HeldType.ToString(),
             ranking.Mode.Name(), r.TopK, baseline, topRunMain, controlSummaries, points, ratio, margin);
     }
 
@@ -95,7 +120,8 @@ public static class PerturbationExperiment
     {
         var d = runs.Select(x => x.DeltaPerplexity).ToArray();
         double mean = d.Average();
-        if (d.Length < 2) return new ControlSummary(label, d.Length, mean, mean, mean, runs);
+        // One draw (bottom_k, or --control-seeds 1) has no spread to estimate: no interval rather than a zero-width one.
+        if (d.Length < 2) return new ControlSummary(label, d.Length, mean, double.NaN, double.NaN, runs);
         double sd = Math.Sqrt(d.Sum(x => (x - mean) * (x - mean)) / (d.Length - 1));
         double half = StudentT975(d.Length - 1) * sd / Math.Sqrt(d.Length);
         return new ControlSummary(label, d.Length, mean, mean - half, mean + half, runs);

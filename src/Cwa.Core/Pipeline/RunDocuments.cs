@@ -26,7 +26,7 @@ internal static class RunDocuments
                 ("parameters", model.ParameterCount.ToString("N0")), ("weights held as", dtypeName),
                 ("metric / mode / k", $"{metric.Name()} / {mode.Name()} / {r.TopK}"),
                 ("calibration", $"{data.Source}: {sources.CalibrationSequences} sequences, {sources.CalibrationTokens} target tokens"),
-                .. results.Select(x => (x.Item1, x.Item2.ToString("G5"))),
+                .. results.Select(x => (x.Item1, Divergence.Show(x.Item2))),
             ],
             TopWeights = top,
             Stats = ranking.Stats,
@@ -34,8 +34,9 @@ internal static class RunDocuments
             Perturbation = pert == null ? [] : [
                 ("perturbation", $"{pert.Kind} (scale {pert.Scale}, prob {pert.Probability}{(pert.Bit is int b ? $", bit {b}" : "")}, held {pert.HeldDtype})"),
                 ("baseline perplexity", pert.Baseline.Perplexity.ToString("G5")),
-                ("top_k perplexity", $"{pert.TopKRun.Perplexity:G5} (Δ {pert.TopKRun.DeltaPerplexity:G5}, {pert.TopKRun.WeightsTouched} weights)"),
-                .. pert.Controls.Select(c => (c.Selection, $"Δ {c.MeanDeltaPerplexity:G5} (95% CI {c.Ci95Low:G4} .. {c.Ci95High:G4}, {c.Draws} draws)")),
+                ("top_k perplexity", pert.TopKRun.Note ?? $"{pert.TopKRun.Perplexity:G5} (Δ {pert.TopKRun.DeltaPerplexity:G5}, {pert.TopKRun.WeightsTouched} weights)"),
+                .. pert.Controls.Select(c => (c.Selection, c.Note ?? (c.Draws < 2 ? $"Δ {c.MeanDeltaPerplexity:G5} (one draw, no interval)"
+                    : $"Δ {c.MeanDeltaPerplexity:G5} (95% CI {c.Ci95Low:G4} .. {c.Ci95High:G4}, {c.Draws} draws)"))),
             ],
             Stability = stability == null ? [] : [
                 ("mean Jaccard across seeds", stability.MeanJaccardAcrossSeeds.ToString("G4")),
@@ -52,9 +53,16 @@ internal static class RunDocuments
         var (r, start, timer, metric, mode, model, data, sources, ranking, top, pert, config, dtypeName, results) =
             (f.Request, f.Start, f.Timer, f.Metric, f.Mode, f.Model, f.Data, f.Sources, f.Ranking, f.Top, f.Perturbation, f.Config, f.DtypeName, f.Results);
         var resultsJson = new JsonObject();
-        foreach (var (k, v) in results) resultsJson[k] = double.IsFinite(v) ? v : null;
-        if (pert?.TopOverRandomRatio is double ratio) resultsJson["top_over_random_delta_ppl_ratio"] = ratio;
-        if (pert?.TopMinusRandomCi95High is double margin) resultsJson["top_minus_random_ci95_high_delta_ppl"] = margin;
+        var notes = new JsonArray();
+        void Put(string key, double v)
+        {
+            resultsJson[key] = JsonOutput.Number(v);
+            if (!double.IsFinite(v)) notes.Add($"{key} is null: {(pert != null ? Divergence.Message : "not finite")}");
+        }
+        foreach (var (k, v) in results) Put(k, v);
+        if (pert?.TopOverRandomRatio is double ratio) Put("top_over_random_delta_ppl_ratio", ratio);
+        if (pert?.TopMinusRandomCi95High is double margin) Put("top_minus_random_ci95_high_delta_ppl", margin);
+        if (notes.Count > 0) resultsJson["notes"] = notes;
         resultsJson["num_selected_weights"] = top.Count;
         if (sources.ForwardBackwardSeconds > 0)
         {

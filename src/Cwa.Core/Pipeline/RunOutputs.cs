@@ -39,7 +39,8 @@ internal sealed class RunOutputs(string outDir, string prefix)
     public void PerturbationPlots(PerturbationReport p, string metric)
     {
         var effects = new List<PerturbationEffect> { new("top_k", p.TopKRun.DeltaPerplexity, p.TopKRun.DeltaPerplexity, p.TopKRun.DeltaPerplexity) };
-        effects.AddRange(p.Controls.Select(c => new PerturbationEffect(c.Selection, c.MeanDeltaPerplexity, c.Ci95Low, c.Ci95High)));
+        effects.AddRange(p.Controls.Select(c => new PerturbationEffect(c.Selection, c.MeanDeltaPerplexity,
+            double.IsFinite(c.Ci95Low) ? c.Ci95Low : c.MeanDeltaPerplexity, double.IsFinite(c.Ci95High) ? c.Ci95High : c.MeanDeltaPerplexity)));
         Add(Plots.PerturbationEffects(Png("perturbation_effects"), $"{metric}: {p.Kind} of k={p.TopK} ({p.Mode}) vs controls", effects),
             "Increase in held-out perplexity after perturbing the top-k and matched control sets (95% interval over random draws).");
         if (p.KSweep.Count > 0)

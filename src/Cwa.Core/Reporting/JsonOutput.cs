@@ -24,6 +24,9 @@ public static class JsonOutput
 
     public static string Serialize(object value) => JsonSerializer.Serialize(value, value.GetType(), Options);
 
+    /// <summary>A number for a JsonObject, or null when it is NaN or infinite.</summary>
+    public static JsonNode? Number(double value) => double.IsFinite(value) ? JsonValue.Create(value) : null;
+
     public static JsonNode? ToNode(object? value) => value == null ? null : JsonSerializer.SerializeToNode(value, value.GetType(), Options);
 
     private sealed class FiniteDouble : JsonConverter<double>
