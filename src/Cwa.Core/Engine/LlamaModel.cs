@@ -21,6 +21,7 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     private readonly int _embed, _finalNorm, _head;
     private readonly Attention<T> _attention;
     private readonly LossHead<T> _lossHead;
+    private readonly IMatrixRows<T> _embedRows, _headRows;
     private Rope<T>? _rope;
     // Work buffers of the last batch shape, reused while shapes repeat (most batches): allocating ~100 MB of large
     // arrays per call cost more than some of the GEMMs. Every buffer is fully written before it is read.
@@ -28,7 +29,9 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     private LayerCache<T>[] _caches = [];
     private BlockScratch? _scratch;
 
-    public LlamaModel(ModelWeights<T> weights, EngineOptions? options = null)
+    /// <param name="embedding">where embedding rows are read (default: the resident tensor)</param>
+    /// <param name="head">where lm_head rows are read (default: the resident tensor, or the embedding when tied)</param>
+    internal LlamaModel(ModelWeights<T> weights, EngineOptions? options, IMatrixRows<T>? embedding, IMatrixRows<T>? head)
     {
         _w = weights;
         _c = weights.Config;
@@ -42,10 +45,17 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
             throw new InputException($"num_attention_heads {_c.NumHeads} is not a multiple of num_key_value_heads {_c.NumKvHeads}");
         _attention = new Attention<T>(_c.NumHeads, _c.NumKvHeads, _c.HeadDim, _threads);
         _lossHead = new LossHead<T>(_threads);
+        _embedRows = embedding ?? new ResidentRows<T>(weights[_embed], _c.HiddenSize);
+        _headRows = head ?? (_c.TieWordEmbeddings ? _embedRows : new ResidentRows<T>(weights[_head], _c.HiddenSize));
     }
+
+    public LlamaModel(ModelWeights<T> weights, EngineOptions? options = null) : this(weights, options, null, null) { }
 
     public ModelWeights<T> Weights => _w;
     public IActivationObserver<T>? Observer { get; set; }
+    internal int HeadIndex => _head;
+    internal int EmbedIndex => _embed;
+    internal int FinalNormIndex => _finalNorm;
 
     public double ForwardLoss(Batch batch)
     {
@@ -65,83 +75,129 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         return new EvalResult(r.SumNll, r.Targets, r.Correct);
     }
 
+    /// <summary>
+    /// The batch-major schedule (every block resident): forward through all blocks keeping their activations (or
+    /// only their inputs with --recompute), the loss head, then backward through all blocks.
+    /// </summary>
     private LossHead<T>.Result Run(Batch batch, ModelWeights<T>? grads, double scale)
     {
-        int bsz = batch.BatchSize, s = batch.SeqLen, d = _c.HiddenSize;
-        if (_rope == null || _rope.MaxPositions < s) _rope = new Rope<T>(_c, Math.Max(s, 16));
-        // Only real tokens are computed: sequence b's rows sit packed at rows.Start[b] .., so padding costs nothing
-        // (with right padding and a causal mask no real token depends on a padding row).
-        var rows = PackedRows.Of(batch);
-        int n = rows.Count;
-        var real = new bool[n];
-        Array.Fill(real, true);
-
-        var x = new T[n * d];
-        var emb = _w[_embed];
-        for (int r = 0; r < n; r++)
-        {
-            int tok = rows.Tokens[r];
-            if ((uint)tok >= (uint)_c.VocabSize)
-                throw new InputException($"token id {tok} is outside the model's vocabulary of {_c.VocabSize} (tokenizer and model do not match)");
-            Array.Copy(emb, (long)tok * d, x, (long)r * d, d);
-        }
-
+        var ctx = Prepare(batch);
         bool backward = grads != null;
         bool keepAll = backward && !_options.Recompute;
-        int cacheCount = keepAll ? _c.NumLayers : 1;
-        // Buffers are sized for the padded batch and reused across batches of that shape; n rows of them are used.
-        if (_cachedShape != (bsz, s, cacheCount))
-        {
-            // Keep what is already allocated for this shape (e.g. forward-only after forward+backward).
-            var reuse = _cachedShape.Batch == bsz && _cachedShape.SeqLen == s ? _caches : [];
-            _caches = Enumerable.Range(0, cacheCount).Select(i => i < reuse.Length ? reuse[i] : NewCache(batch)).ToArray();
-            if (_scratch == null || _cachedShape.Batch != bsz || _cachedShape.SeqLen != s) _scratch = new BlockScratch(bsz * s, _c);
-            _cachedShape = (bsz, s, cacheCount);
-        }
-        var caches = _caches;
+        var caches = Caches(batch, keepAll ? _c.NumLayers : 1);
+        var x = Embed(ctx);
         var savedInputs = backward && _options.Recompute ? new T[_c.NumLayers][] : null;
-        var scratch = _scratch!;
         for (int l = 0; l < _c.NumLayers; l++)
         {
-            var cache = caches[keepAll ? l : 0];
             if (savedInputs != null) savedInputs[l] = (T[])x.Clone();
-            ForwardBlock(l, x, cache, batch, rows, real, scratch, Observer);
+            ForwardBlock(l, x, caches[keepAll ? l : 0], ctx, Observer);
         }
-
-        var xn = new T[n * d];
-        var rf = new T[n];
-        RmsNorm<T>.Forward(x, _w[_finalNorm], xn, rf, n, d, _c.RmsNormEps, _threads);
-        if (Observer != null && _head != _embed)
-            Observer.OnLinearInput(_w.Specs[_head], xn, n, d, real);
-        var dxn = backward ? new T[n * d] : null;
-        var (targetRows, targets) = rows.Targets(batch);
-        var result = _lossHead.Run(targetRows, targets, xn, d, _w[_head], _c.VocabSize, backward ? grads![_head] : null, dxn, scale);
-        if (!backward) return result;
-
-        var dx = new T[n * d];
-        RmsNorm<T>.Backward(x, _w[_finalNorm], rf, dxn!, dx, grads![_finalNorm], n, d, _threads);
+        if (!backward) return Head(ctx, x, null, null, null, scale);
+        var dx = new T[x.Length];
+        var result = Head(ctx, x, new ResidentRows<T>(grads![_head], _c.HiddenSize), grads[_finalNorm], dx, scale);
         for (int l = _c.NumLayers - 1; l >= 0; l--)
         {
             var cache = caches[keepAll ? l : 0];
             if (savedInputs != null)
-                ForwardBlock(l, (T[])savedInputs[l].Clone(), cache, batch, rows, real, scratch, null);
-            BackwardBlock(l, cache, dx, grads, batch, rows, scratch);
+                ForwardBlock(l, (T[])savedInputs[l].Clone(), cache, ctx, null);
+            BackwardBlock(l, cache, dx, grads, ctx);
         }
-        var gEmb = grads[_embed];
+        EmbedBackward(ctx, dx, grads[_embed]);
+        return result;
+    }
+
+    /// <summary>What every block operation of one batch shares: its real rows packed, positions, targets.</summary>
+    internal sealed class BatchRows
+    {
+        public required Batch Batch { get; init; }
+        public required PackedRows Rows { get; init; }
+        public required bool[] Real { get; init; }
+        public required int[] TargetRows { get; init; }
+        public required int[] Targets { get; init; }
+        public int Count => Rows.Count;
+    }
+
+    internal BatchRows Prepare(Batch batch)
+    {
+        if (_rope == null || _rope.MaxPositions < batch.SeqLen) _rope = new Rope<T>(_c, Math.Max(batch.SeqLen, 16));
+        // Only real tokens are computed: sequence b's rows sit packed at rows.Start[b] .., so padding costs nothing
+        // (with right padding and a causal mask no real token depends on a padding row).
+        var rows = PackedRows.Of(batch);
+        var real = new bool[rows.Count];
+        Array.Fill(real, true);
+        var (targetRows, targets) = rows.Targets(batch);
+        return new BatchRows { Batch = batch, Rows = rows, Real = real, TargetRows = targetRows, Targets = targets };
+    }
+
+    /// <summary>Activation buffers for `count` blocks of this batch shape (reused while shapes repeat).</summary>
+    internal LayerCache<T>[] Caches(Batch batch, int count)
+    {
+        int bsz = batch.BatchSize, s = batch.SeqLen;
+        if (_cachedShape != (bsz, s, count))
+        {
+            // Keep what is already allocated for this shape (e.g. forward-only after forward+backward).
+            var reuse = _cachedShape.Batch == bsz && _cachedShape.SeqLen == s ? _caches : [];
+            _caches = Enumerable.Range(0, count).Select(i => i < reuse.Length ? reuse[i] : NewCache(batch)).ToArray();
+            if (_scratch == null || _cachedShape.Batch != bsz || _cachedShape.SeqLen != s) _scratch = new BlockScratch(bsz * s, _c);
+            _cachedShape = (bsz, s, count);
+        }
+        return _caches;
+    }
+
+    /// <summary>The embedding rows of the batch's tokens, [rows, hidden].</summary>
+    internal T[] Embed(BatchRows ctx)
+    {
+        int n = ctx.Count, d = _c.HiddenSize;
+        var x = new T[n * d];
         for (int r = 0; r < n; r++)
         {
-            var dst = gEmb.AsSpan(rows.Tokens[r] * d, d);
+            int tok = ctx.Rows.Tokens[r];
+            if ((uint)tok >= (uint)_c.VocabSize)
+                throw new InputException($"token id {tok} is outside the model's vocabulary of {_c.VocabSize} (tokenizer and model do not match)");
+            var (e, off) = _embedRows.Rows(tok, 1);
+            Array.Copy(e, off, x, (long)r * d, d);
+        }
+        return x;
+    }
+
+    /// <summary>
+    /// Final norm, lm_head and cross-entropy. With dx, also the backward down to the final norm's input: lm_head's
+    /// gradient into dHead, the final norm's into gFinalNorm, d(loss*scale)/dx into dx.
+    /// </summary>
+    internal LossHead<T>.Result Head(BatchRows ctx, T[] x, IHeadGradient<T>? dHead, T[]? gFinalNorm, T[]? dx, double scale)
+    {
+        int n = ctx.Count, d = _c.HiddenSize;
+        var xn = new T[n * d];
+        var rf = new T[n];
+        RmsNorm<T>.Forward(x, _w[_finalNorm], xn, rf, n, d, _c.RmsNormEps, _threads);
+        if (Observer != null && _head != _embed)
+            Observer.OnLinearInput(_w.Specs[_head], xn, n, d, ctx.Real);
+        var dxn = dx != null ? new T[n * d] : null;
+        var result = _lossHead.Run(ctx.TargetRows, ctx.Targets, xn, d, _headRows, _c.VocabSize, dHead, dxn, scale);
+        if (dx != null)
+            RmsNorm<T>.Backward(x, _w[_finalNorm], rf, dxn!, dx, gFinalNorm!, n, d, _threads);
+        return result;
+    }
+
+    /// <summary>Adds dx's rows to the gradient rows of their tokens, in row order.</summary>
+    internal void EmbedBackward(BatchRows ctx, T[] dx, T[] gEmb)
+    {
+        int d = _c.HiddenSize;
+        for (int r = 0; r < ctx.Count; r++)
+        {
+            var dst = gEmb.AsSpan(ctx.Rows.Tokens[r] * d, d);
             TensorPrimitives.Add(dst, dx.AsSpan(r * d, d), dst);
         }
-        return result;
     }
 
     private LayerCache<T> NewCache(Batch b) =>
         new(b.BatchSize * b.SeqLen, b.BatchSize, b.SeqLen, _c.HiddenSize, _c.QDim, _c.KvDim, _c.NumHeads, _c.IntermediateSize);
 
-    private void ForwardBlock(int l, T[] x, LayerCache<T> c, Batch batch, PackedRows rows, bool[] real, BlockScratch sc, IActivationObserver<T>? obs)
+    /// <summary>x holds the block's input on entry and its output on return; c keeps what the backward needs.</summary>
+    internal void ForwardBlock(int l, T[] x, LayerCache<T> c, BatchRows ctx, IActivationObserver<T>? obs)
     {
         var p = _layers[l];
+        var (batch, rows, real, sc) = (ctx.Batch, ctx.Rows, ctx.Real, _scratch!);
         int n = rows.Count, d = _c.HiddenSize, f = _c.IntermediateSize;
         Array.Copy(x, c.XIn, x.Length);
         RmsNorm<T>.Forward(c.XIn, _w[p.InNorm], c.Xn1, c.R1, n, d, _c.RmsNormEps, _threads);
@@ -172,9 +228,10 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     }
 
     /// <summary>dx holds dLoss/d(block output) on entry and dLoss/d(block input) on return.</summary>
-    private void BackwardBlock(int l, LayerCache<T> c, T[] dx, ModelWeights<T> g, Batch batch, PackedRows rows, BlockScratch sc)
+    internal void BackwardBlock(int l, LayerCache<T> c, T[] dx, ModelWeights<T> g, BatchRows ctx)
     {
         var p = _layers[l];
+        var (batch, rows, sc) = (ctx.Batch, ctx.Rows, _scratch!);
         int n = rows.Count, d = _c.HiddenSize, f = _c.IntermediateSize, qd = _c.QDim, kd = _c.KvDim;
         // down_proj: y = H Wd^T  =>  dWd += dY^T H, dH = dY Wd
         Gemm.Compute(true, false, d, f, n, T.One, dx, 0, d, c.H, 0, f, T.One, g[p.Down], 0, f);

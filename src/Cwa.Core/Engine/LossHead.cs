@@ -4,79 +4,152 @@ using System.Numerics.Tensors;
 namespace Cwa.Core.Engine;
 
 /// <summary>
-/// lm_head + next-token cross-entropy over target rows only, in row chunks so [tokens, vocab] logits are never
-/// held at once. When gradients are wanted the backward is fused per chunk: dlogits = (softmax - onehot) * s with
-/// s = scale / targets, dW_head += dlogits^T x, dx = dlogits W_head.
+/// lm_head + next-token cross-entropy over target rows only, in tiles of target rows x vocabulary rows, so neither
+/// [tokens, vocab] logits nor (when streaming) the whole lm_head are ever held. Pass 1 walks the vocabulary chunk by
+/// chunk keeping each row's running max and rescaled sum of exponentials (online softmax), its arg max and its
+/// target logit. With gradients, pass 2 recomputes each tile's logits and fuses the backward per vocabulary chunk:
+/// dlogits = (softmax - onehot) * s with s = scale / targets, dW_head[chunk] += dlogits^T x, dx += dlogits W_head[chunk].
+/// Each chunk's weight gradient is complete for the batch when its pass-2 loop ends (what per-batch Fisher sums need).
 /// </summary>
 internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
-    private const long ChunkElements = 1L << 24;
+    private readonly long _tileElements;
+    private readonly int _vocabChunk;
     private readonly int _threads;
-    private T[]? _xs, _logits, _dxs;
-    private double[]? _nll;
-    private bool[]? _hit;
+    private T[]? _xs, _logits, _dxt, _max, _sum, _lse, _zt;
+    private int[]? _arg;
 
     private static TA[] Buffer<TA>(ref TA[]? field, int length) => field is { } f && f.Length >= length ? f : field = new TA[length];
 
-    public LossHead(int threads) => _threads = threads;
+    /// <param name="vocabChunk">vocabulary rows per chunk (tests use tiny chunks to cover the chunk seams)</param>
+    /// <param name="tileElements">bound on one logits tile, target rows x vocabulary chunk</param>
+    public LossHead(int threads, int vocabChunk = 16384, long tileElements = 1L << 24)
+    {
+        _threads = threads;
+        _vocabChunk = vocabChunk;
+        _tileElements = tileElements;
+    }
 
     public readonly record struct Result(double SumNll, long Targets, long Correct);
 
     /// <param name="rows">rows of x that predict a next token, and targets the tokens they predict</param>
     /// <param name="x">normed hidden states [N, D]</param>
+    /// <param name="head">lm_head (or the tied embedding) [vocab, D]</param>
+    /// <param name="dHead">where lm_head's gradient accumulates (null: forward only)</param>
     /// <param name="dx">if not null, receives d(loss*scale)/dx for every row (zeros for non-target rows)</param>
-    public Result Run(int[] rows, int[] targets, T[] x, int dim, T[] headWeight, int vocab, T[]? dHead, T[]? dx, double scale)
+    public Result Run(int[] rows, int[] targets, T[] x, int dim, IMatrixRows<T> head, int vocab, IHeadGradient<T>? dHead, T[]? dx, double scale)
     {
         if (dx != null) Array.Clear(dx);
         int n = rows.Length;
         if (n == 0) return new Result(0, 0, 0);
-        int chunk = (int)Math.Max(1, Math.Min(n, ChunkElements / vocab));
-        // Reused across calls (a logits chunk is up to 64 MB); every element used below is written first.
-        var xs = Buffer(ref _xs, chunk * dim);
-        var logits = Buffer(ref _logits, chunk * vocab);
-        var dxs = dx != null ? Buffer(ref _dxs, chunk * dim) : null;
-        var nll = Buffer(ref _nll, chunk);
-        var hit = Buffer(ref _hit, chunk);
-        T s = T.CreateTruncating(scale / n);
-        double sum = 0;
-        long correct = 0;
-        for (int c0 = 0; c0 < n; c0 += chunk)
+        int vChunk = Math.Min(vocab, _vocabChunk);
+        int rChunk = (int)Math.Max(1, Math.Min(n, _tileElements / vChunk));
+        // Reused across calls; every element used below is written first.
+        var xs = Buffer(ref _xs, rChunk * dim);
+        var logits = Buffer(ref _logits, rChunk * vChunk);
+        var max = Buffer(ref _max, n);
+        var sum = Buffer(ref _sum, n);
+        var zt = Buffer(ref _zt, n);
+        var arg = Buffer(ref _arg, n);
+
+        for (int v0 = 0; v0 < vocab; v0 += vChunk)
         {
-            int cn = Math.Min(chunk, n - c0);
-            for (int i = 0; i < cn; i++)
-                Array.Copy(x, rows[c0 + i] * dim, xs, i * dim, dim);
-            Gemm.Compute(false, true, cn, vocab, dim, T.One, xs, 0, dim, headWeight, 0, dim, T.Zero, logits, 0, vocab);
-            Gemm.ParallelFor(cn, _threads, i =>
+            int vn = Math.Min(vChunk, vocab - v0);
+            var (w, wOff) = head.Rows(v0, vn);
+            for (int r0 = 0; r0 < n; r0 += rChunk)
             {
-                var z = logits.AsSpan(i * vocab, vocab);
-                int target = targets[c0 + i];
-                int arg = TensorPrimitives.IndexOfMax<T>(z);
-                T max = z[arg];
-                T zt = z[target];
-                TensorPrimitives.Subtract(z, max, z);
-                TensorPrimitives.Exp<T>(z, z);
-                T sumExp = TensorPrimitives.Sum<T>(z);
-                nll[i] = double.CreateTruncating(T.Log(sumExp) + max - zt);
-                hit[i] = arg == target;
-                if (dxs != null)
+                int rn = Math.Min(rChunk, n - r0);
+                Logits(rows, r0, rn, x, dim, xs, w, wOff, vn, logits);
+                Gemm.ParallelFor(rn, _threads, i =>
                 {
-                    TensorPrimitives.Multiply(z, s / sumExp, z);
-                    z[target] -= s;
-                }
-            });
-            for (int i = 0; i < cn; i++)
-            {
-                sum += nll[i];
-                if (hit[i]) correct++;
-            }
-            if (dxs != null)
-            {
-                Gemm.Compute(true, false, vocab, dim, cn, T.One, logits, 0, vocab, xs, 0, dim, T.One, dHead!, 0, dim);
-                Gemm.Compute(false, false, cn, dim, vocab, T.One, logits, 0, vocab, headWeight, 0, dim, T.Zero, dxs, 0, dim);
-                for (int i = 0; i < cn; i++)
-                    Array.Copy(dxs, i * dim, dx!, rows[c0 + i] * dim, dim);
+                    int row = r0 + i;
+                    var z = logits.AsSpan(i * vn, vn);
+                    int a = TensorPrimitives.IndexOfMax<T>(z);
+                    T m = z[a];
+                    int t = targets[row] - v0;
+                    if ((uint)t < (uint)vn) zt[row] = z[t];
+                    // The first arg max over the whole vocabulary: a later chunk wins only when strictly larger.
+                    if (v0 == 0 || m > max[row]) arg[row] = v0 + a;
+                    // The running sum is rescaled to the new max before this chunk's terms are added (NaN propagates).
+                    T shift = v0 == 0 ? m : T.Max(m, max[row]);
+                    TensorPrimitives.Subtract(z, shift, z);
+                    TensorPrimitives.Exp<T>(z, z);
+                    T chunkSum = TensorPrimitives.Sum<T>(z);
+                    sum[row] = v0 == 0 ? chunkSum : sum[row] * T.Exp(max[row] - shift) + chunkSum;
+                    max[row] = shift;
+                });
             }
         }
-        return new Result(sum, n, correct);
+        var lse = Buffer(ref _lse, n);
+        double total = 0;
+        long correct = 0;
+        for (int i = 0; i < n; i++)
+        {
+            lse[i] = max[i] + T.Log(sum[i]);
+            total += double.CreateTruncating(lse[i] - zt[i]);
+            if (arg[i] == targets[i]) correct++;
+        }
+        if (dHead == null || dx == null) return new Result(total, n, correct);
+
+        T s = T.CreateTruncating(scale / n);
+        var dxt = Buffer(ref _dxt, n * dim);
+        for (int v0 = 0; v0 < vocab; v0 += vChunk)
+        {
+            int vn = Math.Min(vChunk, vocab - v0);
+            var (w, wOff) = head.Rows(v0, vn);
+            var (g, gOff) = dHead.Rows(v0, vn);
+            for (int r0 = 0; r0 < n; r0 += rChunk)
+            {
+                int rn = Math.Min(rChunk, n - r0);
+                Logits(rows, r0, rn, x, dim, xs, w, wOff, vn, logits);
+                Gemm.ParallelFor(rn, _threads, i =>
+                {
+                    int row = r0 + i;
+                    var z = logits.AsSpan(i * vn, vn);
+                    TensorPrimitives.Subtract(z, lse[row], z);
+                    TensorPrimitives.Exp<T>(z, z);
+                    TensorPrimitives.Multiply(z, s, z);
+                    int t = targets[row] - v0;
+                    if ((uint)t < (uint)vn) z[t] -= s;
+                });
+                Gemm.Compute(true, false, vn, dim, rn, T.One, logits, 0, vn, xs, 0, dim, T.One, g, gOff, dim);
+                Gemm.Compute(false, false, rn, dim, vn, T.One, logits, 0, vn, w, wOff, dim, v0 == 0 ? T.Zero : T.One, dxt, r0 * dim, dim);
+            }
+            dHead.Done(v0, vn);
+        }
+        for (int i = 0; i < n; i++)
+            Array.Copy(dxt, i * dim, dx, rows[i] * dim, dim);
+        return new Result(total, n, correct);
     }
+
+    /// <summary>logits[rn, vn] = x[rows r0 .. r0+rn] W[chunk]^T, gathering the target rows into xs first.</summary>
+    private static void Logits(int[] rows, int r0, int rn, T[] x, int dim, T[] xs, T[] w, int wOff, int vn, T[] logits)
+    {
+        for (int i = 0; i < rn; i++)
+            Array.Copy(x, rows[r0 + i] * dim, xs, i * dim, dim);
+        Gemm.Compute(false, true, rn, vn, dim, T.One, xs, 0, dim, w, wOff, dim, T.Zero, logits, 0, vn);
+    }
+}
+
+/// <summary>Rows of a [rows, dim] matrix as the engine reads them: resident, or widened on demand while streaming.</summary>
+internal interface IMatrixRows<T>
+{
+    /// <summary>An array holding rows [first, first + count) contiguously from Offset; valid until the next call.</summary>
+    (T[] Array, int Offset) Rows(int first, int count);
+}
+
+/// <summary>Where the lm_head gradient of one batch accumulates, chunk by chunk of vocabulary rows.</summary>
+internal interface IHeadGradient<T>
+{
+    /// <summary>The array the gradient of rows [first, first + count) accumulates into (beta = 1).</summary>
+    (T[] Array, int Offset) Rows(int first, int count);
+    /// <summary>Those rows have received this batch's whole contribution.</summary>
+    void Done(int first, int count);
+}
+
+/// <summary>A resident row-major matrix, and the gradient accumulating into a resident array: the in-memory case.</summary>
+internal sealed class ResidentRows<T>(T[] data, int dim) : IMatrixRows<T>, IHeadGradient<T>
+{
+    public (T[] Array, int Offset) Rows(int first, int count) => (data, first * dim);
+    public void Done(int first, int count) { }
 }
