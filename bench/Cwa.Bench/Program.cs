@@ -111,9 +111,8 @@ public static class Program
         var rng = new Cwa.Core.SplitMix64(3);
         var scores = new float[n];
         for (int i = 0; i < n; i++) scores[i] = (float)Math.Abs(rng.NextGaussian() * 1e-4);
-        var scratch = new float[n];
         var spec = new ParameterSpec("t", [n / 4096, 4096], ParameterRole.UpProj, 0, "mlp.up_proj");
-        double stats = BestOf(2, () => Cwa.Core.Sensitivity.TensorStatsCalculator.Compute(spec, scores, scratch));
+        double stats = BestOf(2, () => Cwa.Core.Sensitivity.TensorStatsCalculator.Compute(spec, scores, n));
         double hist = BestOf(2, () => new Cwa.Core.Sensitivity.LogHistogramBuilder().Add(scores, n, 0));
         double topk = BestOf(2, () => new Cwa.Core.Ranking.TopKCollector(100).Add(0, scores));
         double bottom = BestOf(2, () => new Cwa.Core.Ranking.TopKCollector(100, largest: false).Add(0, scores));

@@ -37,6 +37,8 @@ internal static class AnalyzeCommand
     private static readonly Option<string> ObdCurvature = new("--obd-curvature") { Description = "Curvature for obd: fisher or hutchinson.", DefaultValueFactory = _ => "fisher" };
     private static readonly Option<int> Threads = new("--threads") { Description = "CPU threads (default: all cores).", DefaultValueFactory = _ => Environment.ProcessorCount };
     private static readonly Option<bool> Recompute = new("--recompute") { Description = "Activation checkpointing per block: less memory, ~30% more compute." };
+    private static readonly Option<string> Streaming = new("--streaming") { Description = "Layer streaming on the CPU: weights stay memory-mapped and one block at a time is widened, so an 8B model runs in a few GB. auto (default) streams when the in-memory run does not fit --memory-budget; on or off force it.", DefaultValueFactory = _ => "auto" };
+    private static readonly Option<string?> MemoryBudget = new("--memory-budget") { Description = "Memory the run may use, e.g. 8G or 512M (default: what the machine has available). Streaming keeps hidden states in memory within it and spills them to a scratch file beyond." };
     private static readonly Option<bool> DumpScores = new("--dump-scores") { Description = "Also write every score to scores.safetensors (large)." };
     private static readonly Option<bool> SaveTokens = new("--save-tokens") { Description = "Write the calibration token ids, batch by batch, to calibration_tokens.jsonl (to reproduce the gradients elsewhere, e.g. in PyTorch)." };
     private static readonly Option<bool> SkipNonFinite = new("--skip-nonfinite") { Description = "Skip calibration batches whose loss or gradient is NaN/Inf (recorded in the manifest) instead of stopping." };
@@ -49,7 +51,7 @@ internal static class AnalyzeCommand
         var cmd = new Command("analyze", "Score, rank and report the critical weights of a model (default: the built-in demo model and corpus).");
         foreach (var o in new Option[] { Model, Device, CudaLibDir, Dtype, Metric, Mode, TopK, Seeds, DataFile, TextField, EvalFile, MaxSamples, MaxLength, BatchSize,
                      OutDir, SavePlots, Perturb, PerturbScale, AbsoluteNoise, PerturbProb, Bit, Controls, ControlSeeds, KSweep, StabilityCheck, GradReduction,
-                     Include1D, HutchinsonProbes, ObdCurvature, Threads, Recompute, DumpScores, SaveTokens, SkipNonFinite, CheckpointEvery, Resume, ExperimentName, CommandRunner.Quiet, CommandRunner.Verbose })
+                     Include1D, HutchinsonProbes, ObdCurvature, Threads, Recompute, Streaming, MemoryBudget, DumpScores, SaveTokens, SkipNonFinite, CheckpointEvery, Resume, ExperimentName, CommandRunner.Quiet, CommandRunner.Verbose })
             cmd.Add(o);
         CommandRunner.SetAction(cmd, (parse, stdout) =>
         {
@@ -96,6 +98,8 @@ internal static class AnalyzeCommand
         ObdCurvature = p.GetValue(ObdCurvature)!,
         Threads = Positive(p.GetValue(Threads), "--threads"),
         Recompute = p.GetValue(Recompute),
+        Streaming = p.GetValue(Streaming)!,
+        MemoryBudget = SizeParser.Parse(p.GetValue(MemoryBudget), "--memory-budget"),
         DumpScores = p.GetValue(DumpScores),
         SaveTokens = p.GetValue(SaveTokens),
         SkipNonFinite = p.GetValue(SkipNonFinite),

@@ -126,6 +126,7 @@ public sealed class CheckpointFolder : ITensorSource, IDisposable
     public ReadOnlySpan<byte> RawBytes(string name) => Shard(name).RawBytes(name);
     public void Read(string name, Span<float> destination) => Shard(name).Read(name, destination);
     public void Read(string name, Span<double> destination) => Shard(name).Read(name, destination);
+    public void ReadRange(string name, long start, Span<float> destination) => Shard(name).ReadRange(name, start, destination);
 
     public void Dispose()
     {

@@ -111,10 +111,24 @@ public sealed unsafe class SafeTensorsFile : ITensorSource, IDisposable
 
     public void Read(string name, Span<double> destination) => ReadConverted(name, destination);
 
+    /// <summary>Elements [start, start + destination.Length) of a tensor, widened to fp32 (a block or a vocabulary chunk of a streamed model).</summary>
+    public void ReadRange(string name, long start, Span<float> destination)
+    {
+        var t = Info(name);
+        if (start < 0 || start + destination.Length > t.ElementCount)
+            throw new CwaException($"{Path}: range {start}+{destination.Length} is outside tensor '{name}' ({t.ElementCount} elements)");
+        ReadConverted(t, start, destination);
+    }
+
     private void ReadConverted<T>(string name, Span<T> destination) where T : unmanaged
     {
         var t = Info(name);
         CheckLength(t, destination.Length);
+        ReadConverted(t, 0, destination);
+    }
+
+    private void ReadConverted<T>(TensorInfo t, long first, Span<T> destination) where T : unmanaged
+    {
         int size = DTypeInfo.Size(t.DType);
         int length = destination.Length, chunks = (length + ChunkElements - 1) / ChunkElements;
         // Converting an 8B checkpoint is 8 G values: chunks convert on all cores (the mapping is read-only).
@@ -124,8 +138,8 @@ public sealed unsafe class SafeTensorsFile : ITensorSource, IDisposable
             Parallel.For(0, chunks, c =>
             {
                 int start = c * ChunkElements, n = Math.Min(ChunkElements, length - start);
-                if (typeof(T) == typeof(float)) DTypeConversion.ToFloat(Bytes(t, start, n, size), t.DType, new Span<float>((float*)d + start, n));
-                else DTypeConversion.ToDouble(Bytes(t, start, n, size), t.DType, new Span<double>((double*)d + start, n));
+                if (typeof(T) == typeof(float)) DTypeConversion.ToFloat(Bytes(t, first + start, n, size), t.DType, new Span<float>((float*)d + start, n));
+                else DTypeConversion.ToDouble(Bytes(t, first + start, n, size), t.DType, new Span<double>((double*)d + start, n));
             });
         }
     }
@@ -133,7 +147,7 @@ public sealed unsafe class SafeTensorsFile : ITensorSource, IDisposable
     // Chunks keep each byte span far under 2 GB (a 525M-element fp32 embedding is 2.1 GB) and spread a tensor over cores.
     private const int ChunkElements = 1 << 22;
 
-    private ReadOnlySpan<byte> Bytes(TensorInfo t, int start, int count, int size) =>
+    private ReadOnlySpan<byte> Bytes(TensorInfo t, long start, int count, int size) =>
         new(_base + _dataStart + t.DataBegin + (long)start * size, count * size);
 
     private void CheckLength(TensorInfo t, int length)

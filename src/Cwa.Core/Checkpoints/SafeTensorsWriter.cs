@@ -6,9 +6,9 @@ using System.Text.Json;
 namespace Cwa.Core.Checkpoints;
 
 /// <summary>
-/// Streams tensors into a safetensors file in a declared order, so multi-gigabyte checkpoints are written one
-/// tensor at a time. Data goes to a temp file that Commit() renames over the target: no half-written file is
-/// ever visible under the final name.
+/// Streams tensors into a safetensors file with a declared layout, so multi-gigabyte files are written one tensor
+/// at a time, in any order (a streamed analysis completes its tensors last block first). Data goes to a temp file
+/// that Commit() renames over the target: no half-written file is ever visible under the final name.
 /// </summary>
 public sealed class SafeTensorsWriter : IDisposable
 {
@@ -16,7 +16,9 @@ public sealed class SafeTensorsWriter : IDisposable
     private readonly string _tempPath;
     private readonly FileStream _stream;
     private readonly List<(string Name, DType DType, long[] Shape)> _layout;
-    private int _next;
+    private readonly Dictionary<string, (int Index, long Offset)> _where = new();
+    private readonly HashSet<string> _written = new();
+    private readonly long _dataStart;
     private bool _committed;
 
     public SafeTensorsWriter(string path, IReadOnlyList<(string Name, DType DType, long[] Shape)> layout, IReadOnlyDictionary<string, string>? metadata = null)
@@ -33,6 +35,13 @@ public sealed class SafeTensorsWriter : IDisposable
         BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
         _stream.Write(len);
         _stream.Write(header);
+        _dataStart = 8 + header.Length;
+        long offset = 0;
+        for (int i = 0; i < _layout.Count; i++)
+        {
+            _where[_layout[i].Name] = (i, offset);
+            offset += _layout[i].Shape.Aggregate(1L, (a, d) => a * d) * DTypeInfo.Size(_layout[i].DType);
+        }
     }
 
     private static byte[] BuildHeader(List<(string Name, DType DType, long[] Shape)> layout, IReadOnlyDictionary<string, string>? metadata)
@@ -78,6 +87,7 @@ public sealed class SafeTensorsWriter : IDisposable
     private void WriteConverted<T>(string name, ReadOnlySpan<T> data) where T : unmanaged
     {
         var type = Expect(name, data.Length);
+        _stream.Position = _dataStart + _where[name].Offset;
         var buffer = new byte[Math.Min(data.Length, ChunkElements) * DTypeInfo.Size(type)];
         for (int start = 0; start < data.Length; start += ChunkElements)
         {
@@ -88,16 +98,16 @@ public sealed class SafeTensorsWriter : IDisposable
             else DTypeConversion.FromDouble(MemoryMarshal.Cast<T, double>(src), type, bytes);
             _stream.Write(bytes);
         }
-        _next++;
+        _written.Add(name);
     }
 
     private const int ChunkElements = 1 << 22;
 
     private DType Expect(string name, long length)
     {
-        if (_next >= _layout.Count) throw new InvalidOperationException($"all tensors of {_path} were already written");
-        var entry = _layout[_next];
-        if (entry.Name != name) throw new InvalidOperationException($"expected tensor '{entry.Name}' next, got '{name}'");
+        if (!_where.TryGetValue(name, out var at)) throw new InvalidOperationException($"{_path} has no tensor '{name}' in its layout");
+        if (_written.Contains(name)) throw new InvalidOperationException($"tensor '{name}' of {_path} was already written");
+        var entry = _layout[at.Index];
         long count = entry.Shape.Aggregate(1L, (a, d) => a * d);
         if (count != length) throw new InvalidOperationException($"tensor '{name}' needs {count} values, got {length}");
         return entry.DType;
@@ -105,7 +115,7 @@ public sealed class SafeTensorsWriter : IDisposable
 
     public void Commit()
     {
-        if (_next != _layout.Count) throw new InvalidOperationException($"only {_next} of {_layout.Count} tensors were written to {_path}");
+        if (_written.Count != _layout.Count) throw new InvalidOperationException($"only {_written.Count} of {_layout.Count} tensors were written to {_path}");
         _stream.Flush(flushToDisk: true);
         _stream.Dispose();
         File.Move(_tempPath, _path, overwrite: true);

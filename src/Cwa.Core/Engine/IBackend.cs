@@ -20,6 +20,20 @@ public interface IBackend : IDisposable
     /// <summary>Adds scale * d(batch mean loss)/dW to the gradient buffers; returns the batch loss.</summary>
     double ForwardBackward(Batch batch, double scale);
     EvalResult Evaluate(Batch batch);
+
+    /// <summary>Sums over batches; a streamed backend runs them layer by layer. Advances progress once per batch.</summary>
+    EvalResult EvaluateAll(IReadOnlyList<Batch> batches, Pipeline.IPhaseProgress? progress)
+    {
+        double sumNll = 0;
+        long tokens = 0, correct = 0;
+        foreach (var b in batches)
+        {
+            var r = Evaluate(b);
+            (sumNll, tokens, correct) = (sumNll + r.SumNll, tokens + r.Tokens, correct + r.Correct);
+            progress?.Advance();
+        }
+        return new EvalResult(sumNll, tokens, correct);
+    }
     void ClearGradients();
     void ReadGradient(int tensorIndex, Span<float> destination);
     /// <summary>Sets a gradient buffer (resuming a checkpointed pass continues from the saved running sums).</summary>

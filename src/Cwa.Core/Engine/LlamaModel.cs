@@ -164,7 +164,8 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// Final norm, lm_head and cross-entropy. With dx, also the backward down to the final norm's input: lm_head's
     /// gradient into dHead, the final norm's into gFinalNorm, d(loss*scale)/dx into dx.
     /// </summary>
-    internal LossHead<T>.Result Head(BatchRows ctx, T[] x, IHeadGradient<T>? dHead, T[]? gFinalNorm, T[]? dx, double scale)
+    internal LossHead<T>.Result Head(BatchRows ctx, T[] x, IHeadGradient<T>? dHead, T[]? gFinalNorm, T[]? dx, double scale,
+        Func<LossHead<T>.Result, bool>? backwardIf = null)
     {
         int n = ctx.Count, d = _c.HiddenSize;
         var xn = new T[n * d];
@@ -173,9 +174,10 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         if (Observer != null && _head != _embed)
             Observer.OnLinearInput(_w.Specs[_head], xn, n, d, ctx.Real);
         var dxn = dx != null ? new T[n * d] : null;
-        var result = _lossHead.Run(ctx.TargetRows, ctx.Targets, xn, d, _headRows, _c.VocabSize, dHead, dxn, scale);
-        if (dx != null)
-            RmsNorm<T>.Backward(x, _w[_finalNorm], rf, dxn!, dx, gFinalNorm!, n, d, _threads);
+        bool backward = dx != null;
+        var result = _lossHead.Run(ctx.TargetRows, ctx.Targets, xn, d, _headRows, _c.VocabSize, dHead, dxn, scale, r => backward = backwardIf?.Invoke(r) ?? true);
+        if (backward)
+            RmsNorm<T>.Backward(x, _w[_finalNorm], rf, dxn!, dx!, gFinalNorm!, n, d, _threads);
         return result;
     }
 

@@ -23,7 +23,7 @@ internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
 
     /// <param name="vocabChunk">vocabulary rows per chunk (tests use tiny chunks to cover the chunk seams)</param>
     /// <param name="tileElements">bound on one logits tile, target rows x vocabulary chunk</param>
-    public LossHead(int threads, int vocabChunk = 16384, long tileElements = 1L << 24)
+    public LossHead(int threads, int vocabChunk = 4096, long tileElements = 1L << 24)
     {
         _threads = threads;
         _vocabChunk = vocabChunk;
@@ -37,7 +37,9 @@ internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// <param name="head">lm_head (or the tied embedding) [vocab, D]</param>
     /// <param name="dHead">where lm_head's gradient accumulates (null: forward only)</param>
     /// <param name="dx">if not null, receives d(loss*scale)/dx for every row (zeros for non-target rows)</param>
-    public Result Run(int[] rows, int[] targets, T[] x, int dim, IMatrixRows<T> head, int vocab, IHeadGradient<T>? dHead, T[]? dx, double scale)
+    /// <param name="backwardIf">decides from the loss whether the backward runs (a batch with a non-finite loss must not touch the sums)</param>
+    public Result Run(int[] rows, int[] targets, T[] x, int dim, IMatrixRows<T> head, int vocab, IHeadGradient<T>? dHead, T[]? dx, double scale,
+        Func<Result, bool>? backwardIf = null)
     {
         if (dx != null) Array.Clear(dx);
         int n = rows.Length;
@@ -89,7 +91,8 @@ internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
             total += double.CreateTruncating(lse[i] - zt[i]);
             if (arg[i] == targets[i]) correct++;
         }
-        if (dHead == null || dx == null) return new Result(total, n, correct);
+        var forward = new Result(total, n, correct);
+        if (dHead == null || dx == null || backwardIf?.Invoke(forward) == false) return forward;
 
         T s = T.CreateTruncating(scale / n);
         var dxt = Buffer(ref _dxt, n * dim);
@@ -119,7 +122,7 @@ internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
         }
         for (int i = 0; i < n; i++)
             Array.Copy(dxt, i * dim, dx, rows[i] * dim, dim);
-        return new Result(total, n, correct);
+        return forward;
     }
 
     /// <summary>logits[rn, vn] = x[rows r0 .. r0+rn] W[chunk]^T, gathering the target rows into xs first.</summary>

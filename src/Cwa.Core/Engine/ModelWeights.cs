@@ -73,6 +73,21 @@ public sealed class ModelWeights<T> where T : unmanaged, IFloatingPointIeee754<T
 
     public ModelWeights<T> ZerosLike() => Zeros(Config);
 
+    /// <summary>Every slot empty: a streamed model binds one block's arrays at a time.</summary>
+    internal static ModelWeights<T> Unbound(ModelConfig config)
+    {
+        var specs = LlamaLayout.Parameters(config);
+        return new ModelWeights<T>(config, specs, specs.Select(_ => Array.Empty<T>()).ToArray());
+    }
+
+    /// <summary>Makes data the array of tensor index (its length must match); an empty array unbinds it.</summary>
+    internal void Bind(int index, T[] data)
+    {
+        if (data.Length != 0 && data.Length != Specs[index].NumElements)
+            throw new ArgumentException($"{Specs[index].Name} needs {Specs[index].NumElements} values, got {data.Length}", nameof(data));
+        _data[index] = data;
+    }
+
     public ModelWeights<T> Clone() => new(Config, Specs, _data.Select(a => (T[])a.Clone()).ToArray());
 
     public void Clear()

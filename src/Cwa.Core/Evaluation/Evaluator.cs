@@ -9,16 +9,7 @@ public static class Evaluator
 {
     public static EvalMetrics Run(IBackend backend, IReadOnlyList<Batch> batches, IPhaseProgress? progress = null)
     {
-        double sumNll = 0;
-        long tokens = 0, correct = 0;
-        foreach (var b in batches)
-        {
-            var r = backend.Evaluate(b);
-            sumNll += r.SumNll;
-            tokens += r.Tokens;
-            correct += r.Correct;
-            progress?.Advance();
-        }
+        var (sumNll, tokens, correct) = backend.EvaluateAll(batches, progress);
         if (tokens == 0)
             throw new InputException("evaluation texts have no next-token targets (every text is shorter than 2 tokens)");
         double nll = sumNll / tokens;

@@ -21,14 +21,43 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
         return new MemoryEstimate(weights, needGradients ? weights : 0, activations, logits);
     }
 
+    /// <summary>
+    /// Bytes a layer-streamed run needs at its peak: one block's fp32 weights and gradient sums (three buffers with
+    /// per-batch sums), the embedding/lm_head sums and scores while those are scored, one block's activations for one
+    /// batch, a logits tile, and the saved hidden states of every batch when they stay in memory (HiddenBytes).
+    /// </summary>
+    public static MemoryEstimate ForStreaming(ModelConfig c, int batch, int seqLen, bool needGradients, bool perBatch, long totalTokens, bool hiddenInMemory)
+    {
+        var specs = LlamaLayout.Parameters(c);
+        long block = specs.Where(s => s.Block == 0).Sum(s => s.NumElements) * 4;
+        long small = specs.Where(s => !s.Is2D).Sum(s => s.NumElements) * 4;
+        long vocab = (long)c.VocabSize * c.HiddenSize * 4;
+        long weights = block + small + 4096L * c.HiddenSize * 4;
+        // Peak of the gradient side: a block's sums, or while the head is scored its sums plus a score buffer (Fisher
+        // scores replace the Fisher sums in place); a tied embedding's sums stay through the blocks.
+        long blockSums = needGradients ? block * (perBatch ? 3 : 1) : 0;
+        long vocabSums = needGradients ? vocab * (perBatch ? 2 : 2) : vocab;
+        long gradients = Math.Max(blockSums + (c.TieWordEmbeddings && needGradients ? vocab : 0), vocabSums);
+        long n = (long)batch * seqLen;
+        long perBlock = n * (6L * c.HiddenSize + 3L * c.IntermediateSize + 2L * c.QDim + 2L * c.KvDim) + (long)batch * c.NumHeads * seqLen * seqLen;
+        long scratch = n * (2L * c.HiddenSize + 3L * c.IntermediateSize + 2L * c.QDim + 2L * c.KvDim);
+        long activations = 4 * (perBlock + scratch + 4 * n * c.HiddenSize) + (hiddenInMemory ? HiddenBytes(c, totalTokens, needGradients) : 0);
+        return new MemoryEstimate(weights, gradients, activations, 4 * (1L << 24));
+    }
+
+    /// <summary>The saved hidden states of a layer-major pass: every block's input and the gradient, for every token.</summary>
+    public static long HiddenBytes(ModelConfig c, long totalTokens, bool needGradients) =>
+        (c.NumLayers + 1 + (needGradients ? 1 : 0)) * totalTokens * c.HiddenSize * 4;
+
     /// <summary>Refuses up front, with the numbers, instead of being killed by the OOM killer half way through.</summary>
-    public void EnsureFits(string where, long availableBytes)
+    public void EnsureFits(string where, long availableBytes, string fix = "try --recompute, a smaller --batch-size or a shorter --max-length")
     {
         if (availableBytes <= 0 || Total <= availableBytes) return;
-        throw new CwaException($"{where}: an analyze run needs about {Format(Total)} (weights {Format(Weights)}, gradients {Format(Gradients)}, " +
-            $"activations {Format(Activations)}, logits {Format(Logits)}) but only {Format(availableBytes)} is available; " +
-            "try --recompute, a smaller --batch-size or a shorter --max-length");
+        throw new CwaException($"{where}: {Describe()} but only {Format(availableBytes)} is available; {fix}");
     }
+
+    public string Describe() => $"an analyze run needs about {Format(Total)} (weights {Format(Weights)}, gradients {Format(Gradients)}, " +
+        $"activations {Format(Activations)}, logits {Format(Logits)})";
 
     public static string Format(long bytes) => bytes switch
     {

@@ -53,20 +53,20 @@ public static class AnalysisPipeline
                 source.Dispose();
                 throw;
             }
-            model = LoadedModel.Load(source, onDevice, new EngineOptions(r.Threads, r.Recompute), progress,
-                new Workload(r.BatchSize, r.MaxLength, metric != SensitivityMetric.Magnitude && !metric.NeedsActivations()));
+            bool gradients = metric != SensitivityMetric.Magnitude && !metric.NeedsActivations();
+            var workload = new Workload(r.BatchSize, r.MaxLength, gradients, metric.NeedsFisher(curvature) || r.SkipNonFinite,
+                Math.Max(batches.Sum(b => b.Lengths.Sum()), evalBatches.Sum(b => b.Lengths.Sum())));
+            model = LoadedModel.Load(source, onDevice, new EngineOptions(r.Threads, r.Recompute), progress, workload,
+                new MemoryPolicy(r.Streaming, r.MemoryBudget, outDir));
+            if (model.Backend is StreamingCpuBackend) StreamingAnalysis.CheckSupported(metric, curvature, r);
         }
         using (model)
         {
             if (r.SaveTokens) CalibrationTokensFile.Write(Path.Combine(outDir, CalibrationTokensFile.Name), batches);
-            ScoreSources sources;
-            using (timer.Phase("gradients"))
-                sources = GradientPass.Run(model, batches, metric, curvature, r, progress, Checkpoint(r, runDir, model, data, batches, progress));
             int maxK = Math.Max(r.TopK, r.KSweep.Count > 0 ? r.KSweep.Max() : 0);
-            RankingResult ranking;
-            using (timer.Phase("scoring"))
-                ranking = ScoringPass.Run(model.Backend, sources, metric, curvature, mode, maxK, r.Include1D,
-                    r.DumpScores ? Path.Combine(outDir, "scores.safetensors") : null, progress, r.Threads);
+            var (sources, ranking) = RankingPass.Run(model, batches, metric, curvature, mode, maxK, r,
+                r.DumpScores ? Path.Combine(outDir, "scores.safetensors") : null, progress, timer,
+                model.Backend is StreamingCpuBackend ? null : Checkpoint(r, runDir, model, data, batches, progress));
             List<RankedWeight> top;
             using (timer.Phase("ranking"))
                 top = ToRanked(model, sources, ranking.Select(r.TopK));
@@ -187,7 +187,7 @@ public static class AnalysisPipeline
         {
             var spec = specs[s.TensorIndex];
             int cols = spec.Cols;
-            float g = sources.Gradient?[s.TensorIndex][s.FlatIndex] ?? gradients.GetValueOrDefault(s, float.NaN);
+            float g = sources.Gradient?[s.TensorIndex][s.FlatIndex] ?? sources.CapturedGradients?.GetValueOrDefault(s, float.NaN) ?? gradients.GetValueOrDefault(s, float.NaN);
             return new RankedWeight(s.TensorIndex, spec.Name, s.FlatIndex, (int)(s.FlatIndex / cols), (int)(s.FlatIndex % cols), s.Score,
                 weights[s], g, spec.Block, spec.Component, spec.LayerGroup);
         }).ToList();

@@ -37,6 +37,10 @@ public sealed record AnalyzeRequest
     public string ObdCurvature { get; init; } = "fisher";
     public int Threads { get; init; } = Environment.ProcessorCount;
     public bool Recompute { get; init; }
+    /// <summary>Layer streaming: "auto" (when the in-memory run does not fit the budget), "on" or "off".</summary>
+    public string Streaming { get; init; } = "auto";
+    /// <summary>Bytes the run may use (null: the memory available to the process).</summary>
+    public long? MemoryBudget { get; init; }
     public bool DumpScores { get; init; }
     /// <summary>Write the calibration batches' token ids to calibration_tokens.jsonl (to reproduce G elsewhere).</summary>
     public bool SaveTokens { get; init; }

@@ -3,8 +3,18 @@ using Cwa.Core.Engine;
 
 namespace Cwa.Core.Pipeline;
 
-/// <summary>What one forward/backward of the run will hold at most: the memory plans are sized from it.</summary>
-public readonly record struct Workload(int Batch, int SeqLen, bool Gradients);
+/// <summary>
+/// What one forward/backward of the run will hold at most: the memory plans are sized from it. PerBatch: gradients
+/// are kept per batch besides their sum (Fisher). Tokens: real tokens of all calibration batches (the hidden
+/// states a layer-major pass saves).
+/// </summary>
+public readonly record struct Workload(int Batch, int SeqLen, bool Gradients, bool PerBatch = false, long Tokens = 0);
+
+/// <summary>
+/// Where a CPU run holds the model. Streaming: "on", "off" or "auto" (on when the in-memory plan exceeds the budget).
+/// Budget: bytes the run may use (null: the memory available to the process). ScratchDir: where hidden states spill.
+/// </summary>
+public sealed record MemoryPolicy(string Streaming = "auto", long? Budget = null, string? ScratchDir = null);
 
 /// <summary>
 /// Puts a loaded model on an accelerator (the CUDA backend lives outside Core and is handed in by the CLI).

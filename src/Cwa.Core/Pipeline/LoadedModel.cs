@@ -44,17 +44,34 @@ public sealed class LoadedModel : IDisposable
 
     /// <summary>Loads the weights of an opened source onto the CPU or the device; the model then owns the source's checkpoint.</summary>
     /// <param name="onDevice">from <see cref="ResolveDevice"/>: null runs on the CPU</param>
-    public static LoadedModel Load(ModelSource source, IDeviceBackendFactory? onDevice, EngineOptions options, IProgressSink progress, Workload? workload = null)
+    /// <param name="memory">CPU placement: in memory or layer-streamed (default: auto within the available memory)</param>
+    public static LoadedModel Load(ModelSource source, IDeviceBackendFactory? onDevice, EngineOptions options, IProgressSink progress, Workload? workload = null,
+        MemoryPolicy? memory = null)
     {
         var ckpt = source.Checkpoint;
         try
         {
-            if (workload is { } w)
+            memory ??= new MemoryPolicy();
+            long budget = memory.Budget ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+            var w = workload ?? new Workload(1, 16, false);
+            var inMemory = MemoryEstimate.ForAnalysis(ckpt.Config, w.Batch, w.SeqLen, w.Gradients, options.Recompute);
+            bool stream = memory.Streaming switch
             {
-                var host = MemoryEstimate.ForAnalysis(ckpt.Config, w.Batch, w.SeqLen, w.Gradients, options.Recompute);
+                "on" => true,
+                "off" => false,
+                "auto" => onDevice == null && workload != null && inMemory.Total > budget,
+                _ => throw new InputException($"--streaming: unknown value '{memory.Streaming}' (valid: auto, on, off)"),
+            };
+            if (stream && onDevice != null)
+                throw new InputException("--streaming on: layer streaming runs on the CPU backend only so far; add --device cpu");
+            if (stream) return Streamed(source, options, progress, w, budget, memory.ScratchDir, inMemory);
+            if (workload != null)
+            {
                 // On a device the host holds no weights or activations, at most gradient sums read back for host scoring.
-                if (onDevice != null) host = host with { Weights = 0, Activations = 0, Logits = 0 };
-                host.EnsureFits(ckpt.Directory, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
+                var host = onDevice != null ? inMemory with { Weights = 0, Activations = 0, Logits = 0 } : inMemory;
+                host.EnsureFits(ckpt.Directory, budget, onDevice != null || memory.Streaming == "off"
+                    ? "try --recompute, a smaller --batch-size or a shorter --max-length"
+                    : "try --streaming on (layer streaming), --recompute, a smaller --batch-size or a shorter --max-length");
             }
             if (onDevice != null)
                 return new LoadedModel
@@ -81,6 +98,26 @@ public sealed class LoadedModel : IDisposable
             ckpt.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// A layer-streamed CPU model: weights stay mapped, hidden states stay in memory while the budget allows (else
+    /// they spill to a scratch file in the run's folder). Refused up front when even one block does not fit.
+    /// </summary>
+    private static LoadedModel Streamed(ModelSource source, EngineOptions options, IProgressSink progress, Workload w, long budget, string? scratchDir, MemoryEstimate inMemory)
+    {
+        var c = source.Config;
+        var resident = MemoryEstimate.ForStreaming(c, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: false);
+        resident.EnsureFits(source.Checkpoint.Directory, budget, "lower --batch-size or --max-length, or raise --memory-budget");
+        long hiddenBudget = scratchDir == null ? long.MaxValue : budget - resident.Total;
+        long hidden = MemoryEstimate.HiddenBytes(c, w.Tokens, w.Gradients);
+        progress.Info($"layer streaming: weights stay mapped and one block at a time is widened (in memory the run would need {MemoryEstimate.Format(inMemory.Total)}, " +
+            $"the budget is {MemoryEstimate.Format(budget)}); hidden states {MemoryEstimate.Format(hidden)} {(hidden <= hiddenBudget ? "in memory" : "in a scratch file")}");
+        return new LoadedModel
+        {
+            Path = source.Path, DisplayName = source.DisplayName, Checkpoint = source.Checkpoint, Tokenizer = source.Tokenizer, HeldType = source.HeldType,
+            Backend = new StreamingCpuBackend(source.Checkpoint, source.HeldType, options, hiddenBudget, scratchDir),
+        };
     }
 
     /// <summary>Every tensor widened to fp32 and rounded to the held dtype; non-finite values are refused, naming the shard.</summary>

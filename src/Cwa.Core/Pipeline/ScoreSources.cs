@@ -14,6 +14,8 @@ public sealed class ScoreSources
     /// <summary>Set when the gradient sums stayed on the device (Gradient is then null): scoring happens there.</summary>
     public IDeviceScoring? OnDevice { get; init; }
     public float[][]? HessianDiag { get; init; }
+    /// <summary>A streamed run's gradient sums at its per-tensor top entries (the sums themselves were let go).</summary>
+    public IReadOnlyDictionary<Ranking.ScoredIndex, float>? CapturedGradients { get; init; }
     public ActivationStats? Activations { get; init; }
     /// <summary>Calibration batches left out by --skip-nonfinite, with the reason.</summary>
     public IReadOnlyList<string> SkippedBatches { get; init; } = [];

@@ -63,8 +63,7 @@ public static class StabilityAnalysis
     private static RankingResult Rank(LoadedModel model, IReadOnlyList<Batch> batches, AnalyzeRequest r, SensitivityMetric metric, ObdCurvature curvature,
         RankingMode mode, IProgressSink progress)
     {
-        var sources = GradientPass.Run(model, batches, metric, curvature, r, progress);
-        return ScoringPass.Run(model.Backend, sources, metric, curvature, mode, r.TopK, r.Include1D, null, progress, r.Threads);
+        return RankingPass.Run(model, batches, metric, curvature, mode, r.TopK, r, null, progress).Ranking;
     }
 
     private static double[] Means(RankingResult r) => r.Stats.Select(s => s.Mean).ToArray();

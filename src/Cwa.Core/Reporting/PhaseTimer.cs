@@ -11,7 +11,8 @@ public sealed class PhaseTimer
 
     public IReadOnlyList<(string Phase, double Seconds)> Phases => _phases;
 
-    private void Record(string name, double seconds)
+    /// <summary>Adds seconds measured elsewhere (a streamed run scores inside its gradient pass).</summary>
+    public void Record(string name, double seconds)
     {
         int i = _phases.FindIndex(p => p.Phase == name);
         if (i >= 0) _phases[i] = (name, _phases[i].Seconds + seconds);

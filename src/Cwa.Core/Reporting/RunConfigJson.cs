@@ -41,6 +41,8 @@ public static class RunConfigJson
             ["obd_curvature"] = r.ObdCurvature,
             ["threads"] = r.Threads,
             ["recompute"] = r.Recompute,
+            ["streaming"] = r.Streaming,
+            ["memory_budget"] = r.MemoryBudget,
             ["dump_scores"] = r.DumpScores,
             ["save_tokens"] = r.SaveTokens,
             ["experiment_name"] = r.ExperimentName,

@@ -19,7 +19,7 @@ public sealed class DeviceScoringTests : AcceleratorTest
     {
         var s = new float[g.Length];
         ScoreFunctions.Compute(metric, new TensorScoreInput { Spec = spec, Weights = w, Gradient = g }, s);
-        var (stats, sq) = TensorStatsCalculator.Compute(spec, s, new float[s.Length], 2);
+        var (stats, sq) = TensorStatsCalculator.Compute(spec, s.ToArray(), s.Length, 2);
         var h = new LogHistogramBuilder();
         h.Add(s, s.Length, 2);
         var top = new TopKCollector(k);

@@ -66,7 +66,7 @@ public class ScoreAndStatsTests
         // Many ties and zeros: values on a coarse grid.
         var x = Enumerable.Range(0, n).Select(_ => (float)Math.Max(0, Math.Round(r.NextGaussian() * 3))).ToArray();
         var spec = new ParameterSpec("t", [n], ParameterRole.FinalNorm, -1, "norm");
-        var (s, sumSq) = TensorStatsCalculator.Compute(spec, x, new float[n]);
+        var (s, sumSq) = TensorStatsCalculator.Compute(spec, x, n);
         var sorted = x.Select(v => (double)v).Order().ToArray();
         double Pct(double p)
         {
@@ -95,7 +95,7 @@ public class ScoreAndStatsTests
         var x = new float[n];
         for (int i = 0; i < n; i++) x[i] = r.NextDouble() < 0.4 ? 0f : (float)Math.Round(Math.Abs(r.NextGaussian()) * 1000) / 1000f;
         var spec = new ParameterSpec("big", [n], ParameterRole.FinalNorm, -1, "norm");
-        var (s, _) = TensorStatsCalculator.Compute(spec, x, new float[n], threads: 2);
+        var (s, _) = TensorStatsCalculator.Compute(spec, x, n, threads: 2);
         var sorted = (float[])x.Clone();
         Array.Sort(sorted);
         double Pct(double p)
@@ -110,7 +110,7 @@ public class ScoreAndStatsTests
         Assert.Equal(Pct(99.9), s.P999, 12);
         Assert.Equal(x.Count(v => v == 0), s.NumZeros);
         Assert.Equal(x.Average(v => (double)v), s.Mean, 9);
-        Assert.Equal(s, TensorStatsCalculator.Compute(spec, x, new float[n], threads: 1).Stats);
+        Assert.Equal(s, TensorStatsCalculator.Compute(spec, x, n, threads: 1).Stats);
 
         var parallel = new LogHistogramBuilder();
         parallel.Add(x, n, 2);
@@ -136,8 +136,8 @@ public class ScoreAndStatsTests
         Assert.Equal(h.Counts.Length + 1, h.Edges.Length);
 
         var agg = new AggregateStats();
-        var a = TensorStatsCalculator.Compute(Spec, x.AsSpan(0, 12), new float[12]);
-        var c = TensorStatsCalculator.Compute(Spec, x.AsSpan(12, 12), new float[12]);
+        var a = TensorStatsCalculator.Compute(Spec, x[..12], 12);
+        var c = TensorStatsCalculator.Compute(Spec, x[12..24], 12);
         agg.Add("block 0", a.Stats, a.SumSquares);
         agg.Add("block 0", c.Stats, c.SumSquares);
         var row = Assert.Single(agg.Rows());

@@ -1,0 +1,326 @@
+using System.Numerics.Tensors;
+using Cwa.Core.Data;
+using Cwa.Core.Models;
+using Cwa.Core.Pipeline;
+
+namespace Cwa.Core.Engine;
+
+/// <summary>How a layer-major gradient pass accumulates a tensor's gradient over the batches.</summary>
+internal enum Accumulation
+{
+    /// <summary>In place, each batch's gradient scaled as the batch-major pass scales it (bit-identical sums).</summary>
+    Sum,
+    /// <summary>Each batch's gradient apart: the scaled sum and the sum of squares (empirical Fisher) are both kept.</summary>
+    PerBatch,
+}
+
+/// <summary>A tensor whose sums over every batch are complete; the arrays are only valid during the callback.</summary>
+/// <param name="Weights">the resident weights, or empty for the embedding and lm_head (read them in chunks)</param>
+internal readonly record struct CompletedTensor(int Index, float[] Weights, float[]? Gradient, float[]? Fisher);
+
+/// <summary>Loss of every calibration batch of a layer-major pass (NaN for a skipped batch) and which were skipped.</summary>
+internal sealed record BatchLosses(LossHead<float>.Result[] Results, IReadOnlyList<string> Skipped);
+
+/// <summary>
+/// The layer-major schedule of a model whose weights are streamed (<see cref="StreamedWeights"/>): each block's
+/// weights are widened once per sweep and serve every batch before the next block is loaded.
+/// Forward: every batch is embedded, then block by block over all batches, each block's input kept in a
+/// <see cref="HiddenStore"/>. Head: final norm, lm_head and loss per batch (lm_head read chunk by chunk).
+/// Backward: block by block from the last, over all batches: the block is recomputed from its saved input, the
+/// saved output gradient is propagated through it and only that block's gradients are accumulated; its tensors
+/// are then complete and handed to the caller, which scores them and lets them go.
+/// The block operations are the batch-major schedule's own (<see cref="LlamaModel{T}"/>), so every batch's
+/// gradient is computed by the same code in the same order: streaming changes where sums live, not their values.
+/// </summary>
+internal sealed class LayerMajorPass
+{
+    private readonly StreamedWeights _w;
+    private readonly LlamaModel<float> _model;
+    private readonly ModelConfig _c;
+    private readonly long _memoryBudget;
+    private readonly string? _scratchDir;
+    private readonly Dictionary<(int, bool), float[]> _work = new();
+
+    public LayerMajorPass(StreamedWeights weights, EngineOptions options, long memoryBudget, string? scratchDir)
+    {
+        _w = weights;
+        _c = weights.Config;
+        _model = new LlamaModel<float>(weights.Slots, options, weights.Embedding, weights.Head);
+        _memoryBudget = memoryBudget;
+        _scratchDir = scratchDir;
+    }
+
+    public IReadOnlyList<ParameterSpec> Specs => _w.Specs;
+    public int HeadIndex => _model.HeadIndex;
+    public int EmbedIndex => _model.EmbedIndex;
+
+    /// <summary>Steps a progress bar should expect for a pass over this many batches.</summary>
+    public int Steps(int batches, bool backward) => batches * (1 + _c.NumLayers * (backward ? 2 : 1) + (backward ? 2 : 1));
+
+    /// <summary>Token-weighted loss sums over held-out batches (forward only).</summary>
+    public EvalResult Evaluate(IReadOnlyList<Batch> batches, IPhaseProgress? phase)
+    {
+        var results = ForwardAndLoss(batches, null, null, phase);
+        return new EvalResult(results.Sum(r => r.SumNll), results.Sum(r => r.Targets), results.Sum(r => r.Correct));
+    }
+
+    /// <summary>
+    /// Forward sweep and loss of every batch, with an observer of the linear layers' inputs and outputs;
+    /// afterBlock(l) runs once block l has seen every batch (its activation statistics are then complete).
+    /// </summary>
+    public LossHead<float>.Result[] ForwardAndLoss(IReadOnlyList<Batch> batches, IActivationObserver<float>? observer, Action<int>? afterBlock, IPhaseProgress? phase)
+    {
+        var ctxs = batches.Select(_model.Prepare).ToList();
+        _model.Observer = observer;
+        try
+        {
+            using var store = Forward(ctxs, 0, afterBlock, phase);
+            var results = new LossHead<float>.Result[ctxs.Count];
+            for (int b = 0; b < ctxs.Count; b++)
+            {
+                results[b] = _model.Head(ctxs[b], Load(store.Slot(_c.NumLayers, b)), null, null, null, 1.0);
+                phase?.Advance();
+            }
+            return results;
+        }
+        finally
+        {
+            _model.Observer = null;
+        }
+    }
+
+    /// <summary>
+    /// The gradient of every tensor summed over the batches, tensor by tensor as each is complete (lm_head and the
+    /// final norm first, then the blocks from the last, the embedding last).
+    /// </summary>
+    /// <param name="scale">each batch's weight in the sum (1, or 1 / batches for --grad-reduction mean)</param>
+    /// <param name="skipNonFinite">leave out batches whose loss is not finite (a non-finite gradient still stops the pass)</param>
+    public BatchLosses Gradients(IReadOnlyList<Batch> batches, Accumulation mode, double scale, bool skipNonFinite,
+        Action<CompletedTensor> onTensor, IPhaseProgress? phase)
+    {
+        var ctxs = batches.Select(_model.Prepare).ToList();
+        int L = _c.NumLayers, d = _c.HiddenSize, dxLevel = L + 1;
+        bool tied = _c.TieWordEmbeddings;
+        if (tied && mode == Accumulation.PerBatch)
+            throw new InputException("per-batch gradients (fisher, obd, --skip-nonfinite) of a model with tied embeddings need the in-memory mode: use --streaming off");
+        using var store = Forward(ctxs, 1, null, phase);
+
+        // Head: the loss of every batch and the gradient down to the last block's output.
+        int head = _model.HeadIndex, finalNorm = _model.FinalNormIndex, embed = _model.EmbedIndex;
+        long vocabValues = (long)_c.VocabSize * d;
+        var headSums = new Sums(vocabValues, mode);
+        var normSums = new Sums(d, mode);
+        var results = new LossHead<float>.Result[ctxs.Count];
+        var skipped = new List<string>();
+        var live = new bool[ctxs.Count];
+        IHeadGradient<float> headGradient = mode == Accumulation.Sum ? new ResidentRows<float>(headSums.Total, d) : new PerBatchHead(headSums, d, scale, Specs[head].Name);
+        for (int b = 0; b < ctxs.Count; b++)
+        {
+            // The final norm's backward adds into dx (as every residual does): it starts from zero.
+            var dx = Work(store.Slot(dxLevel, b).Length, gradient: true);
+            Array.Clear(dx);
+            normSums.StartBatch();
+            if (headGradient is PerBatchHead perBatch) perBatch.Batch = b;
+            results[b] = _model.Head(ctxs[b], Load(store.Slot(L, b)), headGradient, normSums.Target, dx, mode == Accumulation.Sum ? scale : 1.0,
+                r => live[b] = Finite(r, b, skipNonFinite, skipped));
+            if (live[b])
+            {
+                normSums.EndBatch(scale, b, Specs[finalNorm].Name);
+                dx.CopyTo(store.Slot(dxLevel, b));
+            }
+            phase?.Advance();
+        }
+        if (live.All(x => !x))
+            throw new CwaException($"every calibration batch had a non-finite loss ({skipped[0]})");
+        onTensor(new CompletedTensor(finalNorm, _w.Slots[finalNorm], normSums.Total, normSums.Squares));
+        if (!tied)
+        {
+            onTensor(new CompletedTensor(head, [], headSums.Total, headSums.Squares));
+            headSums = null;
+        }
+
+        // Blocks, last first: recompute from the saved input, backpropagate the saved gradient, complete the block.
+        var grads = ModelWeights<float>.Unbound(_c);
+        var blockSums = new Dictionary<string, Sums>();
+        for (int l = L - 1; l >= 0; l--)
+        {
+            _w.LoadBlock(l);
+            var members = Enumerable.Range(0, Specs.Count).Where(t => Specs[t].Block == l).ToList();
+            foreach (int t in members)
+            {
+                var sums = blockSums.TryGetValue(Specs[t].Component, out var s) ? s : blockSums[Specs[t].Component] = new Sums(Specs[t].NumElements, mode);
+                sums.Clear();
+                grads.Bind(t, sums.Target);
+            }
+            for (int b = 0; b < ctxs.Count; b++)
+            {
+                if (!live[b]) continue;
+                foreach (int t in members) blockSums[Specs[t].Component].StartBatch();
+                var cache = _model.Caches(batches[b], 1);
+                var x = Load(store.Slot(l, b));
+                _model.ForwardBlock(l, x, cache[0], ctxs[b], null);
+                var dx = Load(store.Slot(dxLevel, b), gradient: true);
+                _model.BackwardBlock(l, cache[0], dx, grads, ctxs[b]);
+                dx.CopyTo(store.Slot(dxLevel, b));
+                foreach (int t in members) blockSums[Specs[t].Component].EndBatch(scale, b, Specs[t].Name);
+                phase?.Advance();
+            }
+            foreach (int t in members)
+            {
+                var sums = blockSums[Specs[t].Component];
+                onTensor(new CompletedTensor(t, _w.Slots[t], sums.Total, sums.Squares));
+                grads.Bind(t, []);
+            }
+        }
+        _w.ReleaseBlocks();
+        blockSums.Clear();
+
+        // Embedding: each batch's rows of the gradient flowing out of block 0 go to their tokens' rows.
+        var embedSums = headSums ?? new Sums(vocabValues, mode);
+        for (int b = 0; b < ctxs.Count; b++)
+        {
+            if (!live[b]) continue;
+            var dx = Load(store.Slot(dxLevel, b), gradient: true);
+            if (mode == Accumulation.Sum) _model.EmbedBackward(ctxs[b], dx, embedSums.Total);
+            else PerBatchEmbedding(ctxs[b], dx, embedSums, scale, b);
+            phase?.Advance();
+        }
+        onTensor(new CompletedTensor(embed, [], embedSums.Total, embedSums.Squares));
+        return new BatchLosses(results, skipped);
+    }
+
+    private static bool Finite(LossHead<float>.Result r, int batch, bool skipNonFinite, List<string> skipped)
+    {
+        double loss = r.Targets == 0 ? 0 : r.SumNll / r.Targets;
+        if (double.IsFinite(loss)) return true;
+        if (!skipNonFinite)
+            throw new CwaException($"calibration batch {batch} produced a non-finite loss ({loss}); check the model weights and data (or pass --skip-nonfinite)");
+        skipped.Add($"batch {batch}: loss {loss}");
+        return false;
+    }
+
+    /// <summary>The embedding's gradient of one batch, accumulated per token in row order, then added to the sums.</summary>
+    private void PerBatchEmbedding(LlamaModel<float>.BatchRows ctx, float[] dx, Sums sums, double scale, int batch)
+    {
+        int d = _c.HiddenSize;
+        var slot = new Dictionary<int, int>();
+        var rows = new float[ctx.Count * d];
+        for (int r = 0; r < ctx.Count; r++)
+        {
+            int tok = ctx.Rows.Tokens[r];
+            if (!slot.TryGetValue(tok, out int s)) slot[tok] = s = slot.Count;
+            var dst = rows.AsSpan(s * d, d);
+            TensorPrimitives.Add(dst, dx.AsSpan(r * d, d), dst);
+        }
+        foreach (var (tok, s) in slot)
+            sums.AddBatch((long)tok * d, rows.AsSpan(s * d, d), scale, batch, Specs[_model.EmbedIndex].Name);
+    }
+
+    private HiddenStore Forward(List<LlamaModel<float>.BatchRows> ctxs, int extraLevels, Action<int>? afterBlock, IPhaseProgress? phase)
+    {
+        int L = _c.NumLayers, d = _c.HiddenSize;
+        string? scratch = _scratchDir == null ? null : Path.Combine(_scratchDir, $".cwa-hidden-{Guid.NewGuid():N}.scratch");
+        var store = new HiddenStore(ctxs.Select(c => c.Count).ToList(), d, L + 1 + extraLevels, _memoryBudget, scratch);
+        try
+        {
+            for (int b = 0; b < ctxs.Count; b++)
+            {
+                _model.Embed(ctxs[b]).CopyTo(store.Slot(0, b));
+                phase?.Advance();
+            }
+            for (int l = 0; l < L; l++)
+            {
+                _w.LoadBlock(l);
+                for (int b = 0; b < ctxs.Count; b++)
+                {
+                    var cache = _model.Caches(ctxs[b].Batch, 1);
+                    var x = Load(store.Slot(l, b));
+                    _model.ForwardBlock(l, x, cache[0], ctxs[b], _model.Observer);
+                    x.CopyTo(store.Slot(l + 1, b));
+                    phase?.Advance();
+                }
+                afterBlock?.Invoke(l);
+            }
+            return store;
+        }
+        catch
+        {
+            store.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A work array holding a copy of a slot (the engine's block operations take whole arrays).</summary>
+    private float[] Load(ReadOnlySpan<float> slot, bool gradient = false)
+    {
+        var x = Work(slot.Length, gradient);
+        slot.CopyTo(x);
+        return x;
+    }
+
+    /// <summary>Reused arrays by length: one for hidden states, one for the gradient flowing back.</summary>
+    private float[] Work(int length, bool gradient)
+    {
+        if (!_work.TryGetValue((length, gradient), out var a)) _work[(length, gradient)] = a = new float[length];
+        return a;
+    }
+
+    /// <summary>
+    /// The running sums of one tensor. Sum: the engine accumulates straight into Total. PerBatch: into a batch
+    /// buffer, whose scaled values and squares are added to Total and Squares (as the batch-major pass adds them).
+    /// </summary>
+    private sealed class Sums(long length, Accumulation mode)
+    {
+        public float[] Total { get; } = new float[length];
+        public float[]? Squares { get; } = mode == Accumulation.PerBatch ? new float[length] : null;
+        // The batch buffer exists only for tensors the engine writes whole (the vocabulary tensors go by chunks and rows).
+        private float[]? _batch;
+
+        /// <summary>Where the engine accumulates.</summary>
+        public float[] Target => mode == Accumulation.Sum ? Total : _batch ??= new float[length];
+
+        public void Clear()
+        {
+            Array.Clear(Total);
+            if (Squares != null) Array.Clear(Squares);
+        }
+
+        public void StartBatch()
+        {
+            if (_batch != null) Array.Clear(_batch);
+        }
+
+        public void EndBatch(double scale, int batch, string tensor)
+        {
+            if (_batch != null) AddBatch(0, _batch, scale, batch, tensor);
+        }
+
+        public void AddBatch(long offset, ReadOnlySpan<float> g, double scale, int batch, string tensor)
+        {
+            long bad = NonFinite.FirstIndex(g);
+            if (bad >= 0)
+                throw new CwaException($"calibration batch {batch}: gradient of {tensor} not finite at flat index {offset + bad}; check the model weights and data");
+            var total = Total.AsSpan((int)offset, g.Length);
+            var squares = Squares.AsSpan((int)offset, g.Length);
+            TensorPrimitives.MultiplyAdd(g, g, squares, squares);
+            TensorPrimitives.MultiplyAdd(g, (float)scale, total, total);
+        }
+    }
+
+    /// <summary>lm_head's gradient of one batch, chunk by chunk of vocabulary rows, added to the sums as each chunk completes.</summary>
+    private sealed class PerBatchHead(Sums sums, int dim, double scale, string tensor) : IHeadGradient<float>
+    {
+        private float[] _chunk = [];
+        public int Batch { get; set; }
+
+        public (float[] Array, int Offset) Rows(int first, int count)
+        {
+            int n = count * dim;
+            if (_chunk.Length < n) _chunk = new float[n];
+            Array.Clear(_chunk, 0, n);
+            return (_chunk, 0);
+        }
+
+        public void Done(int first, int count) => sums.AddBatch((long)first * dim, _chunk.AsSpan(0, count * dim), scale, Batch, tensor);
+    }
+}

@@ -1,0 +1,127 @@
+using Cwa.Core.Checkpoints;
+using Cwa.Core.Models;
+
+namespace Cwa.Core.Engine;
+
+/// <summary>
+/// The weights of a model that is never widened whole: they stay memory-mapped in their stored dtype, and one
+/// block's matrices (or one vocabulary chunk of the embedding and lm_head) at a time are widened to fp32, rounded to
+/// the held dtype, checked for NaN/Inf and overlaid with perturbed values. Every block has the same shapes, so one
+/// set of fp32 buffers serves all blocks. 1-D tensors (norms, biases) are small and stay resident.
+/// </summary>
+internal sealed class StreamedWeights
+{
+    private readonly CheckpointFolder _ckpt;
+    private readonly DType _held;
+    private readonly Dictionary<int, Dictionary<long, float>> _overlay = new();
+    private readonly Dictionary<string, float[]> _blockBuffers = new();
+    private int _resident = -1;
+
+    public ModelWeights<float> Slots { get; }
+    public ModelConfig Config => Slots.Config;
+    public IReadOnlyList<ParameterSpec> Specs => Slots.Specs;
+    public IMatrixRows<float> Embedding { get; }
+    public IMatrixRows<float> Head { get; }
+    /// <summary>Index of the block whose matrices are bound in <see cref="Slots"/> (-1: none).</summary>
+    public int ResidentBlock => _resident;
+
+    public StreamedWeights(CheckpointFolder ckpt, DType held)
+    {
+        _ckpt = ckpt;
+        _held = held;
+        Slots = ModelWeights<float>.Unbound(ckpt.Config);
+        for (int t = 0; t < Specs.Count; t++)
+            if (!Specs[t].Is2D)
+            {
+                var values = new float[Specs[t].NumElements];
+                Fill(t, 0, values);
+                Slots.Bind(t, values);
+            }
+        int embed = Slots.IndexOf("model.embed_tokens.weight");
+        Embedding = new VocabRows(this, embed);
+        Head = ckpt.Config.TieWordEmbeddings ? Embedding : new VocabRows(this, Slots.IndexOf("lm_head.weight"));
+    }
+
+    /// <summary>Binds block layer's matrices (widened into the shared buffers) and unbinds the previous block's.</summary>
+    public void LoadBlock(int layer)
+    {
+        if (_resident == layer) return;
+        for (int t = 0; t < Specs.Count; t++)
+        {
+            var spec = Specs[t];
+            if (!spec.Is2D || spec.Block < 0) continue;
+            if (spec.Block == _resident) Slots.Bind(t, []);
+            if (spec.Block != layer) continue;
+            if (!_blockBuffers.TryGetValue(spec.Component, out var buffer))
+                _blockBuffers[spec.Component] = buffer = new float[spec.NumElements];
+            Fill(t, 0, buffer);
+            Slots.Bind(t, buffer);
+        }
+        _resident = layer;
+    }
+
+    /// <summary>Unbinds the resident block and frees the shared buffers (before a phase that needs the memory).</summary>
+    public void ReleaseBlocks()
+    {
+        if (_resident >= 0)
+            for (int t = 0; t < Specs.Count; t++)
+                if (Specs[t].Is2D && Specs[t].Block == _resident) Slots.Bind(t, []);
+        _resident = -1;
+        _blockBuffers.Clear();
+    }
+
+    /// <summary>Values [start, start + into.Length) of tensor t as the engine computes with them.</summary>
+    public void Fill(int t, long start, Span<float> into)
+    {
+        var spec = Specs[t];
+        _ckpt.ReadRange(spec.Name, start, into);
+        // Values read from a tensor stored as the held dtype are already exact in it.
+        if (_ckpt.StoredType(spec.Name) != _held) DTypeConversion.RoundTo(into, _held);
+        long bad = NonFinite.FirstIndex(into);
+        if (bad >= 0)
+            throw new InputException($"{_ckpt.ShardOf(spec.Name)}: tensor {spec.Name} holds a non-finite value at flat index {start + bad}");
+        if (!_overlay.TryGetValue(t, out var changed)) return;
+        foreach (var (index, value) in changed)
+            if (index >= start && index < start + into.Length) into[(int)(index - start)] = value;
+    }
+
+    public void ReadWeightsAt(int t, ReadOnlySpan<long> flatIndices, Span<float> values)
+    {
+        for (int i = 0; i < flatIndices.Length; i++)
+            Fill(t, flatIndices[i], values.Slice(i, 1));
+    }
+
+    /// <summary>
+    /// Perturbs weights: they are kept in an overlay applied whenever the tensor is widened (and written into the
+    /// resident copy). Writing a weight's original value back removes it from the overlay.
+    /// </summary>
+    public void WriteWeights(int t, ReadOnlySpan<long> flatIndices, ReadOnlySpan<float> values)
+    {
+        var changed = _overlay.TryGetValue(t, out var c) ? c : _overlay[t] = new Dictionary<long, float>();
+        Span<float> original = stackalloc float[1];
+        var resident = Slots[t];
+        for (int i = 0; i < flatIndices.Length; i++)
+        {
+            long index = flatIndices[i];
+            changed.Remove(index);
+            Fill(t, index, original);
+            if (BitConverter.SingleToInt32Bits(original[0]) != BitConverter.SingleToInt32Bits(values[i])) changed[index] = values[i];
+            if (resident.Length > 0) resident[index] = values[i];
+        }
+        if (changed.Count == 0) _overlay.Remove(t);
+    }
+
+    /// <summary>Rows of the embedding or lm_head, widened chunk by chunk into one reused buffer.</summary>
+    private sealed class VocabRows(StreamedWeights owner, int tensor) : IMatrixRows<float>
+    {
+        private float[] _buffer = [];
+
+        public (float[] Array, int Offset) Rows(int first, int count)
+        {
+            int dim = owner.Specs[tensor].Cols, n = count * dim;
+            if (_buffer.Length < n) _buffer = new float[n];
+            owner.Fill(tensor, (long)first * dim, _buffer.AsSpan(0, n));
+            return (_buffer, 0);
+        }
+    }
+}

@@ -1,0 +1,36 @@
+using Cwa.Core.Data;
+using Cwa.Core.Engine;
+using Cwa.Core.Ranking;
+using Cwa.Core.Reporting;
+using Cwa.Core.Sensitivity;
+
+namespace Cwa.Core.Pipeline;
+
+/// <summary>
+/// From calibration batches to a ranking, whichever way the model is held: in memory, a gradient pass over
+/// the whole model then a scoring pass over its tensors; streamed, one layer-major sweep that scores each tensor
+/// as it completes. Timings go to the "gradients" and "scoring" phases either way.
+/// </summary>
+internal static class RankingPass
+{
+    public static (ScoreSources Sources, RankingResult Ranking) Run(LoadedModel model, IReadOnlyList<Batch> batches, SensitivityMetric metric,
+        ObdCurvature curvature, RankingMode mode, int maxK, AnalyzeRequest r, string? dumpPath, IProgressSink progress,
+        PhaseTimer? timer = null, GradientCheckpoint? checkpoint = null)
+    {
+        if (model.Backend is StreamingCpuBackend streamed)
+        {
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var (sources, ranking, scoringSeconds) = StreamingAnalysis.Run(streamed, batches, metric, curvature, mode, maxK, r, dumpPath, progress);
+            timer?.Record("gradients", sw.Elapsed.TotalSeconds - scoringSeconds);
+            timer?.Record("scoring", scoringSeconds);
+            return (sources, ranking);
+        }
+        ScoreSources s;
+        using (timer?.Phase("gradients"))
+            s = GradientPass.Run(model, batches, metric, curvature, r, progress, checkpoint);
+        RankingResult result;
+        using (timer?.Phase("scoring"))
+            result = ScoringPass.Run(model.Backend, s, metric, curvature, mode, maxK, r.Include1D, dumpPath, progress, r.Threads);
+        return (s, result);
+    }
+}

@@ -1,0 +1,145 @@
+using System.Diagnostics;
+using Cwa.Core.Data;
+using Cwa.Core.Engine;
+using Cwa.Core.Models;
+using Cwa.Core.Ranking;
+using Cwa.Core.Sensitivity;
+
+namespace Cwa.Core.Pipeline;
+
+/// <summary>
+/// Gradient (or activation) pass and scoring of a streamed model in one layer-major sweep: each tensor is scored
+/// as soon as its sums over every batch are complete, its top entries' gradients are kept for the CSV, and its
+/// buffers are let go. Memory is one block's weights and sums plus, for the embedding and lm_head, their sums.
+/// </summary>
+internal static class StreamingAnalysis
+{
+    /// <summary>Rows of a vocabulary tensor scored at a time (its weights are widened chunk by chunk).</summary>
+    private const int ScoreRows = 4096;
+
+    public static (ScoreSources Sources, RankingResult Ranking, double ScoringSeconds) Run(StreamingCpuBackend backend, IReadOnlyList<Batch> batches,
+        SensitivityMetric metric, ObdCurvature curvature, RankingMode mode, int maxK, AnalyzeRequest r, string? dumpPath, IProgressSink progress)
+    {
+        CheckSupported(metric, curvature, r);
+        var specs = backend.Specs;
+        var scored = ScoringPass.ScoredTensors(specs, metric, r.Include1D, maxK).ToHashSet();
+        using var dump = ScoringPass.OpenDump(dumpPath, specs, scored.Order().ToList(), metric);
+        var scorer = new TensorScorer(metric, curvature, maxK, dump, r.Threads);
+        var builder = new RankingBuilder(specs, mode, maxK);
+        var captured = new Dictionary<ScoredIndex, float>();
+        var scoring = new Stopwatch();
+        ActivationStats? activations = metric.NeedsActivations() ? new ActivationStats() : null;
+
+        void Score(CompletedTensor c)
+        {
+            if (!scored.Contains(c.Index)) return;
+            scoring.Start();
+            var spec = specs[c.Index];
+            var summary = c.Weights.Length > 0
+                ? scorer.Score(c.Index, Input(spec, c.Weights, c.Gradient, c.Fisher, activations))
+                : ScoreVocabulary(backend, scorer, c, activations);
+            if (c.Gradient != null)
+                foreach (var s in summary.Top) captured[s] = c.Gradient[s.FlatIndex];
+            builder.Add(c.Index, summary);
+            scoring.Stop();
+        }
+
+        var pass = backend.Pass;
+        double lossSum = 0, seconds;
+        long tokens = 0;
+        double flops = 0;
+        IReadOnlyList<string> skipped = [];
+        var loop = Stopwatch.StartNew();
+        bool gradients = metric != SensitivityMetric.Magnitude && !metric.NeedsActivations();
+        using (var phase = progress.Start(gradients ? "gradients (layer-major)" : "forward (layer-major)", pass.Steps(batches.Count, gradients)))
+        {
+            if (gradients)
+            {
+                double scale = r.GradReduction switch
+                {
+                    "sum" => 1.0,
+                    "mean" => 1.0 / batches.Count,
+                    _ => throw new InputException($"--grad-reduction: unknown value '{r.GradReduction}' (valid: sum, mean)"),
+                };
+                var mode2 = metric.NeedsFisher(curvature) || r.SkipNonFinite ? Accumulation.PerBatch : Accumulation.Sum;
+                var losses = pass.Gradients(batches, mode2, scale, r.SkipNonFinite, Score, phase);
+                skipped = losses.Skipped;
+                for (int b = 0; b < batches.Count; b++)
+                {
+                    var res = losses.Results[b];
+                    double loss = res.Targets == 0 ? 0 : res.SumNll / res.Targets;
+                    if (!double.IsFinite(loss)) continue;
+                    lossSum += loss * batches[b].TargetCount;
+                    tokens += batches[b].TargetCount;
+                    flops += FlopCount.ForwardBackward(backend.Config, batches[b]);
+                }
+            }
+            else
+            {
+                var results = pass.ForwardAndLoss(batches, activations, l =>
+                {
+                    for (int t = 0; t < specs.Count; t++)
+                        if (specs[t].Block == l) Score(new CompletedTensor(t, backend.Weights.Slots[t], null, null));
+                }, phase);
+                for (int b = 0; b < batches.Count; b++)
+                {
+                    double loss = results[b].Targets == 0 ? 0 : results[b].SumNll / results[b].Targets;
+                    if (!double.IsFinite(loss))
+                        throw new CwaException($"calibration batch {b} produced a non-finite loss ({loss}); check the model weights and data (or pass --skip-nonfinite)");
+                    lossSum += loss * batches[b].TargetCount;
+                    tokens += batches[b].TargetCount;
+                }
+                for (int t = 0; t < specs.Count; t++)
+                    if (specs[t].Block < 0) Score(new CompletedTensor(t, specs[t].Is2D ? [] : backend.Weights.Slots[t], null, null));
+            }
+            seconds = loop.Elapsed.TotalSeconds;
+        }
+        scorer.Release();
+        dump?.Commit();
+        var sources = new ScoreSources
+        {
+            CalibrationLoss = lossSum / tokens, CalibrationTokens = tokens, CalibrationSequences = batches.Sum(b => b.BatchSize),
+            Activations = activations, SkippedBatches = skipped, CapturedGradients = gradients ? captured : null,
+            ForwardBackwardSeconds = gradients ? seconds - scoring.Elapsed.TotalSeconds : 0, ForwardBackwardFlops = flops,
+        };
+        return (sources, builder.Build(), scoring.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>What a streamed run cannot do, refused before any work with what to do instead.</summary>
+    public static void CheckSupported(SensitivityMetric metric, ObdCurvature curvature, AnalyzeRequest r)
+    {
+        if (metric.NeedsHessian(curvature))
+            throw new InputException($"--metric {metric.Name()}{(metric == SensitivityMetric.Obd ? " with --obd-curvature hutchinson" : "")} needs the whole model in fp64 and is not available with layer streaming; use --streaming off (or obd with --obd-curvature fisher)");
+        if (r.CheckpointEvery > 0 || r.Resume)
+            throw new InputException("--checkpoint-every and --resume are not available with layer streaming yet; use --streaming off or drop them");
+    }
+
+    private static TensorScoreInput Input(ParameterSpec spec, float[] w, float[]? g, float[]? f, ActivationStats? a) => new()
+    {
+        Spec = spec, Weights = w, Gradient = g, FisherSum = f,
+        InputNorms = a?.InputNorms(spec.Name), InputMaxAbs = a?.InputMaxAbs(spec.Name),
+    };
+
+    /// <summary>
+    /// The embedding or lm_head (2 GB in fp32 at 8B) scored chunk by chunk of rows, its weights widened per chunk, so
+    /// only its sums and the scores are whole. Fisher-based scores are computed in place of the Fisher sums.
+    /// </summary>
+    private static ScoreSummary ScoreVocabulary(StreamingCpuBackend backend, TensorScorer scorer, CompletedTensor c, ActivationStats? a)
+    {
+        var spec = backend.Specs[c.Index];
+        int n = (int)spec.NumElements, cols = spec.Cols;
+        var scores = c.Fisher != null && scorer.Metric is SensitivityMetric.Fisher or SensitivityMetric.Obd ? c.Fisher : scorer.Buffer(n);
+        float[] w = [], g = [], f = [];
+        for (int row = 0; row < spec.Rows; row += ScoreRows)
+        {
+            int rows = Math.Min(ScoreRows, spec.Rows - row), start = row * cols, len = rows * cols;
+            if (w.Length != len) (w, g, f) = (new float[len], c.Gradient != null ? new float[len] : [], c.Fisher != null ? new float[len] : []);
+            backend.Weights.Fill(c.Index, start, w);
+            c.Gradient?.AsSpan(start, len).CopyTo(g);
+            c.Fisher?.AsSpan(start, len).CopyTo(f);
+            var chunk = Input(spec with { Shape = [rows, cols] }, w, c.Gradient != null ? g : null, c.Fisher != null ? f : null, a);
+            ScoreFunctions.Compute(scorer.Metric, chunk, scores.AsSpan(start, len), scorer.Curvature);
+        }
+        return scorer.Summarise(c.Index, spec, scores, n);
+    }
+}

@@ -1,0 +1,125 @@
+using Cwa.Core.Checkpoints;
+using Cwa.Core.Models;
+using Cwa.Core.Ranking;
+using Cwa.Core.Sensitivity;
+
+namespace Cwa.Core.Pipeline;
+
+/// <summary>
+/// Scores one tensor on the host and keeps only its summary: exact statistics, its share of the log histogram, its
+/// best and worst maxK weights (and the optional score dump). The score buffer is reused from tensor to tensor.
+/// </summary>
+internal sealed class TensorScorer(SensitivityMetric metric, ObdCurvature curvature, int maxK, SafeTensorsWriter? dump, int threads)
+{
+    private float[] _scores = [];
+
+    public SensitivityMetric Metric => metric;
+    public ObdCurvature Curvature => curvature;
+
+    /// <summary>A score buffer of at least n values (reused; grown when a larger tensor comes).</summary>
+    public float[] Buffer(long n) => _scores.Length >= n ? _scores : _scores = new float[n];
+
+    /// <summary>Drops the buffer (a streamed run frees the 2 GB buffer of a vocabulary tensor before the next phase).</summary>
+    public void Release() => _scores = [];
+
+    public ScoreSummary Score(int t, TensorScoreInput input)
+    {
+        int n = (int)input.Spec.NumElements;
+        var scores = Buffer(n);
+        ScoreFunctions.Compute(metric, input, scores.AsSpan(0, n), curvature);
+        return Summarise(t, input.Spec, scores, n);
+    }
+
+    /// <summary>The summary of scores[0 .. n) of tensor t (already computed, e.g. chunk by chunk).</summary>
+    public ScoreSummary Summarise(int t, ParameterSpec spec, float[] scores, int n)
+    {
+        var s = scores.AsSpan(0, n);
+        dump?.Write(spec.Name, s);
+        var (st, sumSq) = TensorStatsCalculator.Compute(spec, scores, n, threads);
+        var histogram = new LogHistogramBuilder();
+        histogram.Add(scores, n, threads);
+        var high = new TopKCollector(maxK);
+        high.Add(t, s);
+        var low = new TopKCollector(maxK, largest: false);
+        low.Add(t, s);
+        return new ScoreSummary(st, sumSq, histogram, high.Result(), low.Result());
+    }
+}
+
+/// <summary>
+/// Combines per-tensor summaries into the ranking result. Summaries may arrive in any order (a streamed run
+/// completes its last block first); everything order-sensitive is done in tensor order, so the result is the same.
+/// </summary>
+internal sealed class RankingBuilder(IReadOnlyList<ParameterSpec> specs, RankingMode mode, int maxK)
+{
+    private readonly SortedDictionary<int, ScoreSummary> _summaries = new();
+
+    public void Add(int t, ScoreSummary summary) => _summaries.Add(t, summary);
+
+    public RankingResult Build()
+    {
+        var top = new Dictionary<int, List<ScoredIndex>>();
+        var bottom = new Dictionary<int, List<ScoredIndex>>();
+        var global = new TopKCollector(maxK);
+        var perBlock = new Dictionary<int, TopKCollector>();
+        var stats = new List<TensorStats>();
+        var blockAgg = new AggregateStats();
+        var compAgg = new AggregateStats();
+        var overallAgg = new AggregateStats();
+        var histogram = new LogHistogramBuilder();
+        double overallMin = double.PositiveInfinity;
+        foreach (var (t, summary) in _summaries)
+        {
+            var spec = specs[t];
+            var st = summary.Stats;
+            stats.Add(st);
+            blockAgg.Add(spec.Block < 0 ? "other" : $"block {spec.Block}", st, summary.SumSquares);
+            compAgg.Add(spec.Component, st, summary.SumSquares);
+            overallAgg.Add("all", st, summary.SumSquares);
+            overallMin = Math.Min(overallMin, st.Min);
+            histogram.Merge(summary.Histogram);
+            top[t] = summary.Top;
+            bottom[t] = summary.Bottom;
+            var block = perBlock.TryGetValue(spec.Block, out var c) ? c : perBlock[spec.Block] = new TopKCollector(maxK);
+            foreach (var cand in summary.Top)
+            {
+                global.Offer(cand);
+                block.Offer(cand);
+            }
+        }
+        var overall = overallAgg.Rows()[0];
+        var h = histogram.Build();
+        return new RankingResult
+        {
+            Mode = mode,
+            MaxK = maxK,
+            ScoredTensors = _summaries.Keys.ToList(),
+            TopPerTensor = top,
+            BottomPerTensor = bottom,
+            Global = global.Result(),
+            PerBlock = perBlock.ToDictionary(kv => kv.Key, kv => kv.Value.Result()),
+            Stats = stats,
+            PerBlockAggregates = blockAgg.Rows(),
+            PerComponentAggregates = compAgg.Rows(),
+            Overall = overall,
+            OverallStats = new TensorStats("all", -1, "all", overall.NumWeights, overall.Mean, overall.Std, overallMin, overall.Max,
+                HistogramQuantile(h, 0.5), HistogramQuantile(h, 0.95), HistogramQuantile(h, 0.99), HistogramQuantile(h, 0.999), h.Zeros, overall.Sum),
+            Histogram = h,
+        };
+    }
+
+    /// <summary>Model-wide quantiles for the plot's summary box, from the histogram (bin upper edge): per-tensor ones are exact.</summary>
+    private static double HistogramQuantile(LogHistogram h, double q)
+    {
+        long total = h.Zeros + h.Counts.Sum();
+        if (total == 0) return double.NaN;
+        long target = (long)Math.Ceiling(q * total), seen = h.Zeros;
+        if (seen >= target) return 0;
+        for (int i = 0; i < h.Counts.Length; i++)
+        {
+            seen += h.Counts[i];
+            if (seen >= target) return h.Edges[i + 1];
+        }
+        return h.Edges[^1];
+    }
+}
