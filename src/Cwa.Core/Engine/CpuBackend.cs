@@ -30,6 +30,9 @@ public sealed class CpuBackend : IBackend
         set => _model.Observer = value;
     }
 
+    public void Reserve(Pipeline.Workload workload) => _model.Reserve(workload.Batch, workload.SeqLen, workload.Gradients);
+    public void ReleaseWorkspace() => _model.ReleaseWorkspace();
+
     public double ForwardLoss(Batch batch) => _model.ForwardLoss(batch);
     public double ForwardBackward(Batch batch, double scale) => _model.ForwardBackward(batch, Gradients, scale);
     public EvalResult Evaluate(Batch batch) => _model.Evaluate(batch);

@@ -16,6 +16,12 @@ public interface IBackend : IDisposable
     IReadOnlyList<ParameterSpec> Specs { get; }
     IActivationObserver<float>? Observer { get; set; }
 
+    /// <summary>Allocates what batches up to this shape need now, once (not batch by batch as shapes grow).</summary>
+    void Reserve(Pipeline.Workload workload) { }
+
+    /// <summary>Frees the forward/backward work buffers (after the gradient pass; a later pass allocates what it needs).</summary>
+    void ReleaseWorkspace() { }
+
     double ForwardLoss(Batch batch);
     /// <summary>Adds scale * d(batch mean loss)/dW to the gradient buffers; returns the batch loss.</summary>
     double ForwardBackward(Batch batch, double scale);

@@ -39,7 +39,7 @@ internal sealed class LayerMajorPass
     private readonly ModelConfig _c;
     private readonly long _memoryBudget;
     private readonly string? _scratchDir;
-    private readonly Dictionary<(int, bool), float[]> _work = new();
+    private float[] _x = [], _dx = [];
 
     public LayerMajorPass(StreamedWeights weights, EngineOptions options, long memoryBudget, string? scratchDir)
     {
@@ -53,6 +53,24 @@ internal sealed class LayerMajorPass
     public IReadOnlyList<ParameterSpec> Specs => _w.Specs;
     public int HeadIndex => _model.HeadIndex;
     public int EmbedIndex => _model.EmbedIndex;
+
+    /// <summary>Allocates one block's activation buffers for the largest batch at once (never regrown batch by batch).</summary>
+    public void Reserve(Workload w)
+    {
+        _model.Reserve(w.Batch, w.SeqLen, backward: false);
+        Work(w.Batch * w.SeqLen * _c.HiddenSize, gradient: false);
+        if (w.Gradients) Work(w.Batch * w.SeqLen * _c.HiddenSize, gradient: true);
+    }
+
+    /// <summary>
+    /// Returns the memory of released model-sized buffers (the 2 GB vocabulary sums at 8B) before the next phase
+    /// allocates its own: without it the collector may keep both until its next full collection.
+    /// </summary>
+    private static void Reclaim()
+    {
+        System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
+        GC.Collect();
+    }
 
     /// <summary>Steps a progress bar should expect for a pass over this many batches.</summary>
     public int Steps(int batches, bool backward) => batches * (1 + _c.NumLayers * (backward ? 2 : 1) + (backward ? 2 : 1));
@@ -126,7 +144,7 @@ internal sealed class LayerMajorPass
             if (live[b])
             {
                 normSums.EndBatch(scale, b, Specs[finalNorm].Name);
-                dx.CopyTo(store.Slot(dxLevel, b));
+                Save(dx, store.Slot(dxLevel, b));
             }
             phase?.Advance();
         }
@@ -137,6 +155,7 @@ internal sealed class LayerMajorPass
         {
             onTensor(new CompletedTensor(head, [], headSums.Total, headSums.Squares));
             headSums = null;
+            Reclaim();
         }
 
         // Blocks, last first: recompute from the saved input, backpropagate the saved gradient, complete the block.
@@ -161,7 +180,7 @@ internal sealed class LayerMajorPass
                 _model.ForwardBlock(l, x, cache[0], ctxs[b], null);
                 var dx = Load(store.Slot(dxLevel, b), gradient: true);
                 _model.BackwardBlock(l, cache[0], dx, grads, ctxs[b]);
-                dx.CopyTo(store.Slot(dxLevel, b));
+                Save(dx, store.Slot(dxLevel, b));
                 foreach (int t in members) blockSums[Specs[t].Component].EndBatch(scale, b, Specs[t].Name);
                 phase?.Advance();
             }
@@ -174,6 +193,7 @@ internal sealed class LayerMajorPass
         }
         _w.ReleaseBlocks();
         blockSums.Clear();
+        Reclaim();
 
         // Embedding: each batch's rows of the gradient flowing out of block 0 go to their tokens' rows.
         var embedSums = headSums ?? new Sums(vocabValues, mode);
@@ -225,7 +245,7 @@ internal sealed class LayerMajorPass
         {
             for (int b = 0; b < ctxs.Count; b++)
             {
-                _model.Embed(ctxs[b]).CopyTo(store.Slot(0, b));
+                _model.Embed(ctxs[b]).AsSpan(0, ctxs[b].Count * d).CopyTo(store.Slot(0, b));
                 phase?.Advance();
             }
             for (int l = 0; l < L; l++)
@@ -236,7 +256,7 @@ internal sealed class LayerMajorPass
                     var cache = _model.Caches(ctxs[b].Batch, 1);
                     var x = Load(store.Slot(l, b));
                     _model.ForwardBlock(l, x, cache[0], ctxs[b], _model.Observer);
-                    x.CopyTo(store.Slot(l + 1, b));
+                    Save(x, store.Slot(l + 1, b));
                     phase?.Advance();
                 }
                 afterBlock?.Invoke(l);
@@ -250,7 +270,7 @@ internal sealed class LayerMajorPass
         }
     }
 
-    /// <summary>A work array holding a copy of a slot (the engine's block operations take whole arrays).</summary>
+    /// <summary>A work array whose first values are a copy of a slot (the engine's block operations take arrays).</summary>
     private float[] Load(ReadOnlySpan<float> slot, bool gradient = false)
     {
         var x = Work(slot.Length, gradient);
@@ -258,12 +278,15 @@ internal sealed class LayerMajorPass
         return x;
     }
 
-    /// <summary>Reused arrays by length: one for hidden states, one for the gradient flowing back.</summary>
+    /// <summary>One array for hidden states and one for the gradient flowing back, grown to the largest batch.</summary>
     private float[] Work(int length, bool gradient)
     {
-        if (!_work.TryGetValue((length, gradient), out var a)) _work[(length, gradient)] = a = new float[length];
+        ref var a = ref gradient ? ref _dx : ref _x;
+        if (a.Length < length) a = new float[length];
         return a;
     }
+
+    private static void Save(float[] work, Span<float> slot) => work.AsSpan(0, slot.Length).CopyTo(slot);
 
     /// <summary>
     /// The running sums of one tensor. Sum: the engine accumulates straight into Total. PerBatch: into a batch

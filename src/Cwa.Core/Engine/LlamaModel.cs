@@ -23,11 +23,16 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     private readonly LossHead<T> _lossHead;
     private readonly IMatrixRows<T> _embedRows, _headRows;
     private Rope<T>? _rope;
-    // Work buffers of the last batch shape, reused while shapes repeat (most batches): allocating ~100 MB of large
-    // arrays per call cost more than some of the GEMMs. Every buffer is fully written before it is read.
-    private (int Batch, int SeqLen, int Layers) _cachedShape;
+    // Work buffers sized for the largest batch seen so far and reused by every smaller one: batches differ in padded
+    // length, and reallocating ~100 MB of large arrays per batch cost more than some GEMMs and let the garbage
+    // collector hold several batches' worth. Every element used is written before it is read.
+    private (long Rows, long Probs) _capacity;
     private LayerCache<T>[] _caches = [];
     private BlockScratch? _scratch;
+    // Per-batch hidden-sized arrays, likewise grown to the largest batch and reused (only the first rows x hidden are used).
+    private T[] _x = [], _dx = [], _xn = [], _dxn = [], _rf = [];
+
+    private static T[] Grow(ref T[] array, int length) => array.Length >= length ? array : array = new T[length];
 
     /// <param name="embedding">where embedding rows are read (default: the resident tensor)</param>
     /// <param name="head">where lm_head rows are read (default: the resident tensor, or the embedding when tied)</param>
@@ -86,14 +91,16 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         bool keepAll = backward && !_options.Recompute;
         var caches = Caches(batch, keepAll ? _c.NumLayers : 1);
         var x = Embed(ctx);
+        int size = ctx.Count * _c.HiddenSize;
         var savedInputs = backward && _options.Recompute ? new T[_c.NumLayers][] : null;
         for (int l = 0; l < _c.NumLayers; l++)
         {
-            if (savedInputs != null) savedInputs[l] = (T[])x.Clone();
+            if (savedInputs != null) savedInputs[l] = x.AsSpan(0, size).ToArray();
             ForwardBlock(l, x, caches[keepAll ? l : 0], ctx, Observer);
         }
         if (!backward) return Head(ctx, x, null, null, null, scale);
-        var dx = new T[x.Length];
+        var dx = Grow(ref _dx, size);
+        Array.Clear(dx, 0, size);
         var result = Head(ctx, x, new ResidentRows<T>(grads![_head], _c.HiddenSize), grads[_finalNorm], dx, scale);
         for (int l = _c.NumLayers - 1; l >= 0; l--)
         {
@@ -129,26 +136,40 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         return new BatchRows { Batch = batch, Rows = rows, Real = real, TargetRows = targetRows, Targets = targets };
     }
 
-    /// <summary>Activation buffers for `count` blocks of this batch shape (reused while shapes repeat).</summary>
+    /// <summary>Allocates the work buffers for batches up to this shape at once, so they are never reallocated as shapes grow.</summary>
+    internal void Reserve(int batch, int seqLen, bool backward) =>
+        Caches(new Batch(batch, seqLen, [], new int[batch]), backward && !_options.Recompute ? _c.NumLayers : 1);
+
+    /// <summary>Drops the work buffers (the next pass allocates what it needs).</summary>
+    internal void ReleaseWorkspace()
+    {
+        _caches = [];
+        _scratch = null;
+        _capacity = default;
+        _x = _dx = _xn = _dxn = _rf = [];
+    }
+
+    /// <summary>Activation buffers for at least `count` blocks, large enough for this batch (grown, never shrunk).</summary>
     internal LayerCache<T>[] Caches(Batch batch, int count)
     {
-        int bsz = batch.BatchSize, s = batch.SeqLen;
-        if (_cachedShape != (bsz, s, count))
+        long rows = (long)batch.BatchSize * batch.SeqLen, probs = rows * _c.NumHeads * batch.SeqLen;
+        if (rows > _capacity.Rows || probs > _capacity.Probs)
         {
-            // Keep what is already allocated for this shape (e.g. forward-only after forward+backward).
-            var reuse = _cachedShape.Batch == bsz && _cachedShape.SeqLen == s ? _caches : [];
-            _caches = Enumerable.Range(0, count).Select(i => i < reuse.Length ? reuse[i] : NewCache(batch)).ToArray();
-            if (_scratch == null || _cachedShape.Batch != bsz || _cachedShape.SeqLen != s) _scratch = new BlockScratch(bsz * s, _c);
-            _cachedShape = (bsz, s, count);
+            _capacity = (Math.Max(rows, _capacity.Rows), Math.Max(probs, _capacity.Probs));
+            _caches = [];
+            _scratch = null;
         }
+        if (_caches.Length < count)
+            _caches = Enumerable.Range(0, count).Select(i => i < _caches.Length ? _caches[i] : NewCache()).ToArray();
+        _scratch ??= new BlockScratch(checked((int)_capacity.Rows), _c);
         return _caches;
     }
 
-    /// <summary>The embedding rows of the batch's tokens, [rows, hidden].</summary>
+    /// <summary>The embedding rows of the batch's tokens, [rows, hidden], in the first rows of a reused array.</summary>
     internal T[] Embed(BatchRows ctx)
     {
         int n = ctx.Count, d = _c.HiddenSize;
-        var x = new T[n * d];
+        var x = Grow(ref _x, n * d);
         for (int r = 0; r < n; r++)
         {
             int tok = ctx.Rows.Tokens[r];
@@ -168,12 +189,12 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         Func<LossHead<T>.Result, bool>? backwardIf = null)
     {
         int n = ctx.Count, d = _c.HiddenSize;
-        var xn = new T[n * d];
-        var rf = new T[n];
+        var xn = Grow(ref _xn, n * d);
+        var rf = Grow(ref _rf, n);
         RmsNorm<T>.Forward(x, _w[_finalNorm], xn, rf, n, d, _c.RmsNormEps, _threads);
         if (Observer != null && _head != _embed)
             Observer.OnLinearInput(_w.Specs[_head], xn, n, d, ctx.Real);
-        var dxn = dx != null ? new T[n * d] : null;
+        var dxn = dx != null ? Grow(ref _dxn, n * d) : null;
         bool backward = dx != null;
         var result = _lossHead.Run(ctx.TargetRows, ctx.Targets, xn, d, _headRows, _c.VocabSize, dHead, dxn, scale, r => backward = backwardIf?.Invoke(r) ?? true);
         if (backward)
@@ -192,8 +213,8 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         }
     }
 
-    private LayerCache<T> NewCache(Batch b) =>
-        new(b.BatchSize * b.SeqLen, b.BatchSize, b.SeqLen, _c.HiddenSize, _c.QDim, _c.KvDim, _c.NumHeads, _c.IntermediateSize);
+    private LayerCache<T> NewCache() =>
+        new(checked((int)_capacity.Rows), checked((int)_capacity.Probs), _c.HiddenSize, _c.QDim, _c.KvDim, _c.IntermediateSize);
 
     /// <summary>x holds the block's input on entry and its output on return; c keeps what the backward needs.</summary>
     internal void ForwardBlock(int l, T[] x, LayerCache<T> c, BatchRows ctx, IActivationObserver<T>? obs)
@@ -201,7 +222,7 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         var p = _layers[l];
         var (batch, rows, real, sc) = (ctx.Batch, ctx.Rows, ctx.Real, _scratch!);
         int n = rows.Count, d = _c.HiddenSize, f = _c.IntermediateSize;
-        Array.Copy(x, c.XIn, x.Length);
+        Array.Copy(x, c.XIn, n * d);
         RmsNorm<T>.Forward(c.XIn, _w[p.InNorm], c.Xn1, c.R1, n, d, _c.RmsNormEps, _threads);
         if (obs != null)
             foreach (int i in new[] { p.Q, p.K, p.V }) obs.OnLinearInput(_w.Specs[i], c.Xn1, n, d, real);

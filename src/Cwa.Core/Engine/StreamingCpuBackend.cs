@@ -31,6 +31,8 @@ public sealed class StreamingCpuBackend : IBackend
     public IReadOnlyList<ParameterSpec> Specs => Weights.Specs;
     public IActivationObserver<float>? Observer { get; set; }
 
+    public void Reserve(Workload workload) => Pass.Reserve(workload);
+
     public double ForwardLoss(Batch batch)
     {
         var r = Pass.ForwardAndLoss([batch], Observer, null, null)[0];

@@ -1,53 +1,70 @@
 namespace Cwa.Core.Models;
 
 /// <summary>
-/// Bytes an analyze run needs on the CPU backend: fp32 weights and gradients, the activations one
-/// forward/backward keeps (per block: about 9 hidden-sized, 3 ffn-sized and 4 q/kv-sized rows per token, plus the
-/// attention probabilities), backward scratch, and one chunk of logits.
+/// Bytes an analyze run needs on the CPU, at its peak, from the engine's own buffer sizes: fp32 weights and gradients
+/// (four model-sized arrays with per-batch gradients: the backend's, the read-back batch, the sum, the Fisher sum),
+/// the activations the backward keeps (LayerCache per block), the backward scratch and per-batch arrays, the loss
+/// head's tiles, and the .NET runtime itself. Checked against measured peaks of anonymous memory in tests.
 /// </summary>
-public sealed record MemoryEstimate(long Weights, long Gradients, long Activations, long Logits)
+public sealed record MemoryEstimate(long Weights, long Gradients, long Activations, long Logits, long Runtime = MemoryEstimate.RuntimeBytes)
 {
-    public long Total => Weights + Gradients + Activations + Logits;
+    /// <summary>The runtime, libraries and plotting of a run whose model is negligible (measured: 20-31 MiB, tiny preset).</summary>
+    public const long RuntimeBytes = 32L << 20;
 
-    public static MemoryEstimate ForAnalysis(ModelConfig c, int batch, int seqLen, bool needGradients = true, bool recompute = false)
+    public long Total => Weights + Gradients + Activations + Logits + Runtime;
+
+    public static MemoryEstimate ForAnalysis(ModelConfig c, int batch, int seqLen, bool needGradients = true, bool recompute = false, bool perBatch = false)
     {
         long n = (long)batch * seqLen;
         long weights = LlamaLayout.ParameterCount(c) * 4;
-        long perBlock = n * (6L * c.HiddenSize + 3L * c.IntermediateSize + 2L * c.QDim + 2L * c.KvDim) + (long)batch * c.NumHeads * seqLen * seqLen;
-        long scratch = n * (2L * c.HiddenSize + 3L * c.IntermediateSize + 2L * c.QDim + 2L * c.KvDim);
         long blocks = needGradients && !recompute ? c.NumLayers : 1;
-        long activations = 4 * (perBlock * blocks + scratch + (recompute ? n * c.HiddenSize * c.NumLayers : 0));
-        long logits = 4 * Math.Min(n * c.VocabSize, (1L << 24) + c.VocabSize) * 2;
-        return new MemoryEstimate(weights, needGradients ? weights : 0, activations, logits);
+        long activations = blocks * BlockCache(c, batch, seqLen) + Scratch(c, n) + BatchArrays(c, n) + (recompute ? 4 * n * c.HiddenSize * c.NumLayers : 0);
+        return new MemoryEstimate(weights, needGradients ? weights * (perBatch ? 4 : 1) : 0, activations, HeadBuffers(c, n));
     }
 
     /// <summary>
-    /// Bytes a layer-streamed run needs at its peak: one block's fp32 weights and gradient sums (three buffers with
-    /// per-batch sums), the embedding/lm_head sums and scores while those are scored, one block's activations for one
-    /// batch, a logits tile, and the saved hidden states of every batch when they stay in memory (HiddenBytes).
+    /// Bytes a layer-streamed run needs at its peak: one block's fp32 weights, and the larger of a block's gradient
+    /// sums (three buffers with per-batch sums) with its scores, or the embedding/lm_head sums with their scores (a
+    /// tied embedding's sums stay through the blocks); one block's activations for one batch, the loss head's tiles,
+    /// and the saved hidden states of every batch when they stay in memory (<see cref="HiddenBytes"/>).
     /// </summary>
     public static MemoryEstimate ForStreaming(ModelConfig c, int batch, int seqLen, bool needGradients, bool perBatch, long totalTokens, bool hiddenInMemory)
     {
         var specs = LlamaLayout.Parameters(c);
-        long block = specs.Where(s => s.Block == 0).Sum(s => s.NumElements) * 4;
+        var blockSpecs = specs.Where(s => s.Block == 0 && s.Is2D).ToList();
+        long block = blockSpecs.Sum(s => s.NumElements) * 4, largest = blockSpecs.Max(s => s.NumElements) * 4;
         long small = specs.Where(s => !s.Is2D).Sum(s => s.NumElements) * 4;
         long vocab = (long)c.VocabSize * c.HiddenSize * 4;
-        long weights = block + small + 4096L * c.HiddenSize * 4;
-        // Peak of the gradient side: a block's sums, or while the head is scored its sums plus a score buffer (Fisher
-        // scores replace the Fisher sums in place); a tied embedding's sums stay through the blocks.
-        long blockSums = needGradients ? block * (perBatch ? 3 : 1) : 0;
-        long vocabSums = needGradients ? vocab * (perBatch ? 2 : 2) : vocab;
-        long gradients = Math.Max(blockSums + (c.TieWordEmbeddings && needGradients ? vocab : 0), vocabSums);
+        long weights = block + small + Math.Min(c.VocabSize, 4096) * (long)c.HiddenSize * 4;
+        long blockPhase = (needGradients ? block * (perBatch ? 3 : 1) : 0) + largest + (c.TieWordEmbeddings && needGradients ? vocab : 0);
+        // Sums, the score buffer, and the weights, gradients and Fisher sums of the 1024 rows being scored.
+        long vocabPhase = (needGradients ? vocab * (perBatch ? 2 : 1) : 0) + vocab + 3L * Math.Min(c.VocabSize, 1024) * c.HiddenSize * 4;
         long n = (long)batch * seqLen;
-        long perBlock = n * (6L * c.HiddenSize + 3L * c.IntermediateSize + 2L * c.QDim + 2L * c.KvDim) + (long)batch * c.NumHeads * seqLen * seqLen;
-        long scratch = n * (2L * c.HiddenSize + 3L * c.IntermediateSize + 2L * c.QDim + 2L * c.KvDim);
-        long activations = 4 * (perBlock + scratch + 4 * n * c.HiddenSize) + (hiddenInMemory ? HiddenBytes(c, totalTokens, needGradients) : 0);
-        return new MemoryEstimate(weights, gradients, activations, 4 * (1L << 24));
+        long activations = BlockCache(c, batch, seqLen) + Scratch(c, n) + BatchArrays(c, n) + 2 * 4 * n * c.HiddenSize
+            + (hiddenInMemory ? HiddenBytes(c, totalTokens, needGradients) : 0);
+        return new MemoryEstimate(weights, Math.Max(blockPhase, vocabPhase), activations, HeadBuffers(c, n));
     }
 
     /// <summary>The saved hidden states of a layer-major pass: every block's input and the gradient, for every token.</summary>
     public static long HiddenBytes(ModelConfig c, long totalTokens, bool needGradients) =>
         (c.NumLayers + 1 + (needGradients ? 1 : 0)) * totalTokens * c.HiddenSize * 4;
+
+    /// <summary>What one block keeps for its backward (LayerCache): 4 hidden, 2 q, 2 kv, 3 ffn values and 2 norms per token, plus attention probabilities.</summary>
+    private static long BlockCache(ModelConfig c, int batch, int seqLen) =>
+        4 * ((long)batch * seqLen * (4L * c.HiddenSize + 2L * c.QDim + 2L * c.KvDim + 3L * c.IntermediateSize + 2) + (long)batch * c.NumHeads * seqLen * seqLen);
+
+    /// <summary>The backward's scratch shared by all blocks (BlockScratch).</summary>
+    private static long Scratch(ModelConfig c, long n) => 4 * n * (c.HiddenSize + 3L * c.IntermediateSize + 2L * c.QDim + 2L * c.KvDim);
+
+    /// <summary>Hidden-sized arrays of one batch: embedding output, gradient, final-norm output and its gradient.</summary>
+    private static long BatchArrays(ModelConfig c, long n) => 4 * n * (4L * c.HiddenSize + 1);
+
+    /// <summary>The loss head's logits tile, gathered rows and row gradients.</summary>
+    private static long HeadBuffers(ModelConfig c, long n)
+    {
+        long vc = Math.Min(c.VocabSize, 4096), rc = Math.Min(n, (1L << 24) / vc);
+        return 4 * (rc * vc + rc * c.HiddenSize + n * c.HiddenSize + 5 * n);
+    }
 
     /// <summary>Refuses up front, with the numbers, instead of being killed by the OOM killer half way through.</summary>
     public void EnsureFits(string where, long availableBytes, string fix = "try --recompute, a smaller --batch-size or a shorter --max-length")
@@ -57,7 +74,7 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
     }
 
     public string Describe() => $"an analyze run needs about {Format(Total)} (weights {Format(Weights)}, gradients {Format(Gradients)}, " +
-        $"activations {Format(Activations)}, logits {Format(Logits)})";
+        $"activations {Format(Activations)}, logits {Format(Logits)}, runtime {Format(Runtime)})";
 
     public static string Format(long bytes) => bytes switch
     {

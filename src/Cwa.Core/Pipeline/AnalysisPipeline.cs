@@ -19,6 +19,7 @@ public static class AnalysisPipeline
     {
         var start = DateTimeOffset.UtcNow;
         var timer = new PhaseTimer();
+        using var memory = MemoryMonitor.Start();
         // Every option and everything the model's headers tell is checked before any heavy work, so a bad option
         // fails in milliseconds with exit code 2 and the out dir is never touched.
         var metric = SensitivityMetrics.Parse(r.Metric);
@@ -54,11 +55,14 @@ public static class AnalysisPipeline
                 throw;
             }
             bool gradients = metric != SensitivityMetric.Magnitude && !metric.NeedsActivations();
-            var workload = new Workload(r.BatchSize, r.MaxLength, gradients, metric.NeedsFisher(curvature) || r.SkipNonFinite,
+            // The largest batch shape the run will see (texts shorter than --max-length make smaller batches).
+            var shapes = batches.Concat(evalBatches).Concat(stabilityPlan?.Seeds.SelectMany(s => s.Batches) ?? [])
+                .Concat(stabilityPlan?.Halves is var (ha, hb) ? ha.Concat(hb) : []).ToList();
+            var workload = new Workload(shapes.Max(b => b.BatchSize), shapes.Max(b => b.SeqLen), gradients, metric.NeedsFisher(curvature) || r.SkipNonFinite,
                 Math.Max(batches.Sum(b => b.Lengths.Sum()), evalBatches.Sum(b => b.Lengths.Sum())));
             model = LoadedModel.Load(source, onDevice, new EngineOptions(r.Threads, r.Recompute), progress, workload,
                 new MemoryPolicy(r.Streaming, r.MemoryBudget, outDir));
-            if (model.Backend is StreamingCpuBackend) StreamingAnalysis.CheckSupported(metric, curvature, r);
+            if (model.Backend is StreamingCpuBackend) StreamingAnalysis.CheckSupported(metric, curvature, r, model.Config);
         }
         using (model)
         {
@@ -132,7 +136,7 @@ public static class AnalysisPipeline
             }
             if (stability != null) results.Add(("mean Jaccard across seeds", stability.MeanJaccardAcrossSeeds));
 
-            var facts = new RunFacts(r, start, timer, metric, mode, model, data, sources, ranking, top, superWeights, pert, stability, config, dtypeName, results);
+            var facts = new RunFacts(r, start, timer, metric, mode, model, data, sources, ranking, top, superWeights, pert, stability, config, dtypeName, results, memory);
             using (timer.Phase("report"))
                 RunDocuments.WriteReport(outputs.PathOf("report.html"), facts, outputs.PlotFiles);
             RunDocuments.WriteManifest(outDir, facts);

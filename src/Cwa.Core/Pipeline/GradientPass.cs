@@ -121,6 +121,8 @@ public static class GradientPass
             if (!perBatch)
                 for (int t = 0; t < tensors; t++)
                 {
+                    // The CPU backend's sums are host arrays already: use them rather than a second model-sized copy.
+                    if (backend is CpuBackend cpu) { gradient[t] = cpu.Gradients[t]; continue; }
                     var g = new float[backend.Specs[t].NumElements];
                     backend.ReadGradient(t, g);
                     gradient[t] = g;

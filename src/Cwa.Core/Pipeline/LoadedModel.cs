@@ -33,6 +33,8 @@ public sealed class LoadedModel : IDisposable
     /// <summary>The dtype weights are held in (defines what bit_flip flips).</summary>
     public required DType HeldType { get; init; }
     public ModelConfig Config => Checkpoint.Config;
+    /// <summary>The host memory the run was planned with (null when no workload was given).</summary>
+    public MemoryEstimate? MemoryPlan { get; private init; }
 
     /// <param name="gpu">how to open the CUDA backend for `cuda` and `auto` (null: this caller has none)</param>
     public static LoadedModel Open(string? modelDir, string? dtype, string device, EngineOptions options, IProgressSink progress,
@@ -54,7 +56,7 @@ public sealed class LoadedModel : IDisposable
             memory ??= new MemoryPolicy();
             long budget = memory.Budget ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
             var w = workload ?? new Workload(1, 16, false);
-            var inMemory = MemoryEstimate.ForAnalysis(ckpt.Config, w.Batch, w.SeqLen, w.Gradients, options.Recompute);
+            var inMemory = MemoryEstimate.ForAnalysis(ckpt.Config, w.Batch, w.SeqLen, w.Gradients, options.Recompute, w.PerBatch);
             bool stream = memory.Streaming switch
             {
                 "on" => true,
@@ -65,11 +67,11 @@ public sealed class LoadedModel : IDisposable
             if (stream && onDevice != null)
                 throw new InputException("--streaming on: layer streaming runs on the CPU backend only so far; add --device cpu");
             if (stream) return Streamed(source, options, progress, w, budget, memory.ScratchDir, inMemory);
+            var plan = workload == null ? null : onDevice != null ? inMemory with { Weights = 0, Activations = 0, Logits = 0 } : inMemory;
             if (workload != null)
             {
                 // On a device the host holds no weights or activations, at most gradient sums read back for host scoring.
-                var host = onDevice != null ? inMemory with { Weights = 0, Activations = 0, Logits = 0 } : inMemory;
-                host.EnsureFits(ckpt.Directory, budget, onDevice != null || memory.Streaming == "off"
+                plan!.EnsureFits(ckpt.Directory, budget, onDevice != null || memory.Streaming == "off"
                     ? "try --recompute, a smaller --batch-size or a shorter --max-length"
                     : "try --streaming on (layer streaming), --recompute, a smaller --batch-size or a shorter --max-length");
             }
@@ -77,20 +79,23 @@ public sealed class LoadedModel : IDisposable
                 return new LoadedModel
                 {
                     Path = source.Path, DisplayName = source.DisplayName, Checkpoint = ckpt, Tokenizer = source.Tokenizer, HeldType = source.HeldType,
-                    Backend = onDevice.Create(ckpt, source.HeldType, options, workload, progress),
+                    Backend = onDevice.Create(ckpt, source.HeldType, options, workload, progress), MemoryPlan = plan,
                 };
             ModelWeights<float> weights;
             using (var phase = progress.Start("load", source.Specs.Count))
                 weights = ReadHostWeights(ckpt, source.HeldType, phase);
+            var cpu = new CpuBackend(weights, options);
+            if (workload is { } reserve) cpu.Reserve(reserve);
             return new LoadedModel
             {
                 Path = source.Path,
                 DisplayName = source.DisplayName,
                 Checkpoint = ckpt,
                 Tokenizer = source.Tokenizer,
-                Backend = new CpuBackend(weights, options),
+                Backend = cpu,
                 Weights = weights,
                 HeldType = source.HeldType,
+                MemoryPlan = plan,
             };
         }
         catch
@@ -111,12 +116,16 @@ public sealed class LoadedModel : IDisposable
         resident.EnsureFits(source.Checkpoint.Directory, budget, "lower --batch-size or --max-length, or raise --memory-budget");
         long hiddenBudget = scratchDir == null ? long.MaxValue : budget - resident.Total;
         long hidden = MemoryEstimate.HiddenBytes(c, w.Tokens, w.Gradients);
+        var backend = new StreamingCpuBackend(source.Checkpoint, source.HeldType, options, hiddenBudget, scratchDir);
+        backend.Reserve(w);
+        var plan = hidden <= hiddenBudget ? MemoryEstimate.ForStreaming(c, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: true) : resident;
         progress.Info($"layer streaming: weights stay mapped and one block at a time is widened (in memory the run would need {MemoryEstimate.Format(inMemory.Total)}, " +
             $"the budget is {MemoryEstimate.Format(budget)}); hidden states {MemoryEstimate.Format(hidden)} {(hidden <= hiddenBudget ? "in memory" : "in a scratch file")}");
         return new LoadedModel
         {
             Path = source.Path, DisplayName = source.DisplayName, Checkpoint = source.Checkpoint, Tokenizer = source.Tokenizer, HeldType = source.HeldType,
-            Backend = new StreamingCpuBackend(source.Checkpoint, source.HeldType, options, hiddenBudget, scratchDir),
+            Backend = backend,
+            MemoryPlan = plan,
         };
     }
 

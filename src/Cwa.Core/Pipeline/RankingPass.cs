@@ -28,6 +28,8 @@ internal static class RankingPass
         ScoreSources s;
         using (timer?.Phase("gradients"))
             s = GradientPass.Run(model, batches, metric, curvature, r, progress, checkpoint);
+        // Activations are not needed while scoring: their memory goes back before the score buffers come.
+        model.Backend.ReleaseWorkspace();
         RankingResult result;
         using (timer?.Phase("scoring"))
             result = ScoringPass.Run(model.Backend, s, metric, curvature, mode, maxK, r.Include1D, dumpPath, progress, r.Threads);

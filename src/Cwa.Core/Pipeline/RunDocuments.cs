@@ -9,7 +9,8 @@ namespace Cwa.Core.Pipeline;
 internal sealed record RunFacts(
     AnalyzeRequest Request, DateTimeOffset Start, PhaseTimer Timer, SensitivityMetric Metric, RankingMode Mode, LoadedModel Model,
     CalibrationData Data, ScoreSources Sources, RankingResult Ranking, IReadOnlyList<RankedWeight> Top, IReadOnlyList<SuperWeightLayer> SuperWeights,
-    PerturbationReport? Perturbation, StabilityReport? Stability, JsonObject Config, string DtypeName, IReadOnlyList<(string, double)> Results);
+    PerturbationReport? Perturbation, StabilityReport? Stability, JsonObject Config, string DtypeName, IReadOnlyList<(string, double)> Results,
+    MemoryMonitor Memory);
 
 /// <summary>report.html and experiment_manifest.json of a run (the manifest last: it hashes every other file).</summary>
 internal static class RunDocuments
@@ -69,6 +70,12 @@ internal static class RunDocuments
             resultsJson["forward_backward_seconds"] = sources.ForwardBackwardSeconds;
             resultsJson["forward_backward_tflops"] = sources.ForwardBackwardFlops / sources.ForwardBackwardSeconds / 1e12;
         }
+        // Peak memory until the manifest is written: anonymous memory (what the run needs) and the whole resident set
+        // (which also counts the page cache of the memory-mapped weights).
+        resultsJson["peak_rss_anon_bytes"] = f.Memory.PeakAnonymousBytes;
+        resultsJson["peak_rss_bytes"] = MemoryMonitor.PeakResidentBytes;
+        resultsJson["layer_streaming"] = model.Backend is Engine.StreamingCpuBackend;
+        if (model.MemoryPlan is { } plan) resultsJson["memory_estimate_bytes"] = plan.Total;
         resultsJson["skipped_batches"] = new JsonArray(sources.SkippedBatches.Select(b => (JsonNode)b).ToArray());
         new ExperimentManifest
         {

@@ -57,8 +57,10 @@ public static class ScoringPass
     private static ScoreSummary OnHost(IBackend backend, int t, ScoreSources sources, TensorScorer scorer)
     {
         var spec = backend.Specs[t];
-        var w = new float[spec.NumElements];
-        backend.ReadWeight(t, w);
+        // The CPU backend holds its weights as host arrays (read-only here); other backends copy the tensor out.
+        float[] w;
+        if (backend is CpuBackend cpu) w = cpu.Weights[t];
+        else backend.ReadWeight(t, w = new float[spec.NumElements]);
         return scorer.Score(t, new TensorScoreInput
         {
             Spec = spec,

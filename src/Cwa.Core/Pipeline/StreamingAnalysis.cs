@@ -15,12 +15,12 @@ namespace Cwa.Core.Pipeline;
 internal static class StreamingAnalysis
 {
     /// <summary>Rows of a vocabulary tensor scored at a time (its weights are widened chunk by chunk).</summary>
-    private const int ScoreRows = 4096;
+    private const int ScoreRows = 1024;
 
     public static (ScoreSources Sources, RankingResult Ranking, double ScoringSeconds) Run(StreamingCpuBackend backend, IReadOnlyList<Batch> batches,
         SensitivityMetric metric, ObdCurvature curvature, RankingMode mode, int maxK, AnalyzeRequest r, string? dumpPath, IProgressSink progress)
     {
-        CheckSupported(metric, curvature, r);
+        CheckSupported(metric, curvature, r, backend.Config);
         var specs = backend.Specs;
         var scored = ScoringPass.ScoredTensors(specs, metric, r.Include1D, maxK).ToHashSet();
         using var dump = ScoringPass.OpenDump(dumpPath, specs, scored.Order().ToList(), metric);
@@ -106,8 +106,10 @@ internal static class StreamingAnalysis
     }
 
     /// <summary>What a streamed run cannot do, refused before any work with what to do instead.</summary>
-    public static void CheckSupported(SensitivityMetric metric, ObdCurvature curvature, AnalyzeRequest r)
+    public static void CheckSupported(SensitivityMetric metric, ObdCurvature curvature, AnalyzeRequest r, Models.ModelConfig config)
     {
+        if (config.TieWordEmbeddings && (metric.NeedsFisher(curvature) || r.SkipNonFinite))
+            throw new InputException("per-batch gradients (fisher, obd, --skip-nonfinite) of a model with tied embeddings need the in-memory mode: use --streaming off");
         if (metric.NeedsHessian(curvature))
             throw new InputException($"--metric {metric.Name()}{(metric == SensitivityMetric.Obd ? " with --obd-curvature hutchinson" : "")} needs the whole model in fp64 and is not available with layer streaming; use --streaming off (or obd with --obd-curvature fisher)");
         if (r.CheckpointEvery > 0 || r.Resume)

@@ -19,12 +19,17 @@ internal static class RadixPercentiles
     /// <summary>numpy 'linear' percentiles of values (any order), computed exactly.</summary>
     public static void Compute(float[] values, int n, ReadOnlySpan<double> percents, Span<double> results, int threads)
     {
-        var counts = new long[65536];
+        // The 64 K-bucket count arrays come from a pool: a streamed 8B run computes these for 226 tensors, and fresh
+        // 512 KB arrays each time were garbage the collector kept until its next full collection.
+        var pool = System.Buffers.ArrayPool<long>.Shared;
+        var counts = pool.Rent(65536);
+        Array.Clear(counts, 0, 65536);
         int chunks = (n + ChunkSize - 1) / ChunkSize;
         var partial = new long[chunks][];
         Engine.Gemm.ParallelFor(chunks, threads, c =>
         {
-            var local = partial[c] = new long[65536];
+            var local = partial[c] = pool.Rent(65536);
+            Array.Clear(local, 0, 65536);
             for (int i = c * ChunkSize, end = Math.Min(n, (c + 1) * ChunkSize); i < end; i++) local[Key(values[i]) >> 16]++;
         });
         foreach (var p in partial)
@@ -34,8 +39,8 @@ internal static class RadixPercentiles
         var bucketOf = Locate(ranks, counts);
         // Gather the wanted buckets in parallel: each chunk writes at offsets known from its own counts.
         var wanted = bucketOf.Values.Select(v => v.Bucket).Distinct().Order().ToArray();
-        var slot = new int[65536];
-        Array.Fill(slot, -1);
+        var slot = System.Buffers.ArrayPool<int>.Shared.Rent(65536);
+        Array.Fill(slot, -1, 0, 65536);
         for (int w = 0; w < wanted.Length; w++) slot[wanted[w]] = w;
         var gathered = wanted.Select(b => new float[counts[b]]).ToArray();
         var offsets = new long[chunks][];
@@ -66,6 +71,9 @@ internal static class RadixPercentiles
             return list.Length <= 1 << 20 ? list[within] : Selection.Select(list, (int)within);
         }
         for (int k = 0; k < percents.Length; k++) results[k] = Interpolate(n, percents[k], Value);
+        foreach (var p in partial) pool.Return(p);
+        pool.Return(counts);
+        System.Buffers.ArrayPool<int>.Shared.Return(slot);
     }
 
     /// <summary>Every rank (0-based, ascending) the percentiles need: the two order statistics each interpolates between.</summary>

@@ -1,0 +1,164 @@
+using System.Text.Json;
+using Cwa.Core.Checkpoints;
+using Cwa.Core.Data;
+using Cwa.Core.Models;
+using Cwa.Core.Reporting;
+using Cwa.Core.Tokenization;
+using Cwa.Tests.EndToEnd;
+
+namespace Cwa.Tests.Pipeline;
+
+/// <summary>Generated model folders of every architecture variant the engine supports, shared by the streaming tests.</summary>
+public sealed class VariantModelsFixture : IDisposable
+{
+    public TempDir Dir { get; } = new();
+    private readonly TrainedTokenizer _tokenizer = ByteLevelBpeTrainer.Train(BuiltInCorpus.All, 512);
+
+    public string Path(string variant)
+    {
+        string dir = Dir.File(variant);
+        lock (this)
+        {
+            if (Directory.Exists(dir)) return dir;
+            var c = TestModelPresets.Config("tiny", 512) with { BosTokenId = _tokenizer.BosId, EosTokenIds = [_tokenizer.EosId] };
+            c = variant switch
+            {
+                "untied-gqa" => c,
+                "tied" => c with { TieWordEmbeddings = true },
+                "qwen2-bias" => c with { ModelType = "qwen2", Architecture = "Qwen2ForCausalLM", AttentionBias = true },
+                "llama3-rope-mha" => c with { NumKvHeads = c.NumHeads, RopeScaling = new RopeScaling("llama3", 8, 1, 4, 64) },
+                _ => throw new ArgumentException(variant),
+            };
+            TestModelGenerator.Write(dir, c, DType.BF16, 11, _tokenizer.TokenizerJson, _tokenizer.TokenizerConfigJson, minShards: 2);
+        }
+        return dir;
+    }
+
+    public void Dispose() => Dir.Dispose();
+}
+
+/// <summary>
+/// A layer-streamed run gives the in-memory run's results: the same scores and statistics, the same top-k sets,
+/// the same perturbation results (bit for bit where the sums are accumulated in the same order).
+/// </summary>
+public class StreamingTests(VariantModelsFixture models) : IClassFixture<VariantModelsFixture>
+{
+    private static readonly string[] Common = ["--quiet", "--max-samples", "10", "--max-length", "40", "--batch-size", "3", "--topk", "8", "--save-plots", "false"];
+
+    private static string Run(string model, string outDir, params string[] extra)
+    {
+        var (code, _, err) = EndToEnd.Cli.Run(["analyze", "--model", model, "--out-dir", outDir, .. Common, .. extra]);
+        Assert.True(code == 0, err);
+        return outDir;
+    }
+
+    private static void AssertSameStats(string a, string b, double tolerance)
+    {
+        using var x = JsonDocument.Parse(File.ReadAllText(Path.Combine(a, "sensitivity_stats.json")));
+        using var y = JsonDocument.Parse(File.ReadAllText(Path.Combine(b, "sensitivity_stats.json")));
+        Assert.Equal(x.RootElement.EnumerateObject().Select(p => p.Name), y.RootElement.EnumerateObject().Select(p => p.Name));
+        foreach (var t in x.RootElement.EnumerateObject())
+            foreach (var stat in t.Value.EnumerateObject())
+            {
+                double u = stat.Value.GetDouble(), v = y.RootElement.GetProperty(t.Name).GetProperty(stat.Name).GetDouble();
+                Assert.True(Math.Abs(u - v) <= tolerance * Math.Max(Math.Abs(u), 1e-30), $"{t.Name}.{stat.Name}: {u} vs {v}");
+            }
+    }
+
+    private static void AssertSameTopSets(string a, string b)
+    {
+        var x = TopWeightsCsv.Read(Path.Combine(a, "top_weights.csv")).Select(r => (r.Parameter, r.Row, r.Col)).ToHashSet();
+        var y = TopWeightsCsv.Read(Path.Combine(b, "top_weights.csv")).Select(r => (r.Parameter, r.Row, r.Col)).ToHashSet();
+        Assert.Equal(x.Count, y.Count);
+        Assert.True(x.SetEquals(y), "top-k sets differ");
+    }
+
+    [Theory]
+    [InlineData("untied-gqa", "grad_x_weight", "per_layer")]
+    [InlineData("untied-gqa", "fisher", "global")]
+    [InlineData("untied-gqa", "obd", "per_block")]
+    [InlineData("untied-gqa", "wanda", "per_layer")]
+    [InlineData("untied-gqa", "act_outlier", "global")]
+    [InlineData("untied-gqa", "magnitude", "per_layer")]
+    [InlineData("qwen2-bias", "grad_squared", "per_layer")]
+    [InlineData("qwen2-bias", "fisher", "per_layer")]
+    [InlineData("llama3-rope-mha", "grad_x_weight", "global")]
+    [InlineData("llama3-rope-mha", "fisher", "per_layer")]
+    public void StreamedEqualsInMemoryBitForBit(string variant, string metric, string mode)
+    {
+        using var dir = new TempDir();
+        string model = models.Path(variant);
+        string[] args = ["--metric", metric, "--mode", mode, "--include-1d", metric is "wanda" or "act_outlier" ? "false" : "true", "--dump-scores"];
+        var a = Run(model, dir.File("memory"), [.. args, "--streaming", "off"]);
+        var b = Run(model, dir.File("streamed"), [.. args, "--streaming", "on"]);
+        foreach (var f in new[] { "top_weights.csv", "sensitivity_stats.json", "sensitivity_aggregates.json", "scores.safetensors" })
+            Assert.True(File.ReadAllBytes(Path.Combine(a, f)).SequenceEqual(File.ReadAllBytes(Path.Combine(b, f))), $"{f} differs");
+        if (metric == "act_outlier")
+            Assert.Equal(File.ReadAllText(Path.Combine(a, "super_weights.json")), File.ReadAllText(Path.Combine(b, "super_weights.json")));
+    }
+
+    [Fact]
+    public void TiedEmbeddingsAgreeWithinFloatRounding()
+    {
+        // The tied tensor's two gradient parts are summed in another order (all lm_head parts first): not bit-identical.
+        using var dir = new TempDir();
+        string model = models.Path("tied");
+        var a = Run(model, dir.File("memory"), "--streaming", "off");
+        var b = Run(model, dir.File("streamed"), "--streaming", "on");
+        AssertSameStats(a, b, 1e-6);
+        AssertSameTopSets(a, b);
+    }
+
+    [Fact]
+    public void PerturbationControlsAndKSweepAreTheSameStreamed()
+    {
+        using var dir = new TempDir();
+        string model = models.Path("untied-gqa");
+        string[] args = ["--perturb", "gauss_noise", "--perturb-scale", "0.5", "--controls", "random_k,bottom_k", "--control-seeds", "2", "--k-sweep", "1,8"];
+        var a = Run(model, dir.File("memory"), [.. args, "--streaming", "off"]);
+        var b = Run(model, dir.File("streamed"), [.. args, "--streaming", "on"]);
+        Assert.Equal(File.ReadAllText(Path.Combine(a, "perturbation_results.json")), File.ReadAllText(Path.Combine(b, "perturbation_results.json")));
+        using var m = JsonDocument.Parse(File.ReadAllText(Path.Combine(b, "experiment_manifest.json")));
+        Assert.Equal("on", m.RootElement.GetProperty("config").GetProperty("streaming").GetString());
+    }
+
+    [Fact]
+    public void ATightBudgetStreamsAutomaticallyAndSpillsHiddenStatesToAScratchFileItRemoves()
+    {
+        using var dir = new TempDir();
+        string model = models.Path("untied-gqa");
+        using var ckpt = CheckpointFolder.Open(model);
+        var c = ckpt.Config;
+        // Below the in-memory plan, above one streamed block, with less room than the hidden states take.
+        long resident = MemoryEstimate.ForStreaming(c, 3, 40, true, false, 0, hiddenInMemory: false).Total;
+        long budget = resident + 4096;
+        Assert.True(MemoryEstimate.ForAnalysis(c, 3, 40).Total > budget, "the budget must force streaming");
+        var a = Run(model, dir.File("memory"), "--streaming", "off");
+        string streamed = dir.File("streamed");
+        var (code, stdout, err) = EndToEnd.Cli.Run(["analyze", "--model", model, "--out-dir", streamed, "--max-samples", "10", "--max-length", "40", "--batch-size", "3",
+            "--topk", "8", "--save-plots", "false", "--memory-budget", budget.ToString()]);
+        Assert.True(code == 0, err);
+        Assert.Contains("layer streaming", stdout);
+        Assert.Contains("in a scratch file", stdout);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(a, "top_weights.csv")), File.ReadAllBytes(Path.Combine(streamed, "top_weights.csv")));
+        Assert.Empty(Directory.EnumerateFiles(dir.Path, "*.scratch", SearchOption.AllDirectories));
+    }
+
+    [Theory]
+    [InlineData("tied", new[] { "--metric", "fisher" }, "tied embeddings need the in-memory mode")]
+    [InlineData("untied-gqa", new[] { "--metric", "hutchinson_diag" }, "not available with layer streaming")]
+    [InlineData("untied-gqa", new[] { "--checkpoint-every", "2" }, "--checkpoint-every and --resume are not available with layer streaming")]
+    [InlineData("untied-gqa", new[] { "--streaming", "sometimes" }, "--streaming: unknown value 'sometimes'")]
+    [InlineData("untied-gqa", new[] { "--memory-budget", "lots" }, "--memory-budget: 'lots' is not a size")]
+    [InlineData("untied-gqa", new[] { "--memory-budget", "1K" }, "lower --batch-size or --max-length, or raise --memory-budget")]
+    [InlineData("untied-gqa", new[] { "--device", "ilgpu-cpu" }, "layer streaming runs on the CPU backend only so far")]
+    public void WhatStreamingCannotDoIsRefusedUpFront(string variant, string[] extra, string expected)
+    {
+        using var dir = new TempDir();
+        string[] streaming = extra.Contains("--streaming") ? [] : ["--streaming", "on"];
+        var (code, _, err) = EndToEnd.Cli.Run(["analyze", "--model", models.Path(variant), "--out-dir", dir.File("o"), .. Common, .. streaming, .. extra]);
+        Assert.NotEqual(0, code);
+        Assert.Contains(expected, err);
+        Assert.False(Directory.Exists(dir.File("o")));
+    }
+}
