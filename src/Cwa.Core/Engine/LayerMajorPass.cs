@@ -63,14 +63,10 @@ internal sealed class LayerMajorPass
     }
 
     /// <summary>
-    /// Returns the memory of released model-sized buffers (the 2 GB vocabulary sums at 8B) before the next phase
-    /// allocates its own: without it the collector may keep both until its next full collection.
+    /// Returns the memory of released model-sized buffers (the 2 GB vocabulary sums at 8B) to the system before the
+    /// next phase allocates its own: without it the collector keeps freed memory committed, and the process holds both.
     /// </summary>
-    private static void Reclaim()
-    {
-        System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
-        GC.Collect();
-    }
+    private static void Reclaim() => GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
 
     /// <summary>Steps a progress bar should expect for a pass over this many batches.</summary>
     public int Steps(int batches, bool backward) => batches * (1 + _c.NumLayers * (backward ? 2 : 1) + (backward ? 2 : 1));
@@ -117,16 +113,32 @@ internal sealed class LayerMajorPass
         Action<CompletedTensor> onTensor, IPhaseProgress? phase)
     {
         var ctxs = batches.Select(_model.Prepare).ToList();
-        int L = _c.NumLayers, d = _c.HiddenSize, dxLevel = L + 1;
-        bool tied = _c.TieWordEmbeddings;
-        if (tied && mode == Accumulation.PerBatch)
+        if (_c.TieWordEmbeddings && mode == Accumulation.PerBatch)
             throw new InputException("per-batch gradients (fisher, obd, --skip-nonfinite) of a model with tied embeddings need the in-memory mode: use --streaming off");
         using var store = Forward(ctxs, 1, null, phase);
+        // The head phase needs the memory of lm_head's sums and scores more than the last block's weights.
+        _w.ReleaseBlocks();
+        Reclaim();
+        // Each phase is its own method, so the 2 GB sums of a vocabulary tensor are unreachable once its phase returns.
+        var (losses, live, tiedSums) = HeadPhase(ctxs, store, mode, scale, skipNonFinite, onTensor, phase);
+        Reclaim();
+        BackwardSweep(ctxs, store, live, mode, scale, onTensor, phase);
+        Reclaim();
+        EmbeddingPhase(ctxs, store, live, mode, scale, tiedSums, onTensor, phase);
+        return losses;
+    }
 
-        // Head: the loss of every batch and the gradient down to the last block's output.
-        int head = _model.HeadIndex, finalNorm = _model.FinalNormIndex, embed = _model.EmbedIndex;
-        long vocabValues = (long)_c.VocabSize * d;
-        var headSums = new Sums(vocabValues, mode);
+    private int GradientLevel => _c.NumLayers + 1;
+
+    /// <summary>
+    /// Final norm, lm_head and loss of every batch, and the gradient down to the last block's output (saved per
+    /// batch). lm_head is completed here; a tied embedding's sums are returned to go on accumulating.
+    /// </summary>
+    private (BatchLosses Losses, bool[] Live, Sums? TiedSums) HeadPhase(List<LlamaModel<float>.BatchRows> ctxs, HiddenStore store, Accumulation mode, double scale,
+        bool skipNonFinite, Action<CompletedTensor> onTensor, IPhaseProgress? phase)
+    {
+        int head = _model.HeadIndex, finalNorm = _model.FinalNormIndex, d = _c.HiddenSize;
+        var headSums = new Sums((long)_c.VocabSize * d, mode);
         var normSums = new Sums(d, mode);
         var results = new LossHead<float>.Result[ctxs.Count];
         var skipped = new List<string>();
@@ -135,33 +147,35 @@ internal sealed class LayerMajorPass
         for (int b = 0; b < ctxs.Count; b++)
         {
             // The final norm's backward adds into dx (as every residual does): it starts from zero.
-            var dx = Work(store.Slot(dxLevel, b).Length, gradient: true);
+            var dx = Work(store.Slot(GradientLevel, b).Length, gradient: true);
             Array.Clear(dx);
             normSums.StartBatch();
             if (headGradient is PerBatchHead perBatch) perBatch.Batch = b;
-            results[b] = _model.Head(ctxs[b], Load(store.Slot(L, b)), headGradient, normSums.Target, dx, mode == Accumulation.Sum ? scale : 1.0,
-                r => live[b] = Finite(r, b, skipNonFinite, skipped));
+            int batch = b;
+            results[b] = _model.Head(ctxs[b], Load(store.Slot(_c.NumLayers, b)), headGradient, normSums.Target, dx, mode == Accumulation.Sum ? scale : 1.0,
+                r => live[batch] = Finite(r, batch, skipNonFinite, skipped));
             if (live[b])
             {
                 normSums.EndBatch(scale, b, Specs[finalNorm].Name);
-                Save(dx, store.Slot(dxLevel, b));
+                Save(dx, store.Slot(GradientLevel, b));
             }
             phase?.Advance();
         }
         if (live.All(x => !x))
             throw new CwaException($"every calibration batch had a non-finite loss ({skipped[0]})");
         onTensor(new CompletedTensor(finalNorm, _w.Slots[finalNorm], normSums.Total, normSums.Squares));
-        if (!tied)
-        {
-            onTensor(new CompletedTensor(head, [], headSums.Total, headSums.Squares));
-            headSums = null;
-            Reclaim();
-        }
+        if (_c.TieWordEmbeddings) return (new BatchLosses(results, skipped), live, headSums);
+        onTensor(new CompletedTensor(head, [], headSums.Total, headSums.Squares));
+        return (new BatchLosses(results, skipped), live, null);
+    }
 
-        // Blocks, last first: recompute from the saved input, backpropagate the saved gradient, complete the block.
+    /// <summary>Blocks, last first: recompute from the saved input, backpropagate the saved gradient, complete the block.</summary>
+    private void BackwardSweep(List<LlamaModel<float>.BatchRows> ctxs, HiddenStore store, bool[] live, Accumulation mode, double scale,
+        Action<CompletedTensor> onTensor, IPhaseProgress? phase)
+    {
         var grads = ModelWeights<float>.Unbound(_c);
         var blockSums = new Dictionary<string, Sums>();
-        for (int l = L - 1; l >= 0; l--)
+        for (int l = _c.NumLayers - 1; l >= 0; l--)
         {
             _w.LoadBlock(l);
             var members = Enumerable.Range(0, Specs.Count).Where(t => Specs[t].Block == l).ToList();
@@ -175,12 +189,12 @@ internal sealed class LayerMajorPass
             {
                 if (!live[b]) continue;
                 foreach (int t in members) blockSums[Specs[t].Component].StartBatch();
-                var cache = _model.Caches(batches[b], 1);
+                var cache = _model.Caches(ctxs[b].Batch, 1);
                 var x = Load(store.Slot(l, b));
                 _model.ForwardBlock(l, x, cache[0], ctxs[b], null);
-                var dx = Load(store.Slot(dxLevel, b), gradient: true);
+                var dx = Load(store.Slot(GradientLevel, b), gradient: true);
                 _model.BackwardBlock(l, cache[0], dx, grads, ctxs[b]);
-                Save(dx, store.Slot(dxLevel, b));
+                Save(dx, store.Slot(GradientLevel, b));
                 foreach (int t in members) blockSums[Specs[t].Component].EndBatch(scale, b, Specs[t].Name);
                 phase?.Advance();
             }
@@ -192,21 +206,22 @@ internal sealed class LayerMajorPass
             }
         }
         _w.ReleaseBlocks();
-        blockSums.Clear();
-        Reclaim();
+    }
 
-        // Embedding: each batch's rows of the gradient flowing out of block 0 go to their tokens' rows.
-        var embedSums = headSums ?? new Sums(vocabValues, mode);
+    /// <summary>Embedding: each batch's rows of the gradient flowing out of block 0 go to their tokens' rows.</summary>
+    private void EmbeddingPhase(List<LlamaModel<float>.BatchRows> ctxs, HiddenStore store, bool[] live, Accumulation mode, double scale, Sums? tiedSums,
+        Action<CompletedTensor> onTensor, IPhaseProgress? phase)
+    {
+        var embedSums = tiedSums ?? new Sums((long)_c.VocabSize * _c.HiddenSize, mode);
         for (int b = 0; b < ctxs.Count; b++)
         {
             if (!live[b]) continue;
-            var dx = Load(store.Slot(dxLevel, b), gradient: true);
+            var dx = Load(store.Slot(GradientLevel, b), gradient: true);
             if (mode == Accumulation.Sum) _model.EmbedBackward(ctxs[b], dx, embedSums.Total);
             else PerBatchEmbedding(ctxs[b], dx, embedSums, scale, b);
             phase?.Advance();
         }
-        onTensor(new CompletedTensor(embed, [], embedSums.Total, embedSums.Squares));
-        return new BatchLosses(results, skipped);
+        onTensor(new CompletedTensor(_model.EmbedIndex, [], embedSums.Total, embedSums.Squares));
     }
 
     private static bool Finite(LossHead<float>.Result r, int batch, bool skipNonFinite, List<string> skipped)

@@ -35,14 +35,18 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
         long block = blockSpecs.Sum(s => s.NumElements) * 4, largest = blockSpecs.Max(s => s.NumElements) * 4;
         long small = specs.Where(s => !s.Is2D).Sum(s => s.NumElements) * 4;
         long vocab = (long)c.VocabSize * c.HiddenSize * 4;
-        long weights = block + small + Math.Min(c.VocabSize, 4096) * (long)c.HiddenSize * 4;
-        long blockPhase = (needGradients ? block * (perBatch ? 3 : 1) : 0) + largest + (c.TieWordEmbeddings && needGradients ? vocab : 0);
-        // Sums, the score buffer, and the weights, gradients and Fisher sums of the 1024 rows being scored.
+        long weights = small + Math.Min(c.VocabSize, 4096) * (long)c.HiddenSize * 4;
+        // While blocks run: a block's weights, its sums and one tensor's scores (a tied embedding's sums stay too).
+        long blockPhase = block + (needGradients ? block * (perBatch ? 3 : 1) : 0) + largest + (c.TieWordEmbeddings && needGradients ? vocab : 0);
+        // While lm_head or the embedding is scored (no block resident): sums, scores, and the 1024 rows being scored.
         long vocabPhase = (needGradients ? vocab * (perBatch ? 2 : 1) : 0) + vocab + 3L * Math.Min(c.VocabSize, 1024) * c.HiddenSize * 4;
         long n = (long)batch * seqLen;
         long activations = BlockCache(c, batch, seqLen) + Scratch(c, n) + BatchArrays(c, n) + 2 * 4 * n * c.HiddenSize
             + (hiddenInMemory ? HiddenBytes(c, totalTokens, needGradients) : 0);
-        return new MemoryEstimate(weights, Math.Max(blockPhase, vocabPhase), activations, HeadBuffers(c, n));
+        // Reported as the larger phase: its block weights (if any) as weights, the rest as gradients and scores.
+        return blockPhase >= vocabPhase
+            ? new MemoryEstimate(weights + block, blockPhase - block, activations, HeadBuffers(c, n))
+            : new MemoryEstimate(weights, vocabPhase, activations, HeadBuffers(c, n));
     }
 
     /// <summary>The saved hidden states of a layer-major pass: every block's input and the gradient, for every token.</summary>

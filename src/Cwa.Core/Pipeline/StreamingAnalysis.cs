@@ -41,6 +41,8 @@ internal static class StreamingAnalysis
             if (c.Gradient != null)
                 foreach (var s in summary.Top) captured[s] = c.Gradient[s.FlatIndex];
             builder.Add(c.Index, summary);
+            // A vocabulary tensor's 2 GB score buffer must not stay through the blocks (theirs are a tenth of it).
+            if (c.Weights.Length == 0) scorer.Release();
             scoring.Stop();
         }
 

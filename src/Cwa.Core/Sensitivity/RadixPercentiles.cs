@@ -1,79 +1,89 @@
 namespace Cwa.Core.Sensitivity;
 
 /// <summary>
-/// Exact order statistics without sorting or a full copy. Floats map to unsigned keys whose order is the floats'
-/// order, so one counting pass over the top 16 key bits (65,536 buckets) says which bucket holds each wanted rank;
-/// a second pass gathers only those buckets, and an exact selection inside them finishes. Two streaming passes
-/// instead of repeated quickselects over hundreds of millions of scores. NaN must be excluded by the caller.
+/// Exact order statistics without sorting, copying or gathering. Floats map to unsigned keys whose order is the
+/// floats' order: one counting pass over the top 16 key bits (65,536 buckets) says which bucket holds each wanted
+/// rank, and a second pass counts the low 16 bits of the values in those few buckets, which pins each rank to one
+/// exact key, hence one exact value (as the device scorer does). Memory is a few 64 K-count arrays per thread, even
+/// for a 2 GB tensor whose scores are almost all zero. NaN must be excluded by the caller.
 /// </summary>
 internal static class RadixPercentiles
 {
-    private const int ChunkSize = 1 << 20;
-
     public static uint Key(float v)
     {
         uint bits = BitConverter.SingleToUInt32Bits(v);
         return (bits & 0x80000000u) != 0 ? ~bits : bits | 0x80000000u;
     }
 
-    /// <summary>numpy 'linear' percentiles of values (any order), computed exactly.</summary>
+    /// <summary>numpy 'linear' percentiles of values[0 .. n) (any order), computed exactly.</summary>
     public static void Compute(float[] values, int n, ReadOnlySpan<double> percents, Span<double> results, int threads)
     {
-        // The 64 K-bucket count arrays come from a pool: a streamed 8B run computes these for 226 tensors, and fresh
-        // 512 KB arrays each time were garbage the collector kept until its next full collection.
-        var pool = System.Buffers.ArrayPool<long>.Shared;
-        var counts = pool.Rent(65536);
-        Array.Clear(counts, 0, 65536);
-        int chunks = (n + ChunkSize - 1) / ChunkSize;
-        var partial = new long[chunks][];
-        Engine.Gemm.ParallelFor(chunks, threads, c =>
-        {
-            var local = partial[c] = pool.Rent(65536);
-            Array.Clear(local, 0, 65536);
-            for (int i = c * ChunkSize, end = Math.Min(n, (c + 1) * ChunkSize); i < end; i++) local[Key(values[i]) >> 16]++;
-        });
-        foreach (var p in partial)
-            for (int b = 0; b < 65536; b++) counts[b] += p[b];
-
+        int parts = Math.Max(1, Math.Min(threads, (n + (1 << 20) - 1) >> 20));
+        // Integer counts summed over contiguous parts: the result does not depend on the thread count.
+        var high = Count(values, n, parts, 1, null)[0];
         var ranks = Ranks(n, percents);
-        var bucketOf = Locate(ranks, counts);
-        // Gather the wanted buckets in parallel: each chunk writes at offsets known from its own counts.
+        var bucketOf = Locate(ranks, high);
         var wanted = bucketOf.Values.Select(v => v.Bucket).Distinct().Order().ToArray();
-        var slot = System.Buffers.ArrayPool<int>.Shared.Rent(65536);
-        Array.Fill(slot, -1, 0, 65536);
+        var slot = new int[65536];
+        Array.Fill(slot, -1);
         for (int w = 0; w < wanted.Length; w++) slot[wanted[w]] = w;
-        var gathered = wanted.Select(b => new float[counts[b]]).ToArray();
-        var offsets = new long[chunks][];
-        for (int w = 0; w < wanted.Length; w++)
-        {
-            long at = 0;
-            for (int c = 0; c < chunks; c++)
-            {
-                (offsets[c] ??= new long[wanted.Length])[w] = at;
-                at += partial[c][wanted[w]];
-            }
-        }
-        Engine.Gemm.ParallelFor(chunks, threads, c =>
-        {
-            var at = offsets[c];
-            for (int i = c * ChunkSize, end = Math.Min(n, (c + 1) * ChunkSize); i < end; i++)
-            {
-                int w = slot[Key(values[i]) >> 16];
-                if (w >= 0) gathered[w][at[w]++] = values[i];
-            }
-        });
-        // Small buckets are sorted once; a huge one (e.g. millions of exact zeros) gets a linear-time selection per rank.
-        foreach (var list in gathered.Where(l => l.Length <= 1 << 20)) Array.Sort(list);
+        var low = Count(values, n, parts, wanted.Length, slot);
         double Value(long rank)
         {
             var (b, within) = bucketOf[rank];
-            var list = gathered[slot[b]];
-            return list.Length <= 1 << 20 ? list[within] : Selection.Select(list, (int)within);
+            var counts = low[slot[b]];
+            long seen = 0;
+            for (int j = 0; j < 65536; j++)
+                if ((seen += counts[j]) > within) return FromKey(((uint)b << 16) | (uint)j);
+            throw new InvalidOperationException("rank outside its bucket");
         }
         for (int k = 0; k < percents.Length; k++) results[k] = Interpolate(n, percents[k], Value);
-        foreach (var p in partial) pool.Return(p);
-        pool.Return(counts);
-        System.Buffers.ArrayPool<int>.Shared.Return(slot);
+        foreach (var table in low.Append(high)) Pool.Return(table);
+    }
+
+    // Count tables come from a pool: a streamed 8B run computes percentiles of 226 tensors, and fresh 512 KB tables
+    // each time were garbage the collector kept until a full collection.
+    private static readonly System.Buffers.ArrayPool<long> Pool = System.Buffers.ArrayPool<long>.Shared;
+
+    private static long[] Table()
+    {
+        var t = Pool.Rent(65536);
+        Array.Clear(t, 0, 65536);
+        return t;
+    }
+
+    /// <summary>
+    /// Without slot: counts of the keys' top 16 bits. With slot (top 16 bits -> table, -1 for none): per table,
+    /// counts of the low 16 bits of the keys in that bucket. Parts are counted in parallel, then added.
+    /// </summary>
+    private static long[][] Count(float[] values, int n, int parts, int tables, int[]? slot)
+    {
+        var partial = new long[parts][][];
+        Engine.Gemm.ParallelFor(parts, parts, p =>
+        {
+            var local = partial[p] = Enumerable.Range(0, tables).Select(_ => Table()).ToArray();
+            int start = (int)((long)n * p / parts), end = (int)((long)n * (p + 1) / parts);
+            if (slot == null)
+            {
+                var counts = local[0];
+                for (int i = start; i < end; i++) counts[Key(values[i]) >> 16]++;
+                return;
+            }
+            for (int i = start; i < end; i++)
+            {
+                uint key = Key(values[i]);
+                int t = slot[key >> 16];
+                if (t >= 0) local[t][key & 0xFFFF]++;
+            }
+        });
+        var total = partial[0];
+        for (int p = 1; p < parts; p++)
+            for (int t = 0; t < tables; t++)
+            {
+                for (int j = 0; j < 65536; j++) total[t][j] += partial[p][t][j];
+                Pool.Return(partial[p][t]);
+            }
+        return total;
     }
 
     /// <summary>Every rank (0-based, ascending) the percentiles need: the two order statistics each interpolates between.</summary>
