@@ -26,6 +26,7 @@ public static class Program
         if (section is "gemm" or "engine") GemmSection(peak, quick);
         if (section is "engine" or "forward") EngineSection(peak, quick);
         if (section is "engine" or "scoring") ScoringSection(quick);
+        if (section == "scale8b") ScaleBenchmark.Run(args, peak, ghz);
         return 0;
     }
 

@@ -13,6 +13,37 @@ public delegate void TensorFill(int tensorIndex, ParameterSpec spec, Span<float>
 
 public static class TestModelGenerator
 {
+    /// <summary>The dtype a preset is written in unless asked otherwise: bf16 for the 8B shape (as Llama 3.1 ships), else fp32.</summary>
+    public static Checkpoints.DType DefaultDType(string preset) => preset == "llama-3.1-8b-shape" ? Checkpoints.DType.BF16 : Checkpoints.DType.F32;
+
+    /// <summary>
+    /// A preset's model folder. Small presets get a byte-level BPE tokenizer trained on the built-in corpus with the
+    /// preset's vocabulary; the 8B shape keeps Llama 3's vocabulary size with a 4,096-token tokenizer. Refused when
+    /// the disk lacks room. Returns the config written.
+    /// </summary>
+    public static ModelConfig WritePreset(string outDir, string preset, Checkpoints.DType dtype, ulong seed, Action<string, double>? progress = null)
+    {
+        int vocab = preset switch { "tiny" => 512, "small" => 8192, "demo" => 2048, _ => 0 };
+        var config = TestModelPresets.Config(preset, Math.Max(vocab, 259));
+        EnsureDiskRoom(outDir, LlamaLayout.ParameterCount(config) * DTypeInfo.Size(dtype));
+        var tok = Tokenization.ByteLevelBpeTrainer.Train(Data.BuiltInCorpus.All, vocab > 0 ? vocab : 4096);
+        if (vocab > 0) config = config with { BosTokenId = tok.BosId, EosTokenIds = [tok.EosId] };
+        Write(outDir, config, dtype, seed, tok.TokenizerJson, tok.TokenizerConfigJson, minShards: preset == "tiny" ? 2 : 1, progress: progress);
+        return config;
+    }
+
+    /// <summary>Refuses before writing when the folder's file system cannot hold the weights (16 GB for the 8B shape in bf16).</summary>
+    private static void EnsureDiskRoom(string outDir, long bytes)
+    {
+        string? existing = Path.GetFullPath(outDir);
+        while (existing != null && !Directory.Exists(existing)) existing = Path.GetDirectoryName(existing);
+        if (existing == null) return;
+        long free = new DriveInfo(existing).AvailableFreeSpace;
+        // A margin for the tokenizer, the index and the file system's own needs.
+        if (bytes + (64L << 20) > free)
+            throw new InputException($"{outDir}: the model needs about {MemoryEstimate.Format(bytes)} of disk but only {MemoryEstimate.Format(free)} is free there");
+    }
+
     public static void Write(string outDir, ModelConfig config, DType dtype, ulong seed, string tokenizerJson, string tokenizerConfigJson,
         long maxShardBytes = 2L << 30, int minShards = 1, Action<string, double>? progress = null) =>
         Write(outDir, config, dtype, (i, spec, values) => Fill(values, spec, seed, i), tokenizerJson, tokenizerConfigJson, maxShardBytes, minShards, progress);
