@@ -7,7 +7,7 @@ namespace Cwa.Cli.Commands;
 /// <summary>`cwa inspect`: architecture, tensors, parameter count, dtype and memory estimate of a model folder.</summary>
 internal static class InspectCommand
 {
-    private static readonly Option<string> Model = new("--model", "-m") { Description = "Hugging Face model folder.", Required = true };
+    private static readonly Option<string?> Model = new("--model", "-m") { Description = "Hugging Face model folder (default: the built-in demo model)." };
     private static readonly Option<int> MaxLength = new("--max-length") { Description = "Sequence length for the memory estimate.", DefaultValueFactory = _ => 256 };
     private static readonly Option<int> BatchSize = new("--batch-size") { Description = "Batch size for the memory estimate.", DefaultValueFactory = _ => 8 };
     private static readonly Option<bool> Tensors = new("--tensors") { Description = "List every tensor." };
@@ -18,7 +18,7 @@ internal static class InspectCommand
         foreach (var o in new Option[] { Model, MaxLength, BatchSize, Tensors, CommandRunner.Verbose }) cmd.Add(o);
         CommandRunner.SetAction(cmd, (parse, w) =>
         {
-            using var ckpt = CheckpointFolder.Open(parse.GetValue(Model)!);
+            using var ckpt = CheckpointFolder.Open(parse.GetValue(Model) ?? Cwa.Core.Pipeline.DemoModel.Extract());
             ckpt.ValidateLayout();
             var c = ckpt.Config;
             var specs = LlamaLayout.Parameters(c);
@@ -31,6 +31,13 @@ internal static class InspectCommand
             w.WriteLine($"stored:       {ckpt.StoredType(specs[0].Name)}, {MemoryEstimate.Format(stored)} in {ckpt.ShardPaths.Count} shard(s)");
             var m = MemoryEstimate.ForAnalysis(c, parse.GetValue(BatchSize), parse.GetValue(MaxLength));
             w.WriteLine($"analyze (CPU, batch {parse.GetValue(BatchSize)} x {parse.GetValue(MaxLength)} tokens): weights {MemoryEstimate.Format(m.Weights)}, gradients {MemoryEstimate.Format(m.Gradients)}, activations {MemoryEstimate.Format(m.Activations)}, logits {MemoryEstimate.Format(m.Logits)}, total {MemoryEstimate.Format(m.Total)}");
+            foreach (bool perBatch in new[] { false, true })
+            {
+                var s = MemoryEstimate.ForStreaming(c, parse.GetValue(BatchSize), parse.GetValue(MaxLength), true, perBatch, 0, hiddenInMemory: false);
+                w.WriteLine($"analyze (CPU, layer streaming{(perBatch ? ", fisher/obd" : "")}): weights {MemoryEstimate.Format(s.Weights)}, gradients and scores {MemoryEstimate.Format(s.Gradients)}, " +
+                    $"activations {MemoryEstimate.Format(s.Activations)}, logits {MemoryEstimate.Format(s.Logits)}, total {MemoryEstimate.Format(s.Total)}" +
+                    $" + hidden states {MemoryEstimate.Format(MemoryEstimate.HiddenBytes(c, 1000, true))} per 1,000 calibration tokens (a scratch file beyond --memory-budget)");
+            }
             foreach (bool recompute in new[] { false, true })
             {
                 var shape = new Cuda.Engine.WorkspaceShape(parse.GetValue(BatchSize), parse.GetValue(MaxLength), true, recompute, Cuda.CudaBackend.DefaultLogitsChunk);

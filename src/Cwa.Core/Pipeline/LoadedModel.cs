@@ -38,10 +38,10 @@ public sealed class LoadedModel : IDisposable
 
     /// <param name="gpu">how to open the CUDA backend for `cuda` and `auto` (null: this caller has none)</param>
     public static LoadedModel Open(string? modelDir, string? dtype, string device, EngineOptions options, IProgressSink progress,
-        Workload? workload = null, IDeviceBackendFactory? gpu = null)
+        Workload? workload = null, IDeviceBackendFactory? gpu = null, MemoryPolicy? memory = null)
     {
         var onDevice = ResolveDevice(device, gpu, progress);
-        return Load(ModelSource.Open(modelDir, dtype), onDevice, options, progress, workload);
+        return Load(ModelSource.Open(modelDir, dtype), onDevice, options, progress, workload, memory);
     }
 
     /// <summary>Loads the weights of an opened source onto the CPU or the device; the model then owns the source's checkpoint.</summary>

@@ -123,6 +123,27 @@ public class StreamingTests(VariantModelsFixture models) : IClassFixture<Variant
     }
 
     [Fact]
+    public void EvalStreamedEqualsInMemory()
+    {
+        string model = models.Path("qwen2-bias");
+        var a = EndToEnd.Cli.Run("eval", "--model", model, "--streaming", "off", "--max-length", "40", "--quiet");
+        var b = EndToEnd.Cli.Run("eval", "--model", model, "--streaming", "on", "--max-length", "40", "--quiet");
+        Assert.True(a.Code == 0, a.Err);
+        Assert.True(b.Code == 0, b.Err);
+        Assert.Contains("perplexity", a.Out);
+        Assert.Equal(a.Out, b.Out);
+    }
+
+    [Fact]
+    public void InspectPrintsTheInMemoryStreamedAndGpuPlansOfTheDemoWithoutAModel()
+    {
+        var (code, stdout, err) = EndToEnd.Cli.Run("inspect");
+        Assert.True(code == 0, err);
+        foreach (var line in new[] { "analyze (CPU, batch 8 x 256 tokens)", "analyze (CPU, layer streaming)", "analyze (CPU, layer streaming, fisher/obd)", "analyze (GPU)", "per 1,000 calibration tokens" })
+            Assert.Contains(line, stdout);
+    }
+
+    [Fact]
     public void ATightBudgetStreamsAutomaticallyAndSpillsHiddenStatesToAScratchFileItRemoves()
     {
         using var dir = new TempDir();
