@@ -57,6 +57,7 @@ public sealed class CheckpointFolder : ITensorSource, IDisposable
     private static List<string> ShardFiles(string dir)
     {
         string index = System.IO.Path.Combine(dir, IndexFile);
+        InputFiles.EnsureRegular(index);
         if (File.Exists(index))
         {
             JsonObject? map;
@@ -65,8 +66,13 @@ public sealed class CheckpointFolder : ITensorSource, IDisposable
             if (map == null) throw new InputException($"{index}: no weight_map object");
             var files = map.Select(kv => kv.Value?.GetValue<string>() ?? "").Distinct().OrderBy(f => f, StringComparer.Ordinal).ToList();
             foreach (var f in files)
-                if (f.Length == 0 || f.Contains('/') || f.Contains('\\') || !File.Exists(System.IO.Path.Combine(dir, f)))
+            {
+                string shard = System.IO.Path.Combine(dir, f);
+                if (f.Length > 0 && !f.Contains('/') && !f.Contains('\\') && System.IO.Directory.Exists(shard))
+                    throw new InputException($"{index}: shard '{f}' listed in weight_map is a directory, not a safetensors file");
+                if (f.Length == 0 || f.Contains('/') || f.Contains('\\') || !File.Exists(shard))
                     throw new InputException($"{index}: shard '{f}' listed in weight_map is missing");
+            }
             return files;
         }
         if (File.Exists(System.IO.Path.Combine(dir, "model.safetensors"))) return ["model.safetensors"];
@@ -75,10 +81,29 @@ public sealed class CheckpointFolder : ITensorSource, IDisposable
         return all!;
     }
 
-    /// <summary>Checks every tensor the architecture needs exists with the shape config.json implies.</summary>
+    /// <summary>
+    /// Checks every tensor the architecture needs exists with the shape config.json implies, and that the checkpoint
+    /// holds no block tensor the architecture would silently ignore (layers past num_hidden_layers, biases that
+    /// config.json does not declare).
+    /// </summary>
     public void ValidateLayout()
     {
-        foreach (var spec in LlamaLayout.Parameters(Config))
+        var specs = LlamaLayout.Parameters(Config);
+        var expected = specs.Select(s => s.Name).ToHashSet();
+        string config = System.IO.Path.Combine(Directory, "config.json");
+        foreach (var name in _byTensor.Keys.Where(n => !expected.Contains(n) && n.StartsWith("model.layers.", StringComparison.Ordinal)).Order(StringComparer.Ordinal))
+        {
+            if (name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal)) continue; // a buffer older checkpoints saved; recomputed here
+            var parts = name.Split('.');
+            if (parts.Length > 2 && int.TryParse(parts[2], out int layer) && layer >= Config.NumLayers)
+                throw new InputException($"{config}: num_hidden_layers is {Config.NumLayers} but {ShardOf(name)} holds {name}; config.json does not belong to these weights");
+            if (name.EndsWith("_proj.bias", StringComparison.Ordinal))
+                throw new InputException(name.Contains("self_attn.q_proj") || name.Contains("self_attn.k_proj") || name.Contains("self_attn.v_proj")
+                    ? $"{config}: attention_bias is false but {ShardOf(name)} holds {name}; set attention_bias to true if the model uses it"
+                    : $"{ShardOf(name)}: {name} is a bias this architecture does not have (only q/k/v biases are supported)");
+            throw new InputException($"{ShardOf(name)}: tensor {name} is not part of the {Config.ModelType} architecture config.json describes");
+        }
+        foreach (var spec in specs)
         {
             if (!_byTensor.TryGetValue(spec.Name, out var f))
                 throw new InputException($"{Directory}: tensor {spec.Name} is missing from the checkpoint" +

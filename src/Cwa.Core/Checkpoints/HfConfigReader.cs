@@ -11,6 +11,7 @@ public static class HfConfigReader
 
     public static ModelConfig Read(string configPath)
     {
+        InputFiles.EnsureRegular(configPath);
         if (!File.Exists(configPath)) throw new InputException($"{configPath}: config.json not found (is this a Hugging Face model folder?)");
         return Parse(File.ReadAllText(configPath), configPath);
     }
@@ -63,6 +64,14 @@ public static class HfConfigReader
         };
         if (Bool(root, "mlp_bias", path, false))
             throw new InputException($"{path}: mlp_bias=true is not supported");
+        // The engine computes SwiGLU with SiLU: any other activation would run silently as SiLU.
+        string act = Str(root, "hidden_act", path) ?? Str(root, "hidden_activation", path) ?? "silu";
+        if (act is not ("silu" or "swish"))
+            throw new InputException($"{path}: hidden_act '{act}' is not supported (supported: silu)");
+        if (!(config.RopeTheta > 0) || double.IsInfinity(config.RopeTheta))
+            throw new InputException($"{path}: 'rope_theta' must be a positive number (got {config.RopeTheta})");
+        if (!(config.RmsNormEps >= 0) || double.IsInfinity(config.RmsNormEps))
+            throw new InputException($"{path}: 'rms_norm_eps' must be zero or positive (got {config.RmsNormEps})");
         return config;
     }
 
@@ -73,11 +82,19 @@ public static class HfConfigReader
         if (type == "default") return null;
         if (type is not ("llama3" or "linear"))
             throw new InputException($"{path}: rope_scaling type '{type}' is not supported (supported: llama3, linear)");
-        return new RopeScaling(type,
+        var scaling = new RopeScaling(type,
             Dbl(rs, "factor", path, 1),
             Dbl(rs, "low_freq_factor", path, 1),
             Dbl(rs, "high_freq_factor", path, 4),
             IntOr(rs, "original_max_position_embeddings", path, 8192));
+        foreach (var (key, value) in new[] { ("factor", scaling.Factor), ("low_freq_factor", scaling.LowFreqFactor), ("high_freq_factor", scaling.HighFreqFactor),
+                     ("original_max_position_embeddings", (double)scaling.OriginalMaxPositionEmbeddings) })
+            if (!(value > 0) || double.IsInfinity(value))
+                throw new InputException($"{path}: rope_scaling '{key}' must be a positive number (got {value})");
+        // llama3 scaling interpolates between the two factors: equal factors would divide by zero.
+        if (type == "llama3" && !(scaling.HighFreqFactor > scaling.LowFreqFactor))
+            throw new InputException($"{path}: rope_scaling 'high_freq_factor' ({scaling.HighFreqFactor}) must be larger than 'low_freq_factor' ({scaling.LowFreqFactor})");
+        return scaling;
     }
 
     private static string? Str(JsonObject o, string key, string path) => o[key] switch

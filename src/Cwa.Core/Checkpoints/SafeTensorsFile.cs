@@ -36,6 +36,7 @@ public sealed unsafe class SafeTensorsFile : ITensorSource, IDisposable
 
     public static SafeTensorsFile Open(string path)
     {
+        InputFiles.EnsureRegular(path);
         if (!File.Exists(path)) throw new InputException($"{path}: file not found");
         long size = new FileInfo(path).Length;
         if (size < 8) throw SafeTensorsHeader.Bad(path, $"file has {size} bytes, fewer than the 8-byte header length");

@@ -128,10 +128,12 @@ internal static class SafeTensorsHeader
         long pos = 0;
         foreach (var t in sorted)
         {
+            if (t.DataBegin > dataBytes)
+                throw Bad(path, $"tensor '{t.Name}' starts at byte {t.DataBegin}, past the end of the {dataBytes}-byte data section (file truncated?)");
             if (t.DataEnd > dataBytes)
                 throw Bad(path, $"tensor '{t.Name}' data ends at byte {t.DataEnd} but the data section has only {dataBytes} bytes (file truncated?)");
             if (t.DataBegin < pos) throw Bad(path, $"tensor '{t.Name}' overlaps the previous tensor (offset {t.DataBegin} < {pos})");
-            if (t.DataBegin > pos) throw Bad(path, $"gap of {t.DataBegin - pos} bytes before tensor '{t.Name}'");
+            if (t.DataBegin > pos) throw Bad(path, $"{t.DataBegin - pos} bytes before tensor '{t.Name}' belong to no tensor (offsets must tile the data section)");
             pos = t.DataEnd;
         }
         if (pos != dataBytes)

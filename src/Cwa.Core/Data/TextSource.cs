@@ -10,6 +10,7 @@ public static class TextSource
     {
         if (Directory.Exists(path)) throw new InputException($"{path}: is a directory; --data-file expects a .txt, .jsonl or .parquet file");
         if (!File.Exists(path)) throw new InputException($"{path}: data file not found");
+        InputFiles.EnsureRegular(path);
         var texts = Path.GetExtension(path).ToLowerInvariant() switch
         {
             ".txt" => File.ReadLines(path).Select(l => l.Trim()).Where(l => l.Length > 0).ToList(),

@@ -14,6 +14,7 @@ public sealed record TokenizerSettings(bool? AddBosToken, string? BosToken, stri
         int? eos = config?.EosTokenIds.Count > 0 ? config.EosTokenIds[0] : null;
         if (!File.Exists(path)) return new TokenizerSettings(null, null, null, null, bos, eos);
         JsonObject o;
+        InputFiles.EnsureRegular(path);
         try { o = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InputException($"{path}: not a JSON object"); }
         catch (JsonException e) { throw new InputException($"{path}: malformed JSON ({e.Message.Split('.')[0]})"); }
         return new TokenizerSettings(

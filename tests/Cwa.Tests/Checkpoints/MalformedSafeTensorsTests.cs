@@ -20,7 +20,8 @@ public class MalformedSafeTensorsTests
     {
         { "truncated", "data ends at byte" },
         { "overlap", "overlaps" },
-        { "gap", "gap of" },
+        { "gap", "belong to no tensor" },
+        { "past-eof", "past the end of the 8-byte data section" },
         { "lying-length", "larger than the file" },
         { "huge-header", "exceeds" },
         { "wrong-bytes", "needs 16" },
@@ -42,6 +43,7 @@ public class MalformedSafeTensorsTests
         {
             "truncated" => Build("""{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}""", 8),
             "overlap" => Build("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}""", 12),
+            "past-eof" => Build("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[100,108]}}""", 8),
             "gap" => Build("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}}""", 20),
             "lying-length" => Build("""{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}""", 4, lyingLength: 5000),
             "huge-header" => Build("{}", 0, lyingLength: 200L * 1024 * 1024),
