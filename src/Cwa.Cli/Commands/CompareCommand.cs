@@ -21,6 +21,7 @@ internal static class CompareCommand
             var runs = parse.GetValue(Runs)!;
             if (runs.Length < 2) throw new InputException("compare needs at least two runs");
             var result = RunComparison.Run(runs, parse.GetValue(TopK), parse.GetValue(Out)!);
+            foreach (var w in result.Warnings) parse.InvocationConfiguration.Error.WriteLine($"warning: {w}");
             foreach (var p in result.Pairs)
                 stdout.WriteLine($"{p.A}  vs  {p.B}: Jaccard {p.Jaccard:F3}, overlap {p.Overlap:F3} (top {result.TopK}); mean per-tensor Jaccard {p.MeanPerTensorJaccard:F3}");
             stdout.WriteLine($"written {Path.Combine(parse.GetValue(Out)!, "compare.json")}");

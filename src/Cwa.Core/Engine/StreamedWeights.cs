@@ -75,11 +75,7 @@ internal sealed class StreamedWeights
     {
         var spec = Specs[t];
         _ckpt.ReadRange(spec.Name, start, into);
-        // Values read from a tensor stored as the held dtype are already exact in it.
-        if (_ckpt.StoredType(spec.Name) != _held) DTypeConversion.RoundTo(into, _held);
-        long bad = NonFinite.FirstIndex(into);
-        if (bad >= 0)
-            throw new InputException($"{_ckpt.ShardOf(spec.Name)}: tensor {spec.Name} holds a non-finite value at flat index {start + bad}");
+        HeldValues.Prepare(_ckpt, spec.Name, start, into, _held);
         if (!_overlay.TryGetValue(t, out var changed)) return;
         foreach (var (index, value) in changed)
             if (index >= start && index < start + into.Length) into[(int)(index - start)] = value;

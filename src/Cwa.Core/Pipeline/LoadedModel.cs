@@ -71,9 +71,11 @@ public sealed class LoadedModel : IDisposable
             if (workload != null)
             {
                 // On a device the host holds no weights or activations, at most gradient sums read back for host scoring.
+                // Only what the command can change: eval has no gradients, so no --recompute.
+                string recompute = w.Gradients ? "--recompute, " : "";
                 plan!.EnsureFits(ckpt.Directory, budget, onDevice != null || memory.Streaming == "off"
-                    ? "try --recompute, a smaller --batch-size or a shorter --max-length"
-                    : "try --streaming on (layer streaming), --recompute, a smaller --batch-size or a shorter --max-length");
+                    ? $"try {recompute}a smaller --batch-size or a shorter --max-length"
+                    : $"try --streaming on (layer streaming), {recompute}a smaller --batch-size or a shorter --max-length");
             }
             if (onDevice != null)
                 return new LoadedModel
@@ -134,14 +136,7 @@ public sealed class LoadedModel : IDisposable
     {
         var weights = ModelWeights<float>.Load(ckpt.Config, ckpt, name => { phase?.Describe(name); phase?.Advance(); });
         for (int i = 0; i < weights.Count; i++)
-        {
-            var spec = weights.Specs[i];
-            // Values read from a tensor stored as the held dtype are already exact in it.
-            if (ckpt.StoredType(spec.Name) != held) DTypeConversion.RoundTo(weights[i], held);
-            long bad = NonFinite.FirstIndex(weights[i]);
-            if (bad >= 0)
-                throw new InputException($"{ckpt.ShardOf(spec.Name)}: tensor {spec.Name} holds a non-finite value at flat index {bad}");
-        }
+            HeldValues.Prepare(ckpt, weights.Specs[i].Name, 0, weights[i], held);
         return weights;
     }
 

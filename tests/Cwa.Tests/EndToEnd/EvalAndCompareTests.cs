@@ -45,4 +45,61 @@ public class EvalAndCompareTests(TinyModelFixture tiny) : IClassFixture<TinyMode
         Assert.Contains("Jaccard", output);
         Assert.Equal(2, Cli.Run("compare", dir.File("a")).Code);
     }
+
+    [Fact]
+    public void CompareRefusesAKTheRunsDoNotHaveAndWarnsAboutDifferentModels()
+    {
+        using var dir = new TempDir();
+        Assert.Equal(0, Cli.Run("create-test-model", "--preset", "demo", "--out", dir.File("other"), "--quiet").Code);
+        string[] common = ["analyze", "--quiet", "--save-plots", "false", "--max-samples", "4", "--max-length", "24", "--topk", "3", "--mode", "global"];
+        Assert.Equal(0, Cli.Run([.. common, "--model", tiny.Model, "--out-dir", dir.File("a")]).Code);
+        Assert.Equal(0, Cli.Run([.. common, "--model", dir.File("other"), "--out-dir", dir.File("b")]).Code);
+
+        var (code, _, err) = Cli.Run("compare", dir.File("a"), dir.File("b"), "--topk", "50", "--out", dir.File("cmp"));
+        Assert.Equal(2, code);
+        Assert.Contains("--topk 50 is larger than the 3 rows of run 'a'", err);
+
+        (code, _, err) = Cli.Run("compare", dir.File("a"), dir.File("b"), "--out", dir.File("cmp"));
+        Assert.Equal(0, code);
+        Assert.Contains("warning: runs 'a' and 'b' analysed different models", err);
+        using var doc = JsonDocument.Parse(File.ReadAllText(dir.File("cmp/compare.json")));
+        Assert.Single(doc.RootElement.GetProperty("warnings").EnumerateArray());
+    }
+
+    [Fact]
+    public void AWeightThatOverflowsF16IsNamedNotCalledNonFinite()
+    {
+        using var dir = new TempDir();
+        string model = dir.File("m");
+        Directory.CreateDirectory(model);
+        foreach (var f in Directory.EnumerateFiles(tiny.Model)) File.Copy(f, Path.Combine(model, Path.GetFileName(f)));
+        // 1e6 fits in fp32 (and bf16) but not in fp16 (max 65504).
+        foreach (var shard in Directory.EnumerateFiles(model, "*.safetensors"))
+        {
+            List<(string Name, float[] Values, long[] Shape)> tensors;
+            Dictionary<string, string> meta;
+            using (var f = Cwa.Core.Checkpoints.SafeTensorsFile.Open(shard))
+            {
+                meta = f.Metadata.ToDictionary();
+                tensors = f.Names.Select(n => { var v = new float[f.Info(n).ElementCount]; f.Read(n, v); return (n, v, f.Shape(n)); }).ToList();
+            }
+            foreach (var t in tensors.Where(t => t.Name == "model.layers.0.mlp.up_proj.weight")) t.Values[7] = 1e6f;
+            using var w = new Cwa.Core.Checkpoints.SafeTensorsWriter(shard, tensors.Select(t => (t.Name, Cwa.Core.Checkpoints.DType.F32, t.Shape)).ToList(), meta);
+            foreach (var t in tensors) w.Write(t.Name, t.Values);
+            w.Commit();
+        }
+        var (code, _, err) = Cli.Run("eval", "--model", model, "--dtype", "f16", "--quiet");
+        Assert.Equal(2, code);
+        Assert.Contains("tensor model.layers.0.mlp.up_proj.weight holds 1000000 at flat index 7, which overflows --dtype f16; use bf16 or f32", err);
+        Assert.Equal(0, Cli.Run("eval", "--model", model, "--dtype", "bf16", "--quiet", "--max-length", "16").Code);
+    }
+
+    [Fact]
+    public void EvalsMemoryRefusalSuggestsOnlyWhatEvalHas()
+    {
+        var (code, _, err) = Cli.Run("eval", "--model", tiny.Model, "--streaming", "off", "--memory-budget", "1M", "--quiet");
+        Assert.Equal(1, code);
+        Assert.Contains("a smaller --batch-size or a shorter --max-length", err);
+        Assert.DoesNotContain("--recompute", err);
+    }
 }
