@@ -22,6 +22,7 @@ internal static class CreateTestModelCommand
             string preset = parse.GetValue(Preset)!;
             var dtype = parse.GetValue(Dtype) is { } d ? DTypeInfo.Parse(d) : TestModelGenerator.DefaultDType(preset);
             string outDir = parse.GetValue(Out)!;
+            if (string.IsNullOrWhiteSpace(outDir)) throw new InputException("--out must not be empty");
             if (File.Exists(outDir)) throw new InputException($"{outDir}: --out is a file, not a folder");
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var config = ConsoleProgress.Run(parse, stdout, sink =>

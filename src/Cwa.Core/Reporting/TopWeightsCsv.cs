@@ -48,7 +48,7 @@ public static class TopWeightsCsv
             if (lineNo == 1)
             {
                 if (!line.StartsWith("parameter,indices,sensitivity_score,layer_group", StringComparison.Ordinal))
-                    throw new InputException($"{path}: not a top_weights.csv (unexpected header)");
+                    throw new InputException($"{path}: not a top_weights.csv (its header is not the one cwa writes)");
                 continue;
             }
             if (line.Length == 0) continue;

@@ -70,6 +70,19 @@ public class CliErrorTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixtu
         Assert.Contains("--stability-check needs at least 2 calibration texts", err);
     }
 
+    [Theory]
+    [InlineData(new[] { "create-test-model", "--out", "" }, "--out must not be empty")]
+    [InlineData(new[] { "compare", "CONFIG", "CONFIG" }, "not a top_weights.csv (its header is not the one cwa writes)")]
+    [InlineData(new[] { "eval", "--batch-size", "0" }, "--batch-size must be at least 1 (got 0)")]
+    [InlineData(new[] { "eval", "--max-length", "1" }, "--max-length must be at least 2 (got 1)")]
+    public void OtherCommandsRefuseBadInputInOneLine(string[] args, string expected)
+    {
+        var (code, _, err) = Cli.Run(args.Select(a => a == "CONFIG" ? Path.Combine(tiny.Model, "config.json") : a).ToArray());
+        Assert.Equal(2, code);
+        Assert.Contains(expected, err);
+        Assert.DoesNotContain("unexpected", err);
+    }
+
     [Fact]
     public void MissingModelFolderNamesIt()
     {
