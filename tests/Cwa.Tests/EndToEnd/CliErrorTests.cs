@@ -61,6 +61,15 @@ public class CliErrorTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixtu
     }
 
     [Fact]
+    public void PerturbationWithoutUsableHeldOutTextIsRefusedBeforeLoading()
+    {
+        using var dir = new TempDir();
+        var (code, err) = Analyze("--model", tiny.Model, "--eval-file", dir.File("held-out.txt"), "--perturb", "zero");
+        Assert.Equal(2, code);
+        Assert.Contains("held-out.txt: data file not found", err);
+    }
+
+    [Fact]
     public void StabilityCheckNeedsTwoTextsAndSaysSoBeforeTheGradients()
     {
         using var dir = new TempDir();

@@ -28,6 +28,19 @@ public class NonFiniteResultsTests(TinyModelFixture tiny) : IClassFixture<TinyMo
     }
 
     [Fact]
+    public void HugeNoiseWithControlsCompletesWithNullsAndReasons()
+    {
+        using var dir = new TempDir();
+        var (code, _, err) = Cli.Run("analyze", "--model", tiny.Model, "--out-dir", dir.Path, "--max-samples", "4", "--max-length", "16", "--topk", "5", "--quiet",
+            "--perturb", "gauss_noise", "--perturb-scale", "1e30", "--absolute-noise", "--controls", "random_k", "--control-seeds", "3");
+        Assert.True(code == 0, err);
+        using var m = JsonDocument.Parse(File.ReadAllText(dir.File("experiment_manifest.json")));
+        Assert.Equal(JsonValueKind.Null, m.RootElement.GetProperty("results").GetProperty("Δppl random_k (mean)").ValueKind);
+        using var p = JsonDocument.Parse(File.ReadAllText(dir.File("perturbation_results.json")));
+        Assert.StartsWith("3 of 3 draws: the perturbation made the model diverge", p.RootElement.GetProperty("controls")[0].GetProperty("note").GetString());
+    }
+
+    [Fact]
     public void OneDrawHasNoIntervalRatherThanAZeroWidthOne()
     {
         using var dir = new TempDir();
