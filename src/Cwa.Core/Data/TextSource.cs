@@ -42,11 +42,40 @@ public static class TextSource
         return texts;
     }
 
+    /// <summary>How long the parquet library may take per file before the file is called damaged (tests shorten it).</summary>
+    internal static TimeSpan ParquetPatience { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// Reads the text column on a background thread and gives up after ParquetPatience plus 1 s per 20 MB: the parquet
+    /// library can loop without end on damaged metadata (found by fuzzing), and a thread cannot be stopped, so the
+    /// run reports the file instead of hanging; the process then exits and takes the thread with it.
+    /// </summary>
     private static List<string> ReadParquet(string path, string field)
+    {
+        ParquetFooter.Check(path);
+        List<string>? texts = null;
+        Exception? error = null;
+        var thread = new Thread(() =>
+        {
+            try { texts = ReadParquetUnguarded(path, field); }
+            catch (Exception e) { error = e; }
+        }) { IsBackground = true, Name = "parquet reader" };
+        thread.Start();
+        var patience = ParquetPatience + TimeSpan.FromSeconds(new FileInfo(path).Length / 20e6);
+        if (!thread.Join(patience))
+        {
+            thread.Priority = ThreadPriority.Lowest;
+            throw new InputException($"{path}: cannot read parquet file (the reader did not finish within {patience.TotalSeconds:F0} s; its metadata is probably damaged)");
+        }
+        if (error != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(error).Throw();
+        return texts!;
+    }
+
+    private static List<string> ReadParquetUnguarded(string path, string field)
     {
         try
         {
-            using var stream = File.OpenRead(path);
+            using var stream = new StrictEndStream(File.OpenRead(path));
             var reader = ParquetReader.CreateAsync(stream).GetAwaiter().GetResult();
             var dataFields = reader.Schema.GetDataFields();
             var column = dataFields.FirstOrDefault(f => f.Name == field)
