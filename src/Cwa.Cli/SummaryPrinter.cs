@@ -14,12 +14,14 @@ internal static class SummaryPrinter
             Out = new AnsiConsoleOutput(writer),
             Ansi = ReferenceEquals(writer, Console.Out) ? AnsiSupport.Detect : AnsiSupport.No,
         });
+        // In a log (no terminal) nothing knows the width: wide enough that tensor names do not wrap.
+        if (!ReferenceEquals(writer, Console.Out) || Console.IsOutputRedirected) console.Profile.Width = 160;
         var head = new Table().Border(TableBorder.Rounded).AddColumn("Run").AddColumn("Value");
         head.AddRow("model", Markup.Escape(s.ModelName));
         head.AddRow("metric / mode / k", $"{s.Metric} / {s.Mode} / {s.TopK}");
-        head.AddRow("calibration", $"{s.NumTexts} sequences, {s.NumTokens} target tokens, loss {F(s.CalibrationLoss)}");
-        foreach (var (label, value) in s.Results)
-            head.AddRow(Markup.Escape(label), F(value));
+        head.AddRow("calibration", $"{s.NumTexts} sequences, {s.NumTokens} target tokens");
+        foreach (var r in s.Results)
+            head.AddRow(Markup.Escape(r.Label), F(r.Value));
         console.Write(head);
 
         var top = new Table().Border(TableBorder.Rounded).Title("Top weights")

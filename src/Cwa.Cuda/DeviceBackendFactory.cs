@@ -65,7 +65,7 @@ public sealed class DeviceBackendFactory : IDeviceBackendFactory
                 progress.Info(plan.Describe());
                 plan.EnsureFits();
             }
-            using (var phase = progress.Start("load", LlamaLayout.Parameters(checkpoint.Config).Count))
+            using (var phase = progress.Start("reading weights", LlamaLayout.Parameters(checkpoint.Config).Count))
                 backend = CudaBackend.FromCheckpoint(device, gemm, checkpoint, held, options, _logitsChunk, name => { phase.Describe(name); phase.Advance(); });
             if (workload is { } wl) backend.Reserve(wl);
             progress.Info($"device: {device.Accelerator.Name}; matrix products: {gemm.Name}; weights held as {format.ToString().ToLowerInvariant()}");

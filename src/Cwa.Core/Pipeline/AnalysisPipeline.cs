@@ -123,18 +123,20 @@ public static class AnalysisPipeline
                     if (r.SavePlots) outputs.StabilityPlot(stability);
                 }
 
-            var results = new List<(string, double)>
+            var results = new List<ResultValue>
             {
-                ("calibration loss", sources.CalibrationLoss),
-                ("top-1 score", top.Count > 0 ? top.Max(t => t.Score) : double.NaN),
+                new("calibration_loss", "calibration loss (per target token)", sources.CalibrationLoss),
+                // The Python original's avg_loss: the mean of the batches' mean losses (batches of unequal size weigh the same).
+                new("avg_loss", "calibration loss (mean over batches)", sources.MeanBatchLoss),
+                new("top1_score", "top-1 score", top.Count > 0 ? top.Max(t => t.Score) : double.NaN),
             };
             if (pert != null)
             {
-                results.Add(("baseline perplexity", pert.Baseline.Perplexity));
-                results.Add(($"Δppl top_k ({pert.Kind})", pert.TopKRun.DeltaPerplexity));
-                results.AddRange(pert.Controls.Select(c => ($"Δppl {c.Selection} (mean)", c.MeanDeltaPerplexity)));
+                results.Add(new("baseline_perplexity", "baseline perplexity", pert.Baseline.Perplexity));
+                results.Add(new("delta_ppl_top_k", $"Δppl top_k ({pert.Kind})", pert.TopKRun.DeltaPerplexity));
+                results.AddRange(pert.Controls.Select(c => new ResultValue($"delta_ppl_{c.Selection}_mean", $"Δppl {c.Selection} (mean)", c.MeanDeltaPerplexity)));
             }
-            if (stability != null) results.Add(("mean Jaccard across seeds", stability.MeanJaccardAcrossSeeds));
+            if (stability != null) results.Add(new("mean_jaccard_across_seeds", "mean Jaccard across seeds", stability.MeanJaccardAcrossSeeds));
 
             var facts = new RunFacts(r, start, timer, metric, mode, model, data, sources, ranking, top, superWeights, pert, stability, config, dtypeName, results, memory);
             using (timer.Phase("report"))

@@ -14,5 +14,8 @@ public sealed record AnalysisSummary(
     long NumTokens,
     IReadOnlyList<RankedWeight> TopWeights,
     IReadOnlyList<string> OutputFiles,
-    IReadOnlyList<(string Label, double Value)> Results,
+    IReadOnlyList<ResultValue> Results,
     IReadOnlyList<(string Phase, double Seconds)> Timings);
+
+/// <summary>One headline result: Key in the manifest (snake_case, for jq and pandas), Label for people.</summary>
+public sealed record ResultValue(string Key, string Label, double Value);

@@ -6,7 +6,8 @@ using Cwa.Core.Models;
 namespace Cwa.Core.Pipeline;
 
 /// <summary>Where a gradient pass stands: how many batches are in the running sums, and the loss over them.</summary>
-public sealed record CheckpointPosition(int NextBatch, double LossSum, long Tokens, IReadOnlyList<string> Skipped);
+/// <param name="BatchLossSum">sum of the used batches' mean losses (for avg_loss), over BatchesUsed batches</param>
+public sealed record CheckpointPosition(int NextBatch, double LossSum, long Tokens, IReadOnlyList<string> Skipped, double BatchLossSum = 0, int BatchesUsed = 0);
 
 /// <summary>Copies one tensor's running sum (gradient or Fisher) into a buffer of its size.</summary>
 public delegate void TensorReader(int tensor, Span<float> into);
@@ -26,7 +27,7 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
     public string Path { get; } = path;
     public int Every { get; } = every;
 
-    private static readonly string[] PositionKeys = ["next_batch", "loss_sum", "tokens", "tensors", "fisher", "skipped"];
+    private static readonly string[] PositionKeys = ["next_batch", "loss_sum", "tokens", "tensors", "fisher", "skipped", "batch_loss_sum", "batches_used"];
 
     /// <param name="fisher">null when the metric keeps no Fisher sums</param>
     public void Save(CheckpointPosition position, IReadOnlyList<ParameterSpec> specs, TensorReader gradient, TensorReader? fisher)
@@ -46,6 +47,8 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
             ["tensors"] = specs.Count.ToString(CultureInfo.InvariantCulture),
             ["fisher"] = fisher != null ? "1" : "0",
             ["skipped"] = string.Join('\u001f', position.Skipped),
+            ["batch_loss_sum"] = position.BatchLossSum.ToString("R", CultureInfo.InvariantCulture),
+            ["batches_used"] = position.BatchesUsed.ToString(CultureInfo.InvariantCulture),
         };
         var buffer = new float[specs.Max(s => s.NumElements)];
         // The checksum goes into the header, before the data: one pass hashes, a second writes.
@@ -74,6 +77,8 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
         int next = Parse<int>(meta, "next_batch", int.TryParse, n => n >= 1 && n <= batchCount);
         double lossSum = Parse<double>(meta, "loss_sum", double.TryParse, x => double.IsFinite(x) && x >= 0);
         long tokens = Parse<long>(meta, "tokens", long.TryParse, n => n >= 0);
+        double batchLossSum = Parse<double>(meta, "batch_loss_sum", double.TryParse, x => double.IsFinite(x) && x >= 0);
+        int batchesUsed = Parse<int>(meta, "batches_used", int.TryParse, n => n >= 0 && n <= next);
         Parse<int>(meta, "tensors", int.TryParse, n => n == specs.Count);
         bool hasFisher = Parse<int>(meta, "fisher", int.TryParse, n => n is 0 or 1) == 1;
         if (hasFisher != (fisher != null)) throw Damaged($"metadata 'fisher' is {meta["fisher"]} but this run {(fisher != null ? "needs" : "keeps no")} Fisher sums");
@@ -105,7 +110,7 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
             f.Read($"f.{t}", values);
             fisher(t, values);
         }
-        return new CheckpointPosition(next, lossSum, tokens, meta["skipped"].Length == 0 ? [] : meta["skipped"].Split('\u001f'));
+        return new CheckpointPosition(next, lossSum, tokens, meta["skipped"].Length == 0 ? [] : meta["skipped"].Split('\u001f'), batchLossSum, batchesUsed);
     }
 
     public void Delete()

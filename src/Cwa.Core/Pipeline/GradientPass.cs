@@ -17,12 +17,15 @@ public static class GradientPass
     {
         var backend = model.Backend;
         int tensors = backend.Specs.Count;
-        double lossSum = 0;
+        double lossSum = 0, batchLossSum = 0;
         long tokens = 0;
+        int used = 0;
         void Use(double loss, Batch b)
         {
             lossSum += loss * b.TargetCount;
             tokens += b.TargetCount;
+            batchLossSum += loss;
+            used++;
         }
         double scale = r.GradReduction switch
         {
@@ -42,7 +45,11 @@ public static class GradientPass
                     phase.Advance();
                 }
             backend.Observer = null;
-            return new ScoreSources { CalibrationLoss = lossSum / tokens, CalibrationTokens = tokens, CalibrationSequences = batches.Sum(b => b.BatchSize), Activations = stats };
+            return new ScoreSources
+            {
+                CalibrationLoss = lossSum / tokens, MeanBatchLoss = batchLossSum / used, CalibrationTokens = tokens, CalibrationInputTokens = InputTokens(batches),
+                CalibrationSequences = batches.Sum(b => b.BatchSize), Activations = stats,
+            };
         }
 
         bool fisherNeeded = metric.NeedsFisher(curvature);
@@ -62,7 +69,7 @@ public static class GradientPass
                 perBatch ? (t, v) => gradient[t] = v.ToArray() : backend.WriteGradient,
                 fisher == null ? null : (t, v) => fisher.Sums[t] = v.ToArray()) is { } saved)
         {
-            (start, lossSum, tokens) = (saved.NextBatch, saved.LossSum, saved.Tokens);
+            (start, lossSum, tokens, batchLossSum, used) = (saved.NextBatch, saved.LossSum, saved.Tokens, saved.BatchLossSum, saved.BatchesUsed);
             skipped.AddRange(saved.Skipped);
             progress.Info($"resuming from {checkpoint.Path} at batch {start} of {batches.Count}");
         }
@@ -74,7 +81,7 @@ public static class GradientPass
             for (int i = start; i < batches.Count; i++)
             {
                 if (checkpoint != null && i > start && i % checkpoint.Every == 0)
-                    checkpoint.Save(new CheckpointPosition(i, lossSum, tokens, skipped), backend.Specs, saveGradient, saveFisher);
+                    checkpoint.Save(new CheckpointPosition(i, lossSum, tokens, skipped, batchLossSum, used), backend.Specs, saveGradient, saveFisher);
                 phase.Advance();
                 if (perBatch) backend.ClearGradients();
                 double loss = backend.ForwardBackward(batches[i], perBatch ? 1.0 : scale);
@@ -137,10 +144,14 @@ public static class GradientPass
         float[][]? hessian = metric.NeedsHessian(curvature) ? HutchinsonPass.Run(model, batches, r, progress) : null;
         return new ScoreSources
         {
-            CalibrationLoss = lossSum / tokens, CalibrationTokens = tokens, CalibrationSequences = batches.Sum(b => b.BatchSize),
+            CalibrationLoss = lossSum / tokens, MeanBatchLoss = batchLossSum / used, CalibrationTokens = tokens, CalibrationInputTokens = InputTokens(batches),
+            CalibrationSequences = batches.Sum(b => b.BatchSize),
             Gradient = sums, OnDevice = onDevice, Fisher = fisher, HessianDiag = hessian, SkippedBatches = skipped, ForwardBackwardSeconds = loopSeconds, ForwardBackwardFlops = flops,
         };
     }
+
+    /// <summary>Real (non-padding) tokens of the batches: what the model reads, one more per sequence than it predicts.</summary>
+    public static long InputTokens(IReadOnlyList<Batch> batches) => batches.Sum(b => (long)b.Lengths.Sum());
 
     private static void Copy(float[]? sum, Span<float> into)
     {

@@ -84,7 +84,7 @@ public sealed class LoadedModel : IDisposable
                     Backend = onDevice.Create(ckpt, source.HeldType, options, workload, progress), MemoryPlan = plan,
                 };
             ModelWeights<float> weights;
-            using (var phase = progress.Start("load", source.Specs.Count))
+            using (var phase = progress.Start("reading weights", source.Specs.Count))
                 weights = ReadHostWeights(ckpt, source.HeldType, phase);
             var cpu = new CpuBackend(weights, options);
             if (workload is { } reserve) cpu.Reserve(reserve);

@@ -9,7 +9,7 @@ namespace Cwa.Core.Pipeline;
 /// <summary>
 /// From calibration batches to a ranking, whichever way the model is held: in memory, a gradient pass over
 /// the whole model then a scoring pass over its tensors; streamed, one layer-major sweep that scores each tensor
-/// as it completes. Timings go to the "gradients" and "scoring" phases either way.
+/// as it completes. Timings go to the "gradients" (or "forward") and "scoring" phases either way.
 /// </summary>
 internal static class RankingPass
 {
@@ -17,16 +17,18 @@ internal static class RankingPass
         ObdCurvature curvature, RankingMode mode, int maxK, AnalyzeRequest r, string? dumpPath, IProgressSink progress,
         PhaseTimer? timer = null, GradientCheckpoint? checkpoint = null)
     {
+        // Forward-only metrics (wanda, act_outlier, magnitude) have no gradient phase: theirs is called forward.
+        string pass = metric == SensitivityMetric.Magnitude || metric.NeedsActivations() ? "forward" : "gradients";
         if (model.Backend is StreamingCpuBackend streamed)
         {
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var (sources, ranking, scoringSeconds) = StreamingAnalysis.Run(streamed, batches, metric, curvature, mode, maxK, r, dumpPath, progress);
-            timer?.Record("gradients", sw.Elapsed.TotalSeconds - scoringSeconds);
+            timer?.Record(pass, sw.Elapsed.TotalSeconds - scoringSeconds);
             timer?.Record("scoring", scoringSeconds);
             return (sources, ranking);
         }
         ScoreSources s;
-        using (timer?.Phase("gradients"))
+        using (timer?.Phase(pass))
             s = GradientPass.Run(model, batches, metric, curvature, r, progress, checkpoint);
         // Activations are not needed while scoring: their memory goes back before the score buffers come.
         model.Backend.ReleaseWorkspace();

@@ -9,7 +9,7 @@ namespace Cwa.Core.Pipeline;
 internal sealed record RunFacts(
     AnalyzeRequest Request, DateTimeOffset Start, PhaseTimer Timer, SensitivityMetric Metric, RankingMode Mode, LoadedModel Model,
     CalibrationData Data, ScoreSources Sources, RankingResult Ranking, IReadOnlyList<RankedWeight> Top, IReadOnlyList<SuperWeightLayer> SuperWeights,
-    PerturbationReport? Perturbation, StabilityReport? Stability, JsonObject Config, string DtypeName, IReadOnlyList<(string, double)> Results,
+    PerturbationReport? Perturbation, StabilityReport? Stability, JsonObject Config, string DtypeName, IReadOnlyList<ResultValue> Results,
     MemoryMonitor Memory);
 
 /// <summary>report.html and experiment_manifest.json of a run (the manifest last: it hashes every other file).</summary>
@@ -27,7 +27,7 @@ internal static class RunDocuments
                 ("parameters", model.ParameterCount.ToString("N0")), ("weights held as", dtypeName),
                 ("metric / mode / k", $"{metric.Name()} / {mode.Name()} / {r.TopK}"),
                 ("calibration", $"{data.Source}: {sources.CalibrationSequences} sequences, {sources.CalibrationTokens} target tokens"),
-                .. results.Select(x => (x.Item1, Divergence.Show(x.Item2))),
+                .. results.Select(x => (x.Label, Divergence.Show(x.Value))),
             ],
             TopWeights = top,
             Stats = ranking.Stats,
@@ -60,7 +60,7 @@ internal static class RunDocuments
             resultsJson[key] = JsonOutput.Number(v);
             if (!double.IsFinite(v)) notes.Add($"{key} is null: {(pert != null ? Divergence.Message : "not finite")}");
         }
-        foreach (var (k, v) in results) Put(k, v);
+        foreach (var x in results) Put(x.Key, x.Value);
         if (pert?.TopOverRandomRatio is double ratio) Put("top_over_random_delta_ppl_ratio", ratio);
         if (pert?.TopMinusRandomCi95High is double margin) Put("top_minus_random_ci95_high_delta_ppl", margin);
         if (notes.Count > 0) resultsJson["notes"] = notes;
@@ -101,7 +101,8 @@ internal static class RunDocuments
                 ["num_texts"] = data.CalibrationTexts.Count,
                 ["num_eval_texts"] = data.EvaluationTexts.Count,
                 ["num_sequences"] = sources.CalibrationSequences,
-                ["num_tokens"] = sources.CalibrationTokens,
+                ["num_tokens"] = sources.CalibrationInputTokens,
+                ["num_target_tokens"] = sources.CalibrationTokens,
                 ["sha256"] = ExperimentManifest.Sha256Hex(data.CalibrationTexts),
                 ["eval_sha256"] = ExperimentManifest.Sha256Hex(data.EvaluationTexts),
             },

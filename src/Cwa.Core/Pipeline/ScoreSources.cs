@@ -6,7 +6,12 @@ namespace Cwa.Core.Pipeline;
 public sealed class ScoreSources
 {
     public required double CalibrationLoss { get; init; }
+    /// <summary>Mean over the batches used of each batch's mean loss (the Python original's avg_loss).</summary>
+    public double MeanBatchLoss { get; init; } = double.NaN;
+    /// <summary>Prediction targets (tokens with a next token) of the batches used.</summary>
     public required long CalibrationTokens { get; init; }
+    /// <summary>Real tokens the model read in calibration.</summary>
+    public long CalibrationInputTokens { get; init; }
     public required int CalibrationSequences { get; init; }
     /// <summary>Summed (or averaged, per --grad-reduction) gradient; null for forward-only metrics.</summary>
     public float[][]? Gradient { get; init; }

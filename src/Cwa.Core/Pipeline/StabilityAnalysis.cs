@@ -37,7 +37,7 @@ public static class StabilityAnalysis
         var runs = new List<(string Label, HashSet<(int, long)> Set, double[] Means)> { ($"seed {r.Seeds[0]}", first.AsSet(r.TopK), Means(first)) };
         foreach (var (seed, batches) in plan.Seeds)
         {
-            var ranking = Rank(model, batches, r, metric, curvature, mode, progress);
+            var ranking = Rank(model, batches, r, metric, curvature, mode, new LabelledProgress(progress, $"stability, seed {seed}"));
             runs.Add(($"seed {seed}", ranking.AsSet(r.TopK), Means(ranking)));
         }
         int n = runs.Count;
@@ -52,8 +52,8 @@ public static class StabilityAnalysis
         PairAgreement? halves = null;
         if (plan.Halves is var (a, b))
         {
-            var ra = Rank(model, a, r, metric, curvature, mode, progress);
-            var rb = Rank(model, b, r, metric, curvature, mode, progress);
+            var ra = Rank(model, a, r, metric, curvature, mode, new LabelledProgress(progress, "stability, half A"));
+            var rb = Rank(model, b, r, metric, curvature, mode, new LabelledProgress(progress, "stability, half B"));
             halves = Compare(("half A", ra.AsSet(r.TopK), Means(ra)), ("half B", rb.AsSet(r.TopK), Means(rb)));
         }
         double meanJ = pairs.Count == 0 ? 1 : pairs.Average(p => p.Jaccard);
@@ -70,4 +70,11 @@ public static class StabilityAnalysis
 
     private static PairAgreement Compare((string Label, HashSet<(int, long)> Set, double[] Means) a, (string Label, HashSet<(int, long)> Set, double[] Means) b) =>
         new(a.Label, b.Label, SetOverlap.Jaccard(a.Set, b.Set), SetOverlap.OverlapCoefficient(a.Set, b.Set), SetOverlap.Spearman(a.Means, b.Means));
+
+    /// <summary>Names each phase of a stability run after the run, so logs say which ranking a line belongs to.</summary>
+    private sealed class LabelledProgress(IProgressSink inner, string label) : IProgressSink
+    {
+        public IPhaseProgress Start(string phase, double total) => inner.Start($"{label}: {phase}", total);
+        public void Info(string message) => inner.Info($"{label}: {message}");
+    }
 }

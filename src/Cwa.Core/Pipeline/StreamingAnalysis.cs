@@ -47,8 +47,9 @@ internal static class StreamingAnalysis
         }
 
         var pass = backend.Pass;
-        double lossSum = 0, seconds;
+        double lossSum = 0, batchLossSum = 0, seconds;
         long tokens = 0;
+        int used = 0;
         double flops = 0;
         IReadOnlyList<string> skipped = [];
         var loop = Stopwatch.StartNew();
@@ -73,6 +74,8 @@ internal static class StreamingAnalysis
                     if (!double.IsFinite(loss)) continue;
                     lossSum += loss * batches[b].TargetCount;
                     tokens += batches[b].TargetCount;
+                    batchLossSum += loss;
+                    used++;
                     flops += FlopCount.ForwardBackward(backend.Config, batches[b]);
                 }
             }
@@ -90,6 +93,8 @@ internal static class StreamingAnalysis
                         throw new CwaException($"calibration batch {b} produced a non-finite loss ({loss}); check the model weights and data (or pass --skip-nonfinite)");
                     lossSum += loss * batches[b].TargetCount;
                     tokens += batches[b].TargetCount;
+                    batchLossSum += loss;
+                    used++;
                 }
                 for (int t = 0; t < specs.Count; t++)
                     if (specs[t].Block < 0) Score(new CompletedTensor(t, specs[t].Is2D ? [] : backend.Weights.Slots[t], null, null));
@@ -100,7 +105,8 @@ internal static class StreamingAnalysis
         dump?.Commit();
         var sources = new ScoreSources
         {
-            CalibrationLoss = lossSum / tokens, CalibrationTokens = tokens, CalibrationSequences = batches.Sum(b => b.BatchSize),
+            CalibrationLoss = lossSum / tokens, MeanBatchLoss = batchLossSum / used, CalibrationTokens = tokens,
+            CalibrationInputTokens = GradientPass.InputTokens(batches), CalibrationSequences = batches.Sum(b => b.BatchSize),
             Activations = activations, SkippedBatches = skipped, CapturedGradients = gradients ? captured : null,
             ForwardBackwardSeconds = gradients ? seconds - scoring.Elapsed.TotalSeconds : 0, ForwardBackwardFlops = flops,
         };

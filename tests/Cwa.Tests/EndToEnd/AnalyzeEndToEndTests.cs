@@ -58,6 +58,13 @@ public class AnalyzeEndToEndTests(TinyModelFixture tiny) : IClassFixture<TinyMod
         Assert.Equal(JsonValueKind.Null, m.GetProperty("environment").GetProperty("gpu").ValueKind);
         foreach (var phase in new[] { "load", "gradients", "scoring", "ranking", "writing", "plots", "perturbation" })
             Assert.True(m.GetProperty("timing").TryGetProperty(phase, out _), $"timing lacks {phase}");
+        // Results are keyed for jq and pandas: snake_case ASCII, both losses named.
+        foreach (var p in m.GetProperty("results").EnumerateObject())
+            Assert.Matches("^[a-z0-9_]+$", p.Name);
+        foreach (var key in new[] { "calibration_loss", "avg_loss", "top1_score", "baseline_perplexity", "delta_ppl_top_k", "delta_ppl_random_k_mean", "delta_ppl_bottom_k_mean", "mean_jaccard_across_seeds" })
+            Assert.True(m.GetProperty("results").TryGetProperty(key, out _), $"results lack {key}");
+        var data = m.GetProperty("data");
+        Assert.Equal(data.GetProperty("num_target_tokens").GetInt64() + data.GetProperty("num_sequences").GetInt64(), data.GetProperty("num_tokens").GetInt64());
         Assert.Empty(Directory.EnumerateFiles(outDir.Path, "*.tmp-*", SearchOption.AllDirectories));
 
         using var pert = JsonDocument.Parse(File.ReadAllText(outDir.File("perturbation_results.json")));

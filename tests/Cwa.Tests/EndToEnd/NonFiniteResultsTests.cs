@@ -16,8 +16,8 @@ public class NonFiniteResultsTests(TinyModelFixture tiny) : IClassFixture<TinyMo
 
         using var m = JsonDocument.Parse(File.ReadAllText(dir.File("experiment_manifest.json")));
         var results = m.RootElement.GetProperty("results");
-        Assert.Equal(JsonValueKind.Null, results.GetProperty("Δppl top_k (bit_flip)").ValueKind);
-        Assert.Contains(results.GetProperty("notes").EnumerateArray(), n => n.GetString() == "Δppl top_k (bit_flip) is null: the perturbation made the model diverge");
+        Assert.Equal(JsonValueKind.Null, results.GetProperty("delta_ppl_top_k").ValueKind);
+        Assert.Contains(results.GetProperty("notes").EnumerateArray(), n => n.GetString() == "delta_ppl_top_k is null: the perturbation made the model diverge");
 
         using var p = JsonDocument.Parse(File.ReadAllText(dir.File("perturbation_results.json")));
         Assert.Equal(30, p.RootElement.GetProperty("bit").GetInt32()); // the fp32 top exponent bit, the default
@@ -35,7 +35,7 @@ public class NonFiniteResultsTests(TinyModelFixture tiny) : IClassFixture<TinyMo
             "--perturb", "gauss_noise", "--perturb-scale", "1e30", "--absolute-noise", "--controls", "random_k", "--control-seeds", "3");
         Assert.True(code == 0, err);
         using var m = JsonDocument.Parse(File.ReadAllText(dir.File("experiment_manifest.json")));
-        Assert.Equal(JsonValueKind.Null, m.RootElement.GetProperty("results").GetProperty("Δppl random_k (mean)").ValueKind);
+        Assert.Equal(JsonValueKind.Null, m.RootElement.GetProperty("results").GetProperty("delta_ppl_random_k_mean").ValueKind);
         using var p = JsonDocument.Parse(File.ReadAllText(dir.File("perturbation_results.json")));
         Assert.StartsWith("3 of 3 draws: the perturbation made the model diverge", p.RootElement.GetProperty("controls")[0].GetProperty("note").GetString());
     }
