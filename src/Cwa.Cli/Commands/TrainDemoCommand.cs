@@ -7,8 +7,8 @@ namespace Cwa.Cli.Commands;
 /// <summary>`cwa train-demo`: reproduces the built-in demo model (tokenizer + small Llama trained with AdamW).</summary>
 internal static class TrainDemoCommand
 {
-    private static readonly Option<string> Out = new("--out", "-o") { Description = "Folder to write the trained model to.", DefaultValueFactory = _ => "src/Cwa.Core/Models/Demo" };
-    private static readonly Option<int> Steps = new("--steps") { Description = "AdamW steps.", DefaultValueFactory = _ => 400 };
+    private static readonly Option<string> Out = new("--out", "-o") { Description = "Folder to write the trained model to (--out src/Cwa.Core/Models/Demo replaces the built-in demo at the next build).", DefaultValueFactory = _ => "demo-model" };
+    private static readonly Option<int> Steps = new("--steps") { Description = "AdamW steps (the shipped demo: 600, early stopping kept step 200).", DefaultValueFactory = _ => 600 };
     private static readonly Option<int> BatchSize = new("--batch-size") { Description = "Sequences per step.", DefaultValueFactory = _ => 16 };
     private static readonly Option<double> LearningRate = new("--lr") { Description = "Peak learning rate (warmup, then cosine decay).", DefaultValueFactory = _ => 2e-3 };
     private static readonly Option<int> Seed = new("--seed") { Description = "Seed for initialisation and batch sampling.", DefaultValueFactory = _ => 42 };

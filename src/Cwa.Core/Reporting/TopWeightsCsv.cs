@@ -30,7 +30,8 @@ public static class TopWeightsCsv
                 w.Write(rank++.ToString(CultureInfo.InvariantCulture)); w.Write(',');
                 w.Write(r.Block.ToString(CultureInfo.InvariantCulture)); w.Write(','); w.Write(r.Component); w.Write(',');
                 w.Write(r.Row.ToString(CultureInfo.InvariantCulture)); w.Write(','); w.Write(r.Col.ToString(CultureInfo.InvariantCulture)); w.Write(',');
-                w.Write(F(r.Weight)); w.Write(','); w.WriteLine(F(r.Gradient));
+                // Metrics without a gradient (magnitude, wanda, act_outlier) leave the column empty rather than write NaN.
+                w.Write(F(r.Weight)); w.Write(','); w.WriteLine(float.IsNaN(r.Gradient) ? "" : F(r.Gradient));
             }
         });
     }
@@ -69,7 +70,7 @@ public static class TopWeightsCsv
             bool full = f.Count >= 11;
             return new RankedWeight(-1, f[0], -1, row, col, score,
                 full ? float.Parse(f[9], CultureInfo.InvariantCulture) : float.NaN,
-                full ? float.Parse(f[10], CultureInfo.InvariantCulture) : float.NaN,
+                full && f[10].Length > 0 ? float.Parse(f[10], CultureInfo.InvariantCulture) : float.NaN,
                 full ? int.Parse(f[5], CultureInfo.InvariantCulture) : -1,
                 full ? f[6] : "",
                 f[3]);

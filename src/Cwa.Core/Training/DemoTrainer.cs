@@ -7,7 +7,7 @@ using Cwa.Core.Tokenization;
 
 namespace Cwa.Core.Training;
 
-public sealed record DemoTrainingOptions(string OutDir, int Steps = 400, int BatchSize = 16, int SeqLen = 128, double LearningRate = 2e-3,
+public sealed record DemoTrainingOptions(string OutDir, int Steps = 600, int BatchSize = 16, int SeqLen = 128, double LearningRate = 2e-3,
     int VocabSize = 1024, ulong Seed = 42, DType DType = DType.BF16, int Threads = 0, int EvalEvery = 20);
 
 public sealed record DemoTrainingResult(double FirstLoss, double FinalTrainLoss, int BestStep, double ValidationPerplexity, double HeldOutPerplexity,

@@ -148,4 +148,18 @@ public class AnalyzeEndToEndTests(TinyModelFixture tiny) : IClassFixture<TinyMod
         using var c = CheckpointFolder.Open(tiny.Model);
         return c.Config;
     }
+
+    [Fact]
+    public void MetricsWithoutAGradientLeaveItsColumnEmptyAndTimeAForwardPhase()
+    {
+        using var outDir = new TempDir();
+        var (code, _, err) = Cli.Run(["analyze", "--model", tiny.Model, "--out-dir", outDir.Path, .. Common, "--metric", "wanda", "--save-plots", "false"]);
+        Assert.True(code == 0, err);
+        var lines = File.ReadAllLines(outDir.File("top_weights.csv")).Skip(1).ToList();
+        Assert.All(lines, l => Assert.EndsWith(",", l));
+        Assert.All(TopWeightsCsv.Read(outDir.File("top_weights.csv")), r => Assert.True(float.IsNaN(r.Gradient)));
+        using var m = JsonDocument.Parse(File.ReadAllText(outDir.File("experiment_manifest.json")));
+        Assert.True(m.RootElement.GetProperty("timing").TryGetProperty("forward", out _));
+        Assert.False(m.RootElement.GetProperty("timing").TryGetProperty("gradients", out _));
+    }
 }
