@@ -64,15 +64,31 @@ internal static class ConsoleProgress
         }
     }
 
+    /// <summary>
+    /// Progress in a log: a line when a phase ends, and while a long phase runs a line every 30 s (after the first 10 s)
+    /// with how far it is and an estimate of what is left, so a redirected 20-minute run is never silent.
+    /// </summary>
     private sealed class LineProgress(TextWriter w) : IProgressSink
     {
-        public IPhaseProgress Start(string phase, double total) => new Phase(w, phase);
+        public IPhaseProgress Start(string phase, double total) => new Phase(w, phase, total);
         public void Info(string message) => w.WriteLine(message);
 
-        private sealed class Phase(TextWriter w, string name) : IPhaseProgress
+        private sealed class Phase(TextWriter w, string name, double total) : IPhaseProgress
         {
             private readonly System.Diagnostics.Stopwatch _sw = System.Diagnostics.Stopwatch.StartNew();
-            public void Advance(double steps = 1) { }
+            private double _done, _lastLine = -20;
+
+            public void Advance(double steps = 1)
+            {
+                _done += steps;
+                double t = _sw.Elapsed.TotalSeconds;
+                if (t < 10 || t - _lastLine < 30 || total <= 0) return;
+                _lastLine = t;
+                double fraction = Math.Min(1, _done / total);
+                string left = fraction > 0 ? $", about {t / fraction - t:F0} s left" : "";
+                w.WriteLine($"{name}: {100 * fraction:F0}% after {t:F0} s{left}");
+            }
+
             public void Describe(string text) { }
             public void Dispose() => w.WriteLine($"{name}: done in {_sw.Elapsed.TotalSeconds:F2} s");
         }

@@ -19,7 +19,7 @@ internal static class SummaryPrinter
         var head = new Table().Border(TableBorder.Rounded).AddColumn("Run").AddColumn("Value");
         head.AddRow("model", Markup.Escape(s.ModelName));
         head.AddRow("metric / mode / k", $"{s.Metric} / {s.Mode} / {s.TopK}");
-        head.AddRow("calibration", $"{s.NumTexts} sequences, {s.NumTokens} target tokens");
+        head.AddRow("calibration", s.NumTexts > 0 ? $"{s.NumTexts} sequences, {s.NumTokens} target tokens" : "none needed (|W| reads no data)");
         foreach (var r in s.Results)
             head.AddRow(Markup.Escape(r.Label), F(r.Value));
         console.Write(head);

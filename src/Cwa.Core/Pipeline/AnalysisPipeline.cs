@@ -123,13 +123,14 @@ public static class AnalysisPipeline
                     if (r.SavePlots) outputs.StabilityPlot(stability);
                 }
 
-            var results = new List<ResultValue>
+            var results = new List<ResultValue>();
+            if (metric != SensitivityMetric.Magnitude) // |W| reads no data, so it has no calibration loss
             {
-                new("calibration_loss", "calibration loss (per target token)", sources.CalibrationLoss),
+                results.Add(new("calibration_loss", "calibration loss (per target token)", sources.CalibrationLoss));
                 // The Python original's avg_loss: the mean of the batches' mean losses (batches of unequal size weigh the same).
-                new("avg_loss", "calibration loss (mean over batches)", sources.MeanBatchLoss),
-                new("top1_score", "top-1 score", top.Count > 0 ? top.Max(t => t.Score) : double.NaN),
-            };
+                results.Add(new("avg_loss", "calibration loss (mean over batches)", sources.MeanBatchLoss));
+            }
+            results.Add(new("top1_score", "top-1 score", top.Count > 0 ? top.Max(t => t.Score) : double.NaN));
             if (pert != null)
             {
                 results.Add(new("baseline_perplexity", "baseline perplexity", pert.Baseline.Perplexity));

@@ -34,7 +34,10 @@ public static class GradientPass
             _ => throw new InputException($"--grad-reduction: unknown value '{r.GradReduction}' (valid: sum, mean)"),
         };
 
-        if (metric.NeedsActivations() || metric == SensitivityMetric.Magnitude)
+        // |W| needs no data: no pass at all (the loss stays NaN and is not reported).
+        if (metric == SensitivityMetric.Magnitude)
+            return new ScoreSources { CalibrationLoss = double.NaN, CalibrationTokens = 0, CalibrationSequences = 0 };
+        if (metric.NeedsActivations())
         {
             var stats = metric.NeedsActivations() ? new ActivationStats() : null;
             backend.Observer = stats;
@@ -141,6 +144,9 @@ public static class GradientPass
                 if (bad >= 0) throw new CwaException(NonFiniteGradient(backend.Specs[t].Name, bad));
             }
         }
+        if (metric.NeedsHessian(curvature))
+            progress.Info($"hutchinson: {r.HutchinsonProbes} probes x 2 gradient passes over all {batches.Count} batches in fp64, about " +
+                $"{4 * r.HutchinsonProbes} times the gradient pass just done (set the count with --hutchinson-probes)");
         float[][]? hessian = metric.NeedsHessian(curvature) ? HutchinsonPass.Run(model, batches, r, progress) : null;
         return new ScoreSources
         {

@@ -54,7 +54,9 @@ internal static class StreamingAnalysis
         IReadOnlyList<string> skipped = [];
         var loop = Stopwatch.StartNew();
         bool gradients = metric != SensitivityMetric.Magnitude && !metric.NeedsActivations();
-        using (var phase = progress.Start(gradients ? "gradients (layer-major)" : "forward (layer-major)", pass.Steps(batches.Count, gradients)))
+        bool magnitude = metric == SensitivityMetric.Magnitude;
+        using (var phase = magnitude ? progress.Start("scoring |W| (streamed)", backend.Config.NumLayers)
+                   : progress.Start(gradients ? "gradients (layer-major)" : "forward (layer-major)", pass.Steps(batches.Count, gradients)))
         {
             if (gradients)
             {
@@ -78,6 +80,20 @@ internal static class StreamingAnalysis
                     used++;
                     flops += FlopCount.ForwardBackward(backend.Config, batches[b]);
                 }
+            }
+            else if (magnitude)
+            {
+                // |W| needs no data: each block is widened once and scored, then the vocabulary tensors chunk by chunk.
+                for (int l = 0; l < backend.Config.NumLayers; l++)
+                {
+                    backend.Weights.LoadBlock(l);
+                    for (int t = 0; t < specs.Count; t++)
+                        if (specs[t].Block == l) Score(new CompletedTensor(t, backend.Weights.Slots[t], null, null));
+                    phase.Advance();
+                }
+                backend.Weights.ReleaseBlocks();
+                for (int t = 0; t < specs.Count; t++)
+                    if (specs[t].Block < 0) Score(new CompletedTensor(t, specs[t].Is2D ? [] : backend.Weights.Slots[t], null, null));
             }
             else
             {
@@ -103,6 +119,8 @@ internal static class StreamingAnalysis
         }
         scorer.Release();
         dump?.Commit();
+        if (metric == SensitivityMetric.Magnitude)
+            return (new ScoreSources { CalibrationLoss = double.NaN, CalibrationTokens = 0, CalibrationSequences = 0 }, builder.Build(), scoring.Elapsed.TotalSeconds);
         var sources = new ScoreSources
         {
             CalibrationLoss = lossSum / tokens, MeanBatchLoss = batchLossSum / used, CalibrationTokens = tokens,

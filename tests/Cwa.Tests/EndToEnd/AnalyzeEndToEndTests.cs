@@ -162,4 +162,16 @@ public class AnalyzeEndToEndTests(TinyModelFixture tiny) : IClassFixture<TinyMod
         Assert.True(m.RootElement.GetProperty("timing").TryGetProperty("forward", out _));
         Assert.False(m.RootElement.GetProperty("timing").TryGetProperty("gradients", out _));
     }
+
+    [Fact]
+    public void MagnitudeReadsNoDataAndReportsNoLoss()
+    {
+        using var outDir = new TempDir();
+        var (code, stdout, err) = Cli.Run("analyze", "--model", tiny.Model, "--out-dir", outDir.Path, "--metric", "magnitude", "--save-plots", "false", "--topk", "5");
+        Assert.True(code == 0, err);
+        Assert.Contains("none needed (|W| reads no data)", stdout);
+        using var m = JsonDocument.Parse(File.ReadAllText(outDir.File("experiment_manifest.json")));
+        Assert.False(m.RootElement.GetProperty("results").TryGetProperty("calibration_loss", out _));
+        Assert.False(m.RootElement.GetProperty("results").TryGetProperty("notes", out _));
+    }
 }
