@@ -57,7 +57,9 @@ public static class Program
                 double best = BestOf(quick ? 3 : 7, () => Gemm.Compute(s.Ta, s.Tb, s.M, s.N, s.K, 1f, a, 0, lda, b, 0, ldb, 0f, c, 0, s.N));
                 double gflops = 2.0 * s.M * s.N * s.K / best / 1e9;
                 double percent = 100 * gflops / (peak.GflopsPerCore * threads);
-                Console.WriteLine($"{s.Name,-58} {threads,7} {best * 1e3,9:F2} {gflops,10:F1} {percent,10:F1}%{(percent > 100 ? "  (above the peak: the clock probe ran slow; rerun on an idle machine)" : "")}");
+                // A rate above the peak means the clock probe was slowed by other work: no percentage is better than a false one.
+                string share = percent <= 100 ? $"{percent,10:F1}%" : "       n/a  (above the probed peak: the machine was busy during the clock probe; rerun)";
+                Console.WriteLine($"{s.Name,-58} {threads,7} {best * 1e3,9:F2} {gflops,10:F1} {share}");
             }
         Gemm.MaxThreads = Environment.ProcessorCount;
     }

@@ -65,8 +65,8 @@ internal static class ConsoleProgress
     }
 
     /// <summary>
-    /// Progress in a log: a line when a phase ends, and while a long phase runs a line every 30 s (after the first 10 s)
-    /// with how far it is and an estimate of what is left, so a redirected 20-minute run is never silent.
+    /// Progress in a log: a line when a phase ends, and while a long phase runs a line every 10 s (after the first 5 s)
+    /// with how far it is, the time spent and an estimate of what is left, so a redirected 20-minute run is never silent.
     /// </summary>
     private sealed class LineProgress(TextWriter w) : IProgressSink
     {
@@ -76,13 +76,13 @@ internal static class ConsoleProgress
         private sealed class Phase(TextWriter w, string name, double total) : IPhaseProgress
         {
             private readonly System.Diagnostics.Stopwatch _sw = System.Diagnostics.Stopwatch.StartNew();
-            private double _done, _lastLine = -20;
+            private double _done, _lastLine = -5;
 
             public void Advance(double steps = 1)
             {
                 _done += steps;
                 double t = _sw.Elapsed.TotalSeconds;
-                if (t < 10 || t - _lastLine < 30 || total <= 0) return;
+                if (t < 5 || t - _lastLine < 10 || total <= 0) return;
                 _lastLine = t;
                 double fraction = Math.Min(1, _done / total);
                 string left = fraction > 0 ? $", about {t / fraction - t:F0} s left" : "";

@@ -49,6 +49,12 @@ public static class Gemm
                 float.CreateTruncating(beta), Unsafe.As<float[]>(c), cOffset, ldc);
             return;
         }
+        if (typeof(T) == typeof(double))
+        {
+            Dgemm.Compute(transA, transB, m, n, k, double.CreateTruncating(alpha), Unsafe.As<double[]>(a), aOffset, lda,
+                Unsafe.As<double[]>(b), bOffset, ldb, double.CreateTruncating(beta), Unsafe.As<double[]>(c), cOffset, ldc);
+            return;
+        }
         ReferenceGemm.Compute(transA, transB, m, n, k, alpha, a, aOffset, lda, b, bOffset, ldb, beta, c, cOffset, ldc);
     }
 }

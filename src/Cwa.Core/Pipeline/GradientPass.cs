@@ -145,8 +145,8 @@ public static class GradientPass
             }
         }
         if (metric.NeedsHessian(curvature))
-            progress.Info($"hutchinson: {r.HutchinsonProbes} probes x 2 gradient passes over all {batches.Count} batches in fp64, about " +
-                $"{4 * r.HutchinsonProbes} times the gradient pass just done (set the count with --hutchinson-probes)");
+            progress.Info($"hutchinson: {HutchinsonPass.Passes(r.HutchinsonProbes)} more gradient passes over all {batches.Count} batches in fp64 " +
+                $"({r.HutchinsonProbes} probes + 1), each several times the fp32 pass just done (set the count with --hutchinson-probes)");
         float[][]? hessian = metric.NeedsHessian(curvature) ? HutchinsonPass.Run(model, batches, r, progress) : null;
         return new ScoreSources
         {

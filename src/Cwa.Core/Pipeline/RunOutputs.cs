@@ -32,7 +32,7 @@ internal sealed class RunOutputs(string outDir, string prefix)
             for (int j = 0; j < comps.Count; j++)
                 values[i, j] = summaries.FirstOrDefault(s => s.Block == blocks[i] && s.Component == comps[j])?.Mean ?? double.NaN;
         Add(Plots.Heatmap(Png("sensitivity_heatmap"), $"{metric}: mean score, block x component",
-            blocks.Select(b => b < 0 ? "other" : $"block {b}").ToArray(), comps.Select(Plots.ShortName).ToArray(), values, "mean score (log10)", logScale: true),
+            blocks.Select(b => b < 0 ? "other (block -1)" : $"block {b}").ToArray(), comps.Select(Plots.ShortName).ToArray(), values, "mean score (log10)", logScale: true),
             "Mean score per block and component (colour on a log scale).");
     }
 

@@ -39,7 +39,7 @@ public static class Plots
         }
         plt.Add.Bars(bars);
         plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
-            blocks.Select(b => (double)Slot(blocks, b)).ToArray(), blocks.Select(b => b < 0 ? "other" : b.ToString(CultureInfo.InvariantCulture)).ToArray());
+            blocks.Select(b => (double)Slot(blocks, b)).ToArray(), blocks.Select(b => b < 0 ? "other (-1)" : b.ToString(CultureInfo.InvariantCulture)).ToArray());
         LogTicks(plt.Axes.Left);
         plt.ShowLegend(Edge.Right);
         plt.Axes.Margins(bottom: 0);
