@@ -25,6 +25,8 @@ public sealed class RankingResult
     public required AggregateRow Overall { get; init; }
     public required TensorStats OverallStats { get; init; }
     public required LogHistogram Histogram { get; init; }
+    /// <summary>Per 2-D host-scored tensor, in tensor order: how its top 0.1% spread over rows and columns.</summary>
+    public IReadOnlyList<Concentration> Concentration { get; init; } = [];
 
     /// <summary>The top-k set for the run's mode, best first within each group.</summary>
     public List<ScoredIndex> Select(int k)

@@ -32,6 +32,7 @@ internal static class RunDocuments
             TopWeights = top,
             Stats = ranking.Stats,
             SuperWeights = superWeights,
+            Concentration = ranking.Concentration,
             Perturbation = pert == null ? [] : [
                 ("perturbation", $"{pert.Kind} (scale {pert.Scale}, prob {pert.Probability}{(pert.Bit is int b ? $", bit {b}" : "")}, held {pert.HeldDtype})"),
                 ("baseline perplexity", pert.Baseline.Perplexity.ToString("G5")),

@@ -18,6 +18,12 @@ internal sealed class RunOutputs(string outDir, string prefix)
         StatsJson.WriteTensors(PathOf("sensitivity_stats.json"), ranking.Stats);
         StatsJson.WriteAggregates(PathOf("sensitivity_aggregates.json"), ranking.PerBlockAggregates, ranking.PerComponentAggregates, ranking.Overall);
         TopWeightsCsv.Write(PathOf("top_weights.csv"), top);
+        if (ranking.Concentration.Count > 0)
+            JsonOutput.Write(PathOf("sensitivity_concentration.json"), new
+            {
+                TopFraction = Concentration.TopFraction,
+                Tensors = ranking.Concentration.ToDictionary(c => c.Tensor, c => c),
+            });
     }
 
     public void RankingPlots(RankingResult ranking, string metric)

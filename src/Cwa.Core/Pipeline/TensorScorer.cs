@@ -42,7 +42,7 @@ internal sealed class TensorScorer(SensitivityMetric metric, ObdCurvature curvat
         high.Add(t, s);
         var low = new TopKCollector(maxK, largest: false);
         low.Add(t, s);
-        return new ScoreSummary(st, sumSq, histogram, high.Result(), low.Result());
+        return new ScoreSummary(st, sumSq, histogram, high.Result(), low.Result()) { Concentration = Concentration.Of(spec, t, s) };
     }
 }
 
@@ -67,9 +67,11 @@ internal sealed class RankingBuilder(IReadOnlyList<ParameterSpec> specs, Ranking
         var compAgg = new AggregateStats();
         var overallAgg = new AggregateStats();
         var histogram = new LogHistogramBuilder();
+        var concentration = new List<Concentration>();
         double overallMin = double.PositiveInfinity;
         foreach (var (t, summary) in _summaries)
         {
+            if (summary.Concentration is { } c0) concentration.Add(c0);
             var spec = specs[t];
             var st = summary.Stats;
             stats.Add(st);
@@ -105,6 +107,7 @@ internal sealed class RankingBuilder(IReadOnlyList<ParameterSpec> specs, Ranking
             OverallStats = new TensorStats("all", -1, "all", overall.NumWeights, overall.Mean, overall.Std, overallMin, overall.Max,
                 HistogramQuantile(h, 0.5), HistogramQuantile(h, 0.95), HistogramQuantile(h, 0.99), HistogramQuantile(h, 0.999), h.Zeros, overall.Sum),
             Histogram = h,
+            Concentration = concentration,
         };
     }
 

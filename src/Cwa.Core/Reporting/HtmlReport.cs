@@ -14,6 +14,7 @@ public sealed record HtmlReportModel
     public required IReadOnlyList<RankedWeight> TopWeights { get; init; }
     public required IReadOnlyList<TensorStats> Stats { get; init; }
     public IReadOnlyList<SuperWeightLayer> SuperWeights { get; init; } = [];
+    public IReadOnlyList<Concentration> Concentration { get; init; } = [];
     public IReadOnlyList<(string Label, string Value)> Perturbation { get; init; } = [];
     public IReadOnlyList<(string Label, string Value)> Stability { get; init; } = [];
     public IReadOnlyList<(string Label, string Value)> Timings { get; init; } = [];
@@ -58,12 +59,25 @@ public static class HtmlReport
                   .Append("</td><td>(").Append(s.Row).Append(", ").Append(s.Col).Append(")</td><td>").Append(G(s.Weight)).Append("</td></tr>");
             sb.Append("</table></section>");
         }
-        sb.Append("<section id=\"stats\"><h2>Per-tensor statistics</h2><div class=\"scroll\"><table><tr><th>tensor</th><th>weights</th><th>mean</th><th>std</th><th>p50</th><th>p99</th><th>p99.9</th><th>max</th><th>zeros</th></tr>");
+        sb.Append("<section id=\"stats\"><h2>Per-tensor statistics</h2><div class=\"scroll\"><table><tr><th>tensor</th><th>weights</th><th>mean</th><th>std</th><th>q25</th><th>median</th><th>q75</th><th>p99</th><th>p99.9</th><th>max</th><th>skewness</th><th>excess kurtosis</th><th>zero share</th></tr>");
         foreach (var s in m.Stats)
             sb.Append("<tr><td>").Append(E(s.Name)).Append("</td><td>").Append(s.NumWeights.ToString("N0", CultureInfo.InvariantCulture)).Append("</td><td>").Append(G(s.Mean))
-              .Append("</td><td>").Append(G(s.Std)).Append("</td><td>").Append(G(s.P50)).Append("</td><td>").Append(G(s.P99)).Append("</td><td>").Append(G(s.P999))
-              .Append("</td><td>").Append(G(s.Max)).Append("</td><td>").Append(s.NumZeros).Append("</td></tr>");
+              .Append("</td><td>").Append(G(s.Std)).Append("</td><td>").Append(G(s.Q25)).Append("</td><td>").Append(G(s.P50)).Append("</td><td>").Append(G(s.Q75))
+              .Append("</td><td>").Append(G(s.P99)).Append("</td><td>").Append(G(s.P999)).Append("</td><td>").Append(G(s.Max))
+              .Append("</td><td>").Append(G(s.Skewness)).Append("</td><td>").Append(G(s.ExcessKurtosis)).Append("</td><td>").Append(G(s.ZeroShare)).Append("</td></tr>");
         sb.Append("</table></div></section>");
+        if (m.Concentration.Count > 0)
+        {
+            // The tensors whose top 0.1% sit most in one column first: where super-weight-like channels are.
+            sb.Append("<section id=\"concentration\"><h2>Where the top 0.1% of each tensor sit</h2><div class=\"scroll\"><table><tr><th>tensor</th><th>weights in top 0.1%</th>")
+              .Append("<th>top column (count)</th><th>largest column share</th><th>column HHI (uniform)</th><th>top row (count)</th><th>largest row share</th><th>row HHI (uniform)</th></tr>");
+            foreach (var c in m.Concentration.OrderByDescending(c => c.MaxColumnShare).ThenBy(c => c.Tensor, StringComparer.Ordinal))
+                sb.Append("<tr><td>").Append(E(c.Tensor)).Append("</td><td>").Append(c.TopCount).Append("</td><td>").Append(c.TopColumnsByCount[0].Index).Append(" (").Append(c.TopColumnsByCount[0].Count)
+                  .Append(")</td><td>").Append(G(c.MaxColumnShare)).Append("</td><td>").Append(G(c.ColumnHhi)).Append(" (").Append(G(c.UniformColumnHhi)).Append(")</td><td>")
+                  .Append(c.TopRowsByCount[0].Index).Append(" (").Append(c.TopRowsByCount[0].Count).Append(")</td><td>").Append(G(c.MaxRowShare)).Append("</td><td>")
+                  .Append(G(c.RowHhi)).Append(" (").Append(G(c.UniformRowHhi)).Append(")</td></tr>");
+            sb.Append("</table></div></section>");
+        }
         if (m.Timings.Count > 0) { sb.Append("<section id=\"timings\"><h2>Timings</h2>"); KeyValues(sb, m.Timings); sb.Append("</section>"); }
         sb.Append("</body></html>");
         AtomicFile.WriteAllText(path, sb.ToString());

@@ -6,7 +6,11 @@ namespace Cwa.Core.Sensitivity;
 /// What the scoring pass keeps of one tensor's scores, wherever they were computed (host or device): exact
 /// statistics, its share of the model-wide histogram, and its best and worst maxK weights, best first.
 /// </summary>
-public sealed record ScoreSummary(TensorStats Stats, double SumSquares, LogHistogramBuilder Histogram, List<ScoredIndex> Top, List<ScoredIndex> Bottom);
+public sealed record ScoreSummary(TensorStats Stats, double SumSquares, LogHistogramBuilder Histogram, List<ScoredIndex> Top, List<ScoredIndex> Bottom)
+{
+    /// <summary>How the tensor's top 0.1% spread over rows and columns (null for 1-D tensors and device-scored ones).</summary>
+    public Concentration? Concentration { get; init; }
+}
 
 /// <summary>
 /// A backend that scores tensors where their gradients and weights live, returning only the summary: for an 8B

@@ -5,8 +5,8 @@ namespace Cwa.Core.Sensitivity;
 /// <summary>Exact statistics of one tensor's scores; the sum of squares is returned for exact aggregation.</summary>
 public static class TensorStatsCalculator
 {
-    /// <summary>p50, p95, p99, p99.9: the percentiles TensorStats holds, in that order.</summary>
-    public static readonly double[] Percents = [50, 95, 99, 99.9];
+    /// <summary>p50, p95, p99, p99.9, then the quartiles q25 and q75: the percentiles TensorStats holds, in that order.</summary>
+    public static readonly double[] Percents = [50, 95, 99, 99.9, 25, 75];
 
     /// <summary>Statistics of scores[0 .. n); the scores are only read (no copy: at 8B one tensor's scores are 2 GB).</summary>
     public static (TensorStats Stats, double SumSquares) Compute(ParameterSpec spec, float[] scores, int n, int threads = 0)
@@ -33,22 +33,25 @@ public static class TensorStatsCalculator
             part[c] = (sum, min, max, zeros);
         });
         double total = part.Sum(p => p.Sum), mean = total / n;
-        var moments = new (double M2, double SumSq)[chunks];
+        var moments = new (double M2, double M3, double M4, double SumSq)[chunks];
         Engine.Gemm.ParallelFor(chunks, t, c =>
         {
-            double m2 = 0, sq = 0;
+            double m2 = 0, m3 = 0, m4 = 0, sq = 0;
             for (int i = c * chunk, end = Math.Min(n, (c + 1) * chunk); i < end; i++)
             {
-                double v = scratch[i], d = v - mean;
-                m2 += d * d;
+                double v = scratch[i], d = v - mean, d2 = d * d;
+                m2 += d2;
+                m3 += d2 * d;
+                m4 += d2 * d2;
                 sq += v * v;
             }
-            moments[c] = (m2, sq);
+            moments[c] = (m2, m3, m4, sq);
         });
         double m2Total = moments.Sum(m => m.M2), sumSq = moments.Sum(m => m.SumSq);
         Span<double> p = stackalloc double[Percents.Length];
         RadixPercentiles.Compute(scratch, n, Percents, p, t);
-        return (new TensorStats(spec.Name, spec.Block, spec.Component, n, mean, Math.Sqrt(m2Total / n), part.Min(x => x.Min), part.Max(x => x.Max),
-            p[0], p[1], p[2], p[3], part.Sum(x => x.Zeros), total), sumSq);
+        var stats = new TensorStats(spec.Name, spec.Block, spec.Component, n, mean, Math.Sqrt(m2Total / n), part.Min(x => x.Min), part.Max(x => x.Max),
+            p[0], p[1], p[2], p[3], part.Sum(x => x.Zeros), total) { Q25 = p[4], Q75 = p[5] };
+        return (stats.WithMoments(m2Total, moments.Sum(m => m.M3), moments.Sum(m => m.M4)), sumSq);
     }
 }

@@ -25,7 +25,7 @@ internal sealed class DeviceScorer : IDisposable
     private readonly MemoryBuffer1D<ushort, Stride1D.Dense> _noHalves;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, int, ArrayView<long>> _score;
     private readonly Action<KernelConfig, ArrayView<float>, int, int, ArrayView<double>, ArrayView<float>, ArrayView<float>, ArrayView<double>, ArrayView<double>> _moments;
-    private readonly Action<KernelConfig, ArrayView<float>, int, int, double, ArrayView<double>, ArrayView<double>> _centered;
+    private readonly Action<KernelConfig, ArrayView<float>, int, int, double, ArrayView<double>> _centered;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<int>> _radixHigh;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<int>> _radixLow;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<long>, int, int, int> _histogram;
@@ -39,7 +39,7 @@ internal sealed class DeviceScorer : IDisposable
         _noHalves = acc.Allocate1D<ushort>(1);
         _score = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, int, ArrayView<long>>(ScoreKernels.Score);
         _moments = acc.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<double>, ArrayView<float>, ArrayView<float>, ArrayView<double>, ArrayView<double>>(ScoreKernels.Moments);
-        _centered = acc.LoadStreamKernel<ArrayView<float>, int, int, double, ArrayView<double>, ArrayView<double>>(ScoreKernels.CenteredMoments);
+        _centered = acc.LoadStreamKernel<ArrayView<float>, int, int, double, ArrayView<double>>(ScoreKernels.CenteredMoments);
         _radixHigh = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>>(ScoreKernels.RadixHigh);
         _radixLow = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<int>>(ScoreKernels.RadixLow);
         _histogram = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<long>, int, int, int>(ScoreKernels.LogHistogram);
@@ -69,7 +69,7 @@ internal sealed class DeviceScorer : IDisposable
 
         var (total, min, max, zeros, negatives) = Moments(s, n);
         double mean = total / n;
-        var (m2, squares) = Centered(s, n, mean);
+        var (m2, m3, m4, squares) = Centered(s, n, mean);
 
         int k = Math.Min(maxK, n);
         var ranks = RadixPercentiles.Ranks(n, TensorStatsCalculator.Percents);
@@ -91,7 +91,8 @@ internal sealed class DeviceScorer : IDisposable
 
         var top = k == 0 ? [] : Select(s, n, tensorIndex, k, order[n - k], largest: true);
         var bottom = k == 0 ? [] : Select(s, n, tensorIndex, k, order[k - 1], largest: false);
-        var stats = new TensorStats(spec.Name, spec.Block, spec.Component, n, mean, Math.Sqrt(m2 / n), min, max, p[0], p[1], p[2], p[3], zeros, total);
+        var stats = new TensorStats(spec.Name, spec.Block, spec.Component, n, mean, Math.Sqrt(m2 / n), min, max, p[0], p[1], p[2], p[3], zeros, total) { Q25 = p[4], Q75 = p[5] }
+            .WithMoments(m2, m3, m4);
         return new ScoreSummary(stats, squares, histogram, top, bottom);
     }
 
@@ -110,16 +111,21 @@ internal sealed class DeviceScorer : IDisposable
         return (total, min.GetAsArray1D().Min(), max.GetAsArray1D().Max(), (long)zeros.GetAsArray1D().Sum(), (long)negatives.GetAsArray1D().Sum());
     }
 
-    private (double M2, double Squares) Centered(ArrayView<float> s, int n, double mean)
+    private (double M2, double M3, double M4, double Squares) Centered(ArrayView<float> s, int n, double mean)
     {
         int chunks = (n + MomentChunk - 1) / MomentChunk;
-        using var m2 = _acc.Allocate1D<double>(chunks);
-        using var sq = _acc.Allocate1D<double>(chunks);
-        _centered(new KernelConfig(chunks, _group), s, n, MomentChunk, mean, m2.View, sq.View);
-        double a = 0, q = 0;
-        foreach (double v in m2.GetAsArray1D()) a += v;
-        foreach (double v in sq.GetAsArray1D()) q += v;
-        return (a, q);
+        using var moments = _acc.Allocate1D<double>(4L * chunks);
+        _centered(new KernelConfig(chunks, _group), s, n, MomentChunk, mean, moments.View);
+        var m = moments.GetAsArray1D();
+        double a2 = 0, a3 = 0, a4 = 0, q = 0;
+        for (int c = 0; c < chunks; c++)
+        {
+            a2 += m[4 * c];
+            a3 += m[4 * c + 1];
+            a4 += m[4 * c + 2];
+            q += m[4 * c + 3];
+        }
+        return (a2, a3, a4, q);
     }
 
     /// <summary>

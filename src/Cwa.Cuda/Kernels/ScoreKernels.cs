@@ -65,24 +65,30 @@ public static class ScoreKernels
         max[c] = hi;
     }
 
-    /// <summary>Per chunk: sum of (s - mean)^2 and of s^2 in double.</summary>
-    public static void CenteredMoments(ArrayView<float> s, int n, int chunk, double mean, ArrayView<double> m2, ArrayView<double> squares)
+    /// <summary>Per chunk: sums of (s - mean)^2, ^3, ^4 and of s^2 in double (moments[4c .. 4c+3]).</summary>
+    public static void CenteredMoments(ArrayView<float> s, int n, int chunk, double mean, ArrayView<double> moments)
     {
         var shd = SharedMemory.Allocate<double>(MaxGroup);
         int c = Grid.IdxX, t = Group.IdxX, g = Group.DimX;
         long start = (long)c * chunk, end = Math.Min(n, start + chunk);
-        double a = 0, q = 0;
+        double a2 = 0, a3 = 0, a4 = 0, q = 0;
         for (long i = start + t; i < end; i += g)
         {
-            double v = s[i], d = v - mean;
-            a += d * d;
+            double v = s[i], d = v - mean, d2 = d * d;
+            a2 += d2;
+            a3 += d2 * d;
+            a4 += d2 * d2;
             q += v * v;
         }
-        a = GroupReduce.Sum(shd, a);
+        a2 = GroupReduce.Sum(shd, a2);
+        a3 = GroupReduce.Sum(shd, a3);
+        a4 = GroupReduce.Sum(shd, a4);
         q = GroupReduce.Sum(shd, q);
         if (t != 0) return;
-        m2[c] = a;
-        squares[c] = q;
+        moments[4 * c] = a2;
+        moments[4 * c + 1] = a3;
+        moments[4 * c + 2] = a4;
+        moments[4 * c + 3] = q;
     }
 
     /// <summary>counts[key >> 16]++ for every non-zero score.</summary>

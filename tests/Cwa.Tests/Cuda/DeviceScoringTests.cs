@@ -33,7 +33,9 @@ public sealed class DeviceScoringTests : AcceleratorTest
     {
         var (x, y) = (e.Stats, a.Stats);
         Assert.Equal((x.Name, x.NumWeights, x.Min, x.Max, x.NumZeros), (y.Name, y.NumWeights, y.Min, y.Max, y.NumZeros));
-        Assert.Equal((x.P50, x.P95, x.P99, x.P999), (y.P50, y.P95, y.P99, y.P999));
+        Assert.Equal((x.P50, x.P95, x.P99, x.P999, x.Q25, x.Q75), (y.P50, y.P95, y.P99, y.P999, y.Q25, y.Q75));
+        Assert.Equal(x.Skewness, y.Skewness, 1e-9 * Math.Abs(x.Skewness) + 1e-12);
+        Assert.Equal(x.ExcessKurtosis, y.ExcessKurtosis, 1e-9 * Math.Abs(x.ExcessKurtosis) + 1e-12);
         Assert.Equal(x.Mean, y.Mean, 1e-12 * Math.Abs(x.Mean) + 1e-30);
         Assert.Equal(x.Std, y.Std, 1e-9 * x.Std + 1e-30);
         Assert.Equal(x.Sum, y.Sum, 1e-12 * Math.Abs(x.Sum) + 1e-30);

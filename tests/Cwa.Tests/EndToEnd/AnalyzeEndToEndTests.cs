@@ -30,7 +30,7 @@ public class AnalyzeEndToEndTests(TinyModelFixture tiny) : IClassFixture<TinyMod
         var specs = LlamaLayout.Parameters(CheckpointFolderConfig()).Where(s => s.Is2D).ToList();
         Assert.Equal(specs.Select(s => s.Name), stats.RootElement.EnumerateObject().Select(p => p.Name));
         foreach (var t in stats.RootElement.EnumerateObject())
-            foreach (var key in new[] { "mean", "std", "min", "max", "p95", "p99", "num_weights", "p50", "p999", "num_zeros" })
+            foreach (var key in new[] { "mean", "std", "min", "max", "p95", "p99", "num_weights", "p50", "p999", "num_zeros", "median", "q25", "q75", "skewness", "excess_kurtosis", "zero_share" })
                 Assert.True(t.Value.TryGetProperty(key, out _), $"{t.Name} lacks {key}");
 
         Assert.Equal(TopWeightsCsv.Header, File.ReadLines(outDir.File("top_weights.csv")).First());
@@ -43,6 +43,13 @@ public class AnalyzeEndToEndTests(TinyModelFixture tiny) : IClassFixture<TinyMod
         {
             Assert.True(new FileInfo(outDir.File($"{prefix}_{f}.png")).Length > 1000, f);
             Assert.True(File.Exists(outDir.File($"{prefix}_{f}.svg")), f);
+        }
+        using (var conc = JsonDocument.Parse(File.ReadAllText(outDir.File("sensitivity_concentration.json"))))
+        {
+            var tensors = conc.RootElement.GetProperty("tensors");
+            Assert.Equal(specs.Select(s => s.Name), tensors.EnumerateObject().Select(p => p.Name));
+            foreach (var t in tensors.EnumerateObject())
+                Assert.True(t.Value.GetProperty("top_count").GetInt32() >= 1 && t.Value.GetProperty("top_columns_by_count").GetArrayLength() >= 1, t.Name);
         }
         foreach (var f in new[] { "perturbation_results.json", "control_baselines.json", "stability_summary.json", "report.html", "sensitivity_aggregates.json", "plots/stability_heatmap.png" })
             Assert.True(File.Exists(outDir.File(f)), f);

@@ -171,4 +171,46 @@ public class ScoreAndStatsTests
 
         static double Sq(float v) => (double)v * v;
     }
+
+    [Fact]
+    public void ShapeStatisticsMatchADirectTwoPassComputation()
+    {
+        var r = new SplitMix64(21);
+        int n = 30_011;
+        // Skewed and heavy-tailed like gradient scores: |g|^2 of a normal, with a block of exact zeros.
+        var x = Enumerable.Range(0, n).Select(i => i % 97 == 0 ? 0f : (float)Math.Pow(r.NextGaussian(), 2)).ToArray();
+        var spec = new ParameterSpec("t", [n], ParameterRole.InputNorm, 0, "n");
+        var (s, _) = TensorStatsCalculator.Compute(spec, x, n, threads: 2);
+        double mean = x.Average(v => (double)v);
+        double m2 = x.Sum(v => Math.Pow(v - mean, 2)) / n, m3 = x.Sum(v => Math.Pow(v - mean, 3)) / n, m4 = x.Sum(v => Math.Pow(v - mean, 4)) / n;
+        Assert.Equal(m3 / Math.Pow(m2, 1.5), s.Skewness, 1e-9);
+        Assert.Equal(m4 / (m2 * m2) - 3, s.ExcessKurtosis, 1e-8);
+        var sorted = x.Select(v => (double)v).Order().ToArray();
+        double Linear(double q) { double pos = q * (n - 1); int lo = (int)Math.Floor(pos); return sorted[lo] + (sorted[Math.Min(lo + 1, n - 1)] - sorted[lo]) * (pos - lo); }
+        Assert.Equal(Linear(0.25), s.Q25);
+        Assert.Equal(Linear(0.75), s.Q75);
+        Assert.Equal((double)x.Count(v => v == 0) / n, s.ZeroShare);
+        var constant = TensorStatsCalculator.Compute(spec, Enumerable.Repeat(2f, 10).ToArray(), 10).Stats;
+        Assert.True(double.IsNaN(constant.Skewness) && double.IsNaN(constant.ExcessKurtosis), "constant scores have no shape");
+    }
+
+    [Fact]
+    public void ConcentrationFindsAPlantedColumn()
+    {
+        int rows = 400, cols = 250, n = rows * cols;
+        var r = new SplitMix64(4);
+        var x = Enumerable.Range(0, n).Select(_ => (float)Math.Abs(r.NextGaussian())).ToArray();
+        // Column 17 holds large scores in 60 rows: most of the top 0.1% (100 weights) must sit there.
+        for (int row = 0; row < 60; row++) x[row * cols + 17] = 50 + row;
+        var spec = new ParameterSpec("m.down_proj.weight", [rows, cols], ParameterRole.DownProj, 3, "mlp.down_proj");
+        var c = Concentration.Of(spec, 0, x)!;
+        Assert.Equal(100, c.TopCount);
+        Assert.Equal(17, c.TopColumnsByCount[0].Index);
+        Assert.Equal(60, c.TopColumnsByCount[0].Count);
+        Assert.Equal(17, c.TopColumnsByMass[0].Index);
+        Assert.Equal(0.6, c.MaxColumnShare, 12);
+        Assert.True(c.ColumnHhi > 0.35 && c.ColumnHhi > 20 * c.UniformColumnHhi, $"column HHI {c.ColumnHhi}");
+        Assert.True(c.MaxRowShare <= 0.05, $"rows are not concentrated: {c.MaxRowShare}");
+        Assert.Null(Concentration.Of(new ParameterSpec("n", [5], ParameterRole.InputNorm, 0, "n"), 0, new float[5]));
+    }
 }
