@@ -27,6 +27,9 @@ internal static class AnalyzeCommand
     private static readonly Option<bool> AbsoluteNoise = new("--absolute-noise") { Description = "gauss_noise: --perturb-scale is an absolute sigma instead of relative to |w|." };
     private static readonly Option<double> PerturbProb = new("--perturb-prob") { Description = "Probability that each selected weight is perturbed (bit_flip: per weight).", DefaultValueFactory = _ => 1.0 };
     private static readonly Option<int?> Bit = new("--bit") { Description = "bit_flip: index of the bit to flip in the stored value (bf16: 15 = sign, 14..7 exponent)." };
+    private static readonly Option<int> QuantBits = new("--quant-bits") { Description = "quantize: bits of the symmetric round-to-nearest grid (8, 4, 3 or 2).", DefaultValueFactory = _ => 4 };
+    private static readonly Option<int> QuantGroup = new("--quant-group") { Description = "quantize: group size in input columns; each group's scale is its largest |w| (default 128, as RTN quantisers use).", DefaultValueFactory = _ => 128 };
+    private static readonly Option<bool> QuantizeAllButTop = new("--quantize-all-but-top") { Description = "quantize: also quantise every scored weight, then every one except the top-k, and report how much of the quantisation damage the top-k carry (dense-and-sparse)." };
     private static readonly Option<string[]> Controls = new("--controls") { Description = "Control sets to perturb alongside: random_k,bottom_k.", AllowMultipleArgumentsPerToken = true };
     private static readonly Option<int> ControlSeeds = new("--control-seeds") { Description = "How many random_k draws (mean and 95% interval).", DefaultValueFactory = _ => 5 };
     private static readonly Option<string[]> KSweep = new("--k-sweep") { Description = "Dose-response: perturb the top-k for each k, e.g. 1,10,100,1000.", AllowMultipleArgumentsPerToken = true };
@@ -50,7 +53,7 @@ internal static class AnalyzeCommand
     {
         var cmd = new Command("analyze", "Score, rank and report the critical weights of a model (default: the built-in demo model and corpus).");
         foreach (var o in new Option[] { Model, Device, CudaLibDir, Dtype, Metric, Mode, TopK, Seeds, DataFile, TextField, EvalFile, MaxSamples, MaxLength, BatchSize,
-                     OutDir, SavePlots, Perturb, PerturbScale, AbsoluteNoise, PerturbProb, Bit, Controls, ControlSeeds, KSweep, StabilityCheck, GradReduction,
+                     OutDir, SavePlots, Perturb, PerturbScale, AbsoluteNoise, PerturbProb, Bit, QuantBits, QuantGroup, QuantizeAllButTop, Controls, ControlSeeds, KSweep, StabilityCheck, GradReduction,
                      Include1D, HutchinsonProbes, ObdCurvature, Threads, Recompute, Streaming, MemoryBudget, DumpScores, SaveTokens, SkipNonFinite, CheckpointEvery, Resume, ExperimentName, CommandRunner.Quiet, CommandRunner.Verbose })
             cmd.Add(o);
         CommandRunner.SetAction(cmd, (parse, stdout) =>
@@ -88,6 +91,9 @@ internal static class AnalyzeCommand
         PerturbAbsolute = p.GetValue(AbsoluteNoise),
         PerturbProb = p.GetValue(PerturbProb),
         Bit = p.GetValue(Bit),
+        QuantBits = p.GetValue(QuantBits),
+        QuantGroup = p.GetValue(QuantGroup),
+        QuantizeAllButTop = p.GetValue(QuantizeAllButTop),
         Controls = ListParser.Strings(p.GetValue(Controls)),
         ControlSeeds = Positive(p.GetValue(ControlSeeds), "--control-seeds"),
         KSweep = ListParser.Ints(p.GetValue(KSweep), "--k-sweep", 1),

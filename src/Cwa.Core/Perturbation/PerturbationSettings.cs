@@ -7,6 +7,7 @@ namespace Cwa.Core.Perturbation;
 /// `scale`. Probability: each selected weight is changed with this probability (seeded), else left alone.
 /// Bit: bit of the held representation flipped by bit_flip (null = the top exponent bit, the most damaging
 /// single flip). HeldType: the dtype the weights are held in (bf16/f16/f32) which defines that representation.
+/// QuantBits / QuantGroup: quantize's grid (symmetric round-to-nearest per group of input columns, see RoundToNearest).
 /// </summary>
 public sealed record PerturbationSettings(
     PerturbationKind Kind,
@@ -15,7 +16,9 @@ public sealed record PerturbationSettings(
     double Probability = 1.0,
     int? Bit = null,
     DType HeldType = DType.F32,
-    ulong Seed = 0)
+    ulong Seed = 0,
+    int QuantBits = 4,
+    int QuantGroup = 128)
 {
     public void Validate()
     {
@@ -23,6 +26,9 @@ public sealed record PerturbationSettings(
             throw new InputException($"--perturb-prob must be between 0 and 1 (got {Probability})");
         if (Kind == PerturbationKind.GaussNoise && !(Scale >= 0))
             throw new InputException($"--perturb-scale must be a non-negative sigma for gauss_noise (got {Scale})");
+        if (Kind == PerturbationKind.Quantize && !RoundToNearest.SupportedBits.Contains(QuantBits))
+            throw new InputException($"--quant-bits must be one of {string.Join(", ", RoundToNearest.SupportedBits)} (got {QuantBits})");
+        if (QuantGroup < 1) throw new InputException($"--quant-group must be at least 1 (got {QuantGroup})");
         if (Bit is int b && (b < 0 || b >= 8 * DTypeInfo.Size(HeldType)))
             throw new InputException($"--bit {b} is outside the {8 * DTypeInfo.Size(HeldType)}-bit {HeldType} representation");
     }

@@ -25,6 +25,7 @@ public static class WeightPerturber
             var idxs = chosen.ToArray();
             var old = new float[idxs.Length];
             backend.ReadWeightsAt(sel.TensorIndex, idxs, old);
+            var scales = s.Kind == PerturbationKind.Quantize ? GroupScales(backend, sel.TensorIndex, idxs, s) : null;
             var updated = new float[idxs.Length];
             for (int i = 0; i < idxs.Length; i++)
             {
@@ -36,6 +37,7 @@ public static class WeightPerturber
                     PerturbationKind.Scale => (float)(w * s.Scale),
                     PerturbationKind.GaussNoise => (float)(w + rng.NextGaussian() * (s.Absolute ? s.Scale : s.Scale * Math.Abs(w))),
                     PerturbationKind.BitFlip => HeldValueBits.FlipBit(w, bit, s.HeldType),
+                    PerturbationKind.Quantize => RoundToNearest.Quantize(w, scales![i], s.QuantBits),
                     _ => throw new ArgumentOutOfRangeException(nameof(s)),
                 };
             }
@@ -44,6 +46,47 @@ public static class WeightPerturber
             originals.Add(old);
         }
         return new PerturbationSnapshot(touched, originals);
+    }
+
+    /// <summary>
+    /// Each selected weight's group scale, from the current (unperturbed) weights of its group. The groups are
+    /// gathered in one read however many of their weights are selected (one transfer on a GPU).
+    /// </summary>
+    private static float[] GroupScales(IBackend backend, int tensor, long[] indices, PerturbationSettings s)
+    {
+        int cols = backend.Specs[tensor].Cols;
+        var slot = new Dictionary<(long Row, int Start), int>();
+        var groups = new List<(long Row, int Start, int Length)>();
+        var groupOf = new int[indices.Length];
+        long total = 0;
+        for (int i = 0; i < indices.Length; i++)
+        {
+            long row = indices[i] / cols;
+            var (start, length) = RoundToNearest.Group((int)(indices[i] % cols), cols, s.QuantGroup);
+            if (!slot.TryGetValue((row, start), out int g))
+            {
+                slot[(row, start)] = g = groups.Count;
+                groups.Add((row, start, length));
+                total += length;
+            }
+            groupOf[i] = g;
+        }
+        var at = new long[total];
+        long o = 0;
+        foreach (var (row, start, length) in groups)
+            for (int c = 0; c < length; c++) at[o++] = row * cols + start + c;
+        var values = new float[total];
+        backend.ReadWeightsAt(tensor, at, values);
+        var groupScale = new float[groups.Count];
+        o = 0;
+        for (int g = 0; g < groups.Count; g++)
+        {
+            groupScale[g] = RoundToNearest.Scale(values.AsSpan((int)o, groups[g].Length), s.QuantBits);
+            o += groups[g].Length;
+        }
+        var scales = new float[indices.Length];
+        for (int i = 0; i < indices.Length; i++) scales[i] = groupScale[groupOf[i]];
+        return scales;
     }
 
     public static void Restore(IBackend backend, PerturbationSnapshot snapshot)

@@ -136,6 +136,14 @@ public static class AnalysisPipeline
                 results.Add(new("baseline_perplexity", "baseline perplexity", pert.Baseline.Perplexity));
                 results.Add(new("delta_ppl_top_k", $"Δppl top_k ({pert.Kind})", pert.TopKRun.DeltaPerplexity));
                 results.AddRange(pert.Controls.Select(c => new ResultValue($"delta_ppl_{c.Selection}_mean", $"Δppl {c.Selection} (mean)", c.MeanDeltaPerplexity)));
+                if (pert.Split is { } split)
+                {
+                    results.Add(new("delta_ppl_quantize_all", "Δppl quantise every scored weight", split.All.DeltaPerplexity));
+                    results.Add(new("delta_ppl_quantize_all_but_top", "Δppl quantise all but the top-k", split.AllButTop.DeltaPerplexity));
+                    results.Add(new("delta_ppl_quantize_all_but_random_k", "Δppl quantise all but random-k", split.AllButRandom.DeltaPerplexity));
+                    if (split.TopShare is double share) results.Add(new("top_k_share_of_quantization_damage", "share of that damage the top-k carry", share));
+                    if (split.RandomShare is double rshare) results.Add(new("random_k_share_of_quantization_damage", "share random-k carry", rshare));
+                }
             }
             if (stability != null) results.Add(new("mean_jaccard_across_seeds", "mean Jaccard across seeds", stability.MeanJaccardAcrossSeeds));
 

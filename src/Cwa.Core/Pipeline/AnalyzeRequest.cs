@@ -27,6 +27,11 @@ public sealed record AnalyzeRequest
     public bool PerturbAbsolute { get; init; }
     public double PerturbProb { get; init; } = 1.0;
     public int? Bit { get; init; }
+    /// <summary>quantize: bits of the symmetric round-to-nearest grid and the group size in input columns.</summary>
+    public int QuantBits { get; init; } = 4;
+    public int QuantGroup { get; init; } = 128;
+    /// <summary>quantize: also quantise every scored weight, and every one except the top-k (dense-and-sparse split).</summary>
+    public bool QuantizeAllButTop { get; init; }
     public IReadOnlyList<string> Controls { get; init; } = [];
     public int ControlSeeds { get; init; } = 5;
     public IReadOnlyList<int> KSweep { get; init; } = [];

@@ -17,6 +17,8 @@ internal static class AnalyzeValidation
         bool perturbs = kind != null || r.Controls.Count > 0 || r.KSweep.Count > 0;
         if (r.Bit != null && (!perturbs || kind != PerturbationKind.BitFlip))
             throw new InputException("--bit only applies to --perturb bit_flip");
+        if (r.QuantizeAllButTop && kind != PerturbationKind.Quantize)
+            throw new InputException("--quantize-all-but-top only applies to --perturb quantize");
     }
 
     /// <summary>k against the tensors this metric scores, --bit against the held dtype.</summary>
@@ -30,6 +32,7 @@ internal static class AnalyzeValidation
         if (r.KSweep.Count > 0 && r.KSweep.Max() > largest)
             throw new InputException($"--k-sweep {r.KSweep.Max()} is larger than the largest scored tensor ({largest} weights)");
         if (kind != null || r.Controls.Count > 0 || r.KSweep.Count > 0)
-            new PerturbationSettings(kind ?? PerturbationKind.Zero, r.PerturbScale, r.PerturbAbsolute, r.PerturbProb, r.Bit, model.HeldType).Validate();
+            new PerturbationSettings(kind ?? PerturbationKind.Zero, r.PerturbScale, r.PerturbAbsolute, r.PerturbProb, r.Bit, model.HeldType,
+                QuantBits: r.QuantBits, QuantGroup: r.QuantGroup).Validate();
     }
 }

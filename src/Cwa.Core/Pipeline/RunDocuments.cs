@@ -34,11 +34,17 @@ internal static class RunDocuments
             SuperWeights = superWeights,
             Concentration = ranking.Concentration,
             Perturbation = pert == null ? [] : [
-                ("perturbation", $"{pert.Kind} (scale {pert.Scale}, prob {pert.Probability}{(pert.Bit is int b ? $", bit {b}" : "")}, held {pert.HeldDtype})"),
+                ("perturbation", $"{pert.Kind} (scale {pert.Scale}, prob {pert.Probability}{(pert.Bit is int b ? $", bit {b}" : "")}{(pert.Quantization is { } q ? $", {q.Bits}-bit RTN grid, groups of {q.GroupSize}" : "")}, held {pert.HeldDtype})"),
                 ("baseline perplexity", pert.Baseline.Perplexity.ToString("G5")),
                 ("top_k perplexity", pert.TopKRun.Note ?? $"{pert.TopKRun.Perplexity:G5} (Δ {pert.TopKRun.DeltaPerplexity:G5}, {pert.TopKRun.WeightsTouched} weights)"),
                 .. pert.Controls.Select(c => (c.Selection, c.Note ?? (c.Draws < 2 ? $"Δ {c.MeanDeltaPerplexity:G5} (one draw, no interval)"
                     : $"Δ {c.MeanDeltaPerplexity:G5} (95% CI {c.Ci95Low:G4} .. {c.Ci95High:G4}, {c.Draws} draws)"))),
+                .. (pert.Split is { } split ? new[] {
+                    ("quantise every scored weight", split.All.Note ?? $"Δ {split.All.DeltaPerplexity:G5} ({split.All.WeightsTouched} weights)"),
+                    ("quantise all but the top-k", split.AllButTop.Note ?? $"Δ {split.AllButTop.DeltaPerplexity:G5} ({split.TopKept} weights kept)"),
+                    ("quantise all but random-k", split.AllButRandom.Note ?? $"Δ {split.AllButRandom.DeltaPerplexity:G5} (as many random weights kept per tensor)"),
+                    ("share of the damage the top-k carry", split.TopShare is double share ? $"{share:P1} (random-k: {split.RandomShare:P1})" : "n/a (quantising everything did not raise perplexity)"),
+                } : []),
             ],
             Stability = stability == null ? [] : [
                 ("mean Jaccard across seeds", stability.MeanJaccardAcrossSeeds.ToString("G4")),

@@ -138,6 +138,8 @@ internal static class StreamingAnalysis
             throw new InputException("per-batch gradients (fisher, obd, --skip-nonfinite) of a model with tied embeddings need the in-memory mode: use --streaming off");
         if (metric.NeedsHessian(curvature))
             throw new InputException($"--metric {metric.Name()}{(metric == SensitivityMetric.Obd ? " with --obd-curvature hutchinson" : "")} needs the whole model in fp64 and is not available with layer streaming; use --streaming off (or obd with --obd-curvature fisher)");
+        if (r.QuantizeAllButTop)
+            throw new InputException("--quantize-all-but-top perturbs every weight at once, which layer streaming holds only as an overlay of the few it touches; use --streaming off");
         if (r.CheckpointEvery > 0 || r.Resume)
             throw new InputException("--checkpoint-every and --resume are not available with layer streaming yet; use --streaming off or drop them");
     }

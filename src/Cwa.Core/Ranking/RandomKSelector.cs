@@ -1,3 +1,6 @@
+using Cwa.Core.Models;
+using Cwa.Core.Perturbation;
+
 namespace Cwa.Core.Ranking;
 
 /// <summary>Uniform sample of exactly count distinct flat indices (Robert Floyd's algorithm), seeded per tensor.</summary>
@@ -17,4 +20,8 @@ public static class RandomKSelector
         Array.Sort(result);
         return result;
     }
+
+    /// <summary>The random_k control of a set: in every tensor, as many seeded uniform draws as the set took there.</summary>
+    public static List<TensorSelection> Matching(IReadOnlyList<ParameterSpec> specs, IReadOnlyList<TensorSelection> set, int seed) =>
+        set.Select(t => new TensorSelection(t.TensorIndex, Select(specs[t.TensorIndex].NumElements, t.FlatIndices.Length, (ulong)seed, t.TensorIndex))).ToList();
 }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Cwa.Core.Data;
 using Cwa.Core.Ranking;
 
 namespace Cwa.Core.Reporting;
@@ -60,7 +61,7 @@ public static class TopWeightsCsv
 
     private static RankedWeight Parse(string line, string path, int lineNo)
     {
-        var f = SplitCsv(line);
+        var f = Csv.Split(line);
         if (f.Count < 4) throw new InputException($"{path}:{lineNo}: expected at least 4 columns, found {f.Count}");
         try
         {
@@ -79,27 +80,5 @@ public static class TopWeightsCsv
         {
             throw new InputException($"{path}:{lineNo}: malformed row ({e.Message})");
         }
-    }
-
-    private static List<string> SplitCsv(string line)
-    {
-        var fields = new List<string>();
-        var sb = new StringBuilder();
-        bool quoted = false;
-        for (int i = 0; i < line.Length; i++)
-        {
-            char c = line[i];
-            if (quoted)
-            {
-                if (c == '"' && i + 1 < line.Length && line[i + 1] == '"') { sb.Append('"'); i++; }
-                else if (c == '"') quoted = false;
-                else sb.Append(c);
-            }
-            else if (c == '"') quoted = true;
-            else if (c == ',') { fields.Add(sb.ToString()); sb.Clear(); }
-            else sb.Append(c);
-        }
-        fields.Add(sb.ToString());
-        return fields;
     }
 }

@@ -53,6 +53,9 @@ public class CliErrorTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixtu
     [Theory]
     [InlineData("bit_flip", "--bit", "40", "--bit 40 is outside the 32-bit F32 representation")]
     [InlineData("gauss_noise", "--perturb-scale", "-1", "--perturb-scale must be a non-negative sigma")]
+    [InlineData("quantize", "--quant-bits", "5", "--quant-bits must be one of 8, 4, 3, 2 (got 5)")]
+    [InlineData("quantize", "--quant-group", "0", "--quant-group must be at least 1 (got 0)")]
+    [InlineData("zero", "--quantize-all-but-top", "true", "--quantize-all-but-top only applies to --perturb quantize")]
     public void PerturbationOptionsAreCheckedAgainstTheModelBeforeLoading(string kind, string option, string value, string expected)
     {
         var (code, err) = Analyze("--model", tiny.Model, "--perturb", kind, option, value);

@@ -90,7 +90,11 @@ public partial class ProcessSignalTests(TinyModelFixture tiny) : IClassFixture<T
         string outDir = dir.File("out");
         Assert.Equal(0, Cli.Run(Args(tiny.Model, outDir, "--seeds", "9")).Code);
         var previous = Results(outDir);
-        using var p = Start(Args(tiny.Model, outDir));
+        // A long pass (3,000 one-text batches, a checkpoint after each) so the signal always lands inside it, however
+        // late a loaded machine lets this thread see the first checkpoint.
+        string texts = dir.File("long.txt");
+        File.WriteAllLines(texts, Enumerable.Range(0, 3000).Select(i => $"Line {i} of a long calibration file, {i * 7 % 13} words and some more text to read."));
+        using var p = Start([.. Args(tiny.Model, outDir).Select(a => a == "160" ? "3000" : a), "--data-file", texts]);
         WaitForCheckpoint(p, outDir);
         Assert.Equal(0, Kill(p.Id, signal));
         string stderr = p.StandardError.ReadToEnd();
