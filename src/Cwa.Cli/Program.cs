@@ -37,6 +37,7 @@ public static class Program
             "Exit codes: 0 ok, 1 runtime failure, 2 usage error or bad input.");
         root.Add(AnalyzeCommand.Create());
         root.Add(EvalCommand.Create());
+        root.Add(PerturbCommand.Create());
         root.Add(CompareCommand.Create());
         root.Add(InspectCommand.Create());
         root.Add(CreateTestModelCommand.Create());

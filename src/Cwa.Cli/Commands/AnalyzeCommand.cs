@@ -6,10 +6,6 @@ namespace Cwa.Cli.Commands;
 /// <summary>`cwa analyze`: the main job. Only option declarations and their mapping live here.</summary>
 internal static class AnalyzeCommand
 {
-    private static readonly Option<string?> Model = new("--model", "-m") { Description = "Hugging Face model folder (config.json, *.safetensors, tokenizer). Default: the built-in demo model." };
-    private static readonly Option<string> Device = new("--device") { Description = "cpu, cuda or auto (cuda when available, else cpu); ilgpu-cpu runs the CUDA code path on the CPU (slow, for checking a build).", DefaultValueFactory = _ => "auto" };
-    private static readonly Option<string?> CudaLibDir = new("--cuda-lib-dir") { Description = "Folder holding libcublas.so (default: LD_LIBRARY_PATH, /usr/local/cuda/lib64, pip's nvidia/cublas/lib)." };
-    private static readonly Option<string?> Dtype = new("--dtype") { Description = "Precision the weights are held in: bf16, f16 or f32 (default: as stored). Arithmetic is fp32; on a GPU, products of bf16/f16 weights take half inputs and accumulate in fp32." };
     private static readonly Option<string> Metric = new("--metric") { Description = "Score: grad_x_weight |G*W|, grad_squared G^2, fisher sum g_b^2, hutchinson_diag, obd 0.5*h*W^2, magnitude |W|, wanda |W|*||X||, act_outlier (super weights).", DefaultValueFactory = _ => "grad_x_weight" };
     private static readonly Option<string> Mode = new("--mode") { Description = "Ranking: per_layer (top-k per tensor), global (exact top-k over all weights), per_block (top-k per transformer block).", DefaultValueFactory = _ => "per_layer" };
     private static readonly Option<int> TopK = new("--topk", "-k") { Description = "How many weights to keep per tensor / block / globally.", DefaultValueFactory = _ => 100 };
@@ -22,13 +18,6 @@ internal static class AnalyzeCommand
     private static readonly Option<int> BatchSize = new("--batch-size") { Description = "Sequences per forward/backward batch.", DefaultValueFactory = _ => 8 };
     private static readonly Option<string> OutDir = new("--out-dir", "-o") { Description = "Output directory (created).", DefaultValueFactory = _ => "results" };
     private static readonly Option<bool> SavePlots = new("--save-plots") { Description = "Write PNG/SVG plots.", DefaultValueFactory = _ => true };
-    private static readonly Option<string?> Perturb = new("--perturb") { Description = "Perturb the top-k and measure held-out perplexity: zero, sign_flip, gauss_noise, bit_flip, scale." };
-    private static readonly Option<double> PerturbScale = new("--perturb-scale") { Description = "gauss_noise sigma (relative to |w| unless --absolute-noise) or the scale factor.", DefaultValueFactory = _ => 1.0 };
-    private static readonly Option<bool> AbsoluteNoise = new("--absolute-noise") { Description = "gauss_noise: --perturb-scale is an absolute sigma instead of relative to |w|." };
-    private static readonly Option<double> PerturbProb = new("--perturb-prob") { Description = "Probability that each selected weight is perturbed (bit_flip: per weight).", DefaultValueFactory = _ => 1.0 };
-    private static readonly Option<int?> Bit = new("--bit") { Description = "bit_flip: index of the bit to flip in the stored value (bf16: 15 = sign, 14..7 exponent)." };
-    private static readonly Option<int> QuantBits = new("--quant-bits") { Description = "quantize: bits of the symmetric round-to-nearest grid (8, 4, 3 or 2).", DefaultValueFactory = _ => 4 };
-    private static readonly Option<int> QuantGroup = new("--quant-group") { Description = "quantize: group size in input columns; each group's scale is its largest |w| (default 128, as RTN quantisers use).", DefaultValueFactory = _ => 128 };
     private static readonly Option<bool> QuantizeAllButTop = new("--quantize-all-but-top") { Description = "quantize: also quantise every scored weight, then every one except the top-k, and report how much of the quantisation damage the top-k carry (dense-and-sparse)." };
     private static readonly Option<string[]> Controls = new("--controls") { Description = "Control sets to perturb alongside: random_k,bottom_k.", AllowMultipleArgumentsPerToken = true };
     private static readonly Option<int> ControlSeeds = new("--control-seeds") { Description = "How many random_k draws (mean and 95% interval).", DefaultValueFactory = _ => 5 };
@@ -38,28 +27,24 @@ internal static class AnalyzeCommand
     private static readonly Option<bool> Include1D = new("--include-1d") { Description = "Also score 1-D tensors (norms, biases)." };
     private static readonly Option<int> HutchinsonProbes = new("--hutchinson-probes") { Description = "Rademacher probes for hutchinson_diag.", DefaultValueFactory = _ => 4 };
     private static readonly Option<string> ObdCurvature = new("--obd-curvature") { Description = "Curvature for obd: fisher or hutchinson.", DefaultValueFactory = _ => "fisher" };
-    private static readonly Option<int> Threads = new("--threads") { Description = "CPU threads (default: all cores).", DefaultValueFactory = _ => Environment.ProcessorCount };
     private static readonly Option<bool> Recompute = new("--recompute") { Description = "Activation checkpointing per block: less memory, ~30% more compute." };
-    private static readonly Option<string> Streaming = new("--streaming") { Description = "Layer streaming on the CPU: weights stay memory-mapped and one block at a time is widened, so an 8B model runs in a few GB. auto (default) streams when the in-memory run does not fit --memory-budget; on or off force it.", DefaultValueFactory = _ => "auto" };
-    private static readonly Option<string?> MemoryBudget = new("--memory-budget") { Description = "Memory the run may use, e.g. 8G or 512M (default: what the machine has available). Streaming keeps hidden states in memory within it and spills them to a scratch file beyond." };
     private static readonly Option<bool> DumpScores = new("--dump-scores") { Description = "Also write every score to scores.safetensors (large)." };
     private static readonly Option<bool> SaveTokens = new("--save-tokens") { Description = "Write the calibration token ids, batch by batch, to calibration_tokens.jsonl (to reproduce the gradients elsewhere, e.g. in PyTorch)." };
     private static readonly Option<bool> SkipNonFinite = new("--skip-nonfinite") { Description = "Skip calibration batches whose loss or gradient is NaN/Inf (recorded in the manifest) instead of stopping." };
     private static readonly Option<int> CheckpointEvery = new("--checkpoint-every") { Description = "Save the running gradient sums every N batches into the out dir, for --resume.", DefaultValueFactory = _ => 0 };
     private static readonly Option<bool> Resume = new("--resume") { Description = "Continue an interrupted run's gradient accumulation from its checkpoint (same arguments and out dir)." };
-    private static readonly Option<string?> ExperimentName = new("--experiment-name") { Description = "Name recorded in the manifest." };
 
     public static Command Create()
     {
         var cmd = new Command("analyze", "Score, rank and report the critical weights of a model (default: the built-in demo model and corpus).");
-        foreach (var o in new Option[] { Model, Device, CudaLibDir, Dtype, Metric, Mode, TopK, Seeds, DataFile, TextField, EvalFile, MaxSamples, MaxLength, BatchSize,
-                     OutDir, SavePlots, Perturb, PerturbScale, AbsoluteNoise, PerturbProb, Bit, QuantBits, QuantGroup, QuantizeAllButTop, Controls, ControlSeeds, KSweep, StabilityCheck, GradReduction,
-                     Include1D, HutchinsonProbes, ObdCurvature, Threads, Recompute, Streaming, MemoryBudget, DumpScores, SaveTokens, SkipNonFinite, CheckpointEvery, Resume, ExperimentName, CommandRunner.Quiet, CommandRunner.Verbose })
+        foreach (var o in new Option[] { CommonOptions.Model, CommonOptions.Device, CommonOptions.CudaLibDir, CommonOptions.Dtype, Metric, Mode, TopK, Seeds, DataFile, TextField, EvalFile, MaxSamples, MaxLength, BatchSize,
+                     OutDir, SavePlots, PerturbationOptions.Perturb, PerturbationOptions.PerturbScale, PerturbationOptions.AbsoluteNoise, PerturbationOptions.PerturbProb, PerturbationOptions.Bit, PerturbationOptions.QuantBits, PerturbationOptions.QuantGroup, QuantizeAllButTop, Controls, ControlSeeds, KSweep, StabilityCheck, GradReduction,
+                     Include1D, HutchinsonProbes, ObdCurvature, CommonOptions.Threads, Recompute, CommonOptions.Streaming, CommonOptions.MemoryBudget, DumpScores, SaveTokens, SkipNonFinite, CheckpointEvery, Resume, CommonOptions.ExperimentName, CommandRunner.Quiet, CommandRunner.Verbose })
             cmd.Add(o);
         CommandRunner.SetAction(cmd, (parse, stdout) =>
         {
             var request = ToRequest(parse);
-            var (device, gpu) = DeviceChoice.Resolve(request.Device, parse.GetValue(CudaLibDir));
+            var (device, gpu) = DeviceChoice.Resolve(request.Device, parse.GetValue(CommonOptions.CudaLibDir));
             request = request with { Device = device };
             var summary = ConsoleProgress.Run(parse, stdout, sink => AnalysisPipeline.Run(request, sink, gpu));
             if (!parse.GetValue(CommandRunner.Quiet))
@@ -71,49 +56,47 @@ internal static class AnalyzeCommand
 
     internal static AnalyzeRequest ToRequest(ParseResult p) => new()
     {
-        Model = p.GetValue(Model),
-        Device = p.GetValue(Device)!,
-        Dtype = p.GetValue(Dtype),
+        Model = p.GetValue(CommonOptions.Model),
+        Device = p.GetValue(CommonOptions.Device)!,
+        Dtype = p.GetValue(CommonOptions.Dtype),
         Metric = p.GetValue(Metric)!,
         Mode = p.GetValue(Mode)!,
-        TopK = Positive(p.GetValue(TopK), "--topk"),
+        TopK = CommonOptions.Positive(p.GetValue(TopK), "--topk"),
         Seeds = ListParser.Ints(p.GetValue(Seeds), "--seeds") is { Count: > 0 } s ? s : [42],
         DataFile = p.GetValue(DataFile),
         TextField = p.GetValue(TextField)!,
         EvalFile = p.GetValue(EvalFile),
-        MaxSamples = Positive(p.GetValue(MaxSamples), "--max-samples"),
-        MaxLength = Positive(p.GetValue(MaxLength), "--max-length", 2),
-        BatchSize = Positive(p.GetValue(BatchSize), "--batch-size"),
+        MaxSamples = CommonOptions.Positive(p.GetValue(MaxSamples), "--max-samples"),
+        MaxLength = CommonOptions.Positive(p.GetValue(MaxLength), "--max-length", 2),
+        BatchSize = CommonOptions.Positive(p.GetValue(BatchSize), "--batch-size"),
         OutDir = p.GetValue(OutDir)!,
         SavePlots = p.GetValue(SavePlots),
-        Perturb = p.GetValue(Perturb),
-        PerturbScale = p.GetValue(PerturbScale),
-        PerturbAbsolute = p.GetValue(AbsoluteNoise),
-        PerturbProb = p.GetValue(PerturbProb),
-        Bit = p.GetValue(Bit),
-        QuantBits = p.GetValue(QuantBits),
-        QuantGroup = p.GetValue(QuantGroup),
+        Perturb = p.GetValue(PerturbationOptions.Perturb),
+        PerturbScale = p.GetValue(PerturbationOptions.PerturbScale),
+        PerturbAbsolute = p.GetValue(PerturbationOptions.AbsoluteNoise),
+        PerturbProb = p.GetValue(PerturbationOptions.PerturbProb),
+        Bit = p.GetValue(PerturbationOptions.Bit),
+        QuantBits = p.GetValue(PerturbationOptions.QuantBits),
+        QuantGroup = p.GetValue(PerturbationOptions.QuantGroup),
         QuantizeAllButTop = p.GetValue(QuantizeAllButTop),
         Controls = ListParser.Strings(p.GetValue(Controls)),
-        ControlSeeds = Positive(p.GetValue(ControlSeeds), "--control-seeds"),
+        ControlSeeds = CommonOptions.Positive(p.GetValue(ControlSeeds), "--control-seeds"),
         KSweep = ListParser.Ints(p.GetValue(KSweep), "--k-sweep", 1),
         StabilityCheck = p.GetValue(StabilityCheck),
         GradReduction = p.GetValue(GradReduction)!,
         Include1D = p.GetValue(Include1D),
-        HutchinsonProbes = Positive(p.GetValue(HutchinsonProbes), "--hutchinson-probes"),
+        HutchinsonProbes = CommonOptions.Positive(p.GetValue(HutchinsonProbes), "--hutchinson-probes"),
         ObdCurvature = p.GetValue(ObdCurvature)!,
-        Threads = Positive(p.GetValue(Threads), "--threads"),
+        Threads = CommonOptions.Positive(p.GetValue(CommonOptions.Threads), "--threads"),
         Recompute = p.GetValue(Recompute),
-        Streaming = p.GetValue(Streaming)!,
-        MemoryBudget = SizeParser.Parse(p.GetValue(MemoryBudget), "--memory-budget"),
+        Streaming = p.GetValue(CommonOptions.Streaming)!,
+        MemoryBudget = SizeParser.Parse(p.GetValue(CommonOptions.MemoryBudget), "--memory-budget"),
         DumpScores = p.GetValue(DumpScores),
         SaveTokens = p.GetValue(SaveTokens),
         SkipNonFinite = p.GetValue(SkipNonFinite),
         CheckpointEvery = p.GetValue(CheckpointEvery) >= 0 ? p.GetValue(CheckpointEvery) : throw new Core.InputException("--checkpoint-every must be 0 or more"),
         Resume = p.GetValue(Resume),
-        ExperimentName = p.GetValue(ExperimentName),
+        ExperimentName = p.GetValue(CommonOptions.ExperimentName),
     };
 
-    private static int Positive(int v, string name, int min = 1) =>
-        v >= min ? v : throw new Core.InputException($"{name} must be at least {min} (got {v})");
 }

@@ -163,6 +163,20 @@ public sealed class LoadedModel : IDisposable
         }
     }
 
+    /// <summary>The model's identity for a manifest: where it is, what it is, and a hash of every shard header.</summary>
+    public System.Text.Json.Nodes.JsonObject ManifestEntry() => new()
+    {
+        ["path"] = System.IO.Path.GetFullPath(Path),
+        ["name"] = DisplayName,
+        ["architecture"] = Config.Architecture,
+        ["model_type"] = Config.ModelType,
+        ["parameter_count"] = ParameterCount,
+        ["num_tensors"] = Backend.Specs.Count,
+        ["stored_dtype"] = Checkpoint.StoredType(Backend.Specs[0].Name).ToString(),
+        ["held_dtype"] = HeldType.ToString().ToLowerInvariant(),
+        ["shard_header_sha256"] = new System.Text.Json.Nodes.JsonObject(Checkpoint.ShardHeaderSha256.Select(kv => KeyValuePair.Create(kv.Key, (System.Text.Json.Nodes.JsonNode?)kv.Value))),
+    };
+
     public void Dispose()
     {
         Backend.Dispose();

@@ -25,11 +25,13 @@ public sealed class PerturbationMeter
         Baseline = Evaluator.Run(backend, evalBatches, phase);
     }
 
-    public PerturbedRun Measure(string label, int seed, IReadOnlyList<TensorSelection> set)
+    /// <param name="whilePerturbed">called with the perturbation applied, before the evaluation (to read the new values)</param>
+    public PerturbedRun Measure(string label, int seed, IReadOnlyList<TensorSelection> set, Action<PerturbationSnapshot>? whilePerturbed = null)
     {
         var snapshot = WeightPerturber.Apply(_backend, set, _settings with { Seed = (ulong)seed });
         try
         {
+            whilePerturbed?.Invoke(snapshot);
             var m = Evaluator.Run(_backend, _evalBatches, _phase);
             return new PerturbedRun(label, seed, snapshot.Count, m.Nll, m.Perplexity, m.Accuracy, m.Perplexity - Baseline.Perplexity, m.Nll - Baseline.Nll);
         }

@@ -89,19 +89,7 @@ internal static class RunDocuments
             ExperimentName = r.ExperimentName ?? $"{metric.Name()}_{mode.Name()}_k{r.TopK}",
             Start = start,
             Config = config,
-            Model = new JsonObject
-            {
-                ["path"] = Path.GetFullPath(model.Path),
-                ["name"] = model.DisplayName,
-                ["architecture"] = model.Config.Architecture,
-                ["model_type"] = model.Config.ModelType,
-                ["parameter_count"] = model.ParameterCount,
-                ["num_tensors"] = model.Backend.Specs.Count,
-                ["num_scored_tensors"] = ranking.ScoredTensors.Count,
-                ["stored_dtype"] = model.Checkpoint.StoredType(model.Backend.Specs[0].Name).ToString(),
-                ["held_dtype"] = dtypeName,
-                ["shard_header_sha256"] = new JsonObject(model.Checkpoint.ShardHeaderSha256.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
-            },
+            Model = WithScored(model.ManifestEntry(), ranking.ScoredTensors.Count),
             Data = new JsonObject
             {
                 ["source"] = data.Source,
@@ -118,5 +106,11 @@ internal static class RunDocuments
             Timings = timer.Phases,
             Results = resultsJson,
         }.Write(outDir);
+    }
+
+    private static JsonObject WithScored(JsonObject model, int scored)
+    {
+        model["num_scored_tensors"] = scored;
+        return model;
     }
 }

@@ -19,9 +19,11 @@ public sealed class HfBpeTokenizer : ITextTokenizer
     public int PadId { get; }
     public bool AddsBos { get; }
 
-    private HfBpeTokenizer(BpeTokenizer bpe, int vocabSize, int? bos, int? eos, int? pad, bool addsBos)
+    private readonly string _path;
+
+    private HfBpeTokenizer(BpeTokenizer bpe, int vocabSize, int? bos, int? eos, int? pad, bool addsBos, string path)
     {
-        _bpe = bpe; VocabSize = vocabSize; BosId = bos; EosId = eos; PadId = pad ?? eos ?? 0; AddsBos = addsBos && bos != null;
+        _bpe = bpe; _path = path; VocabSize = vocabSize; BosId = bos; EosId = eos; PadId = pad ?? eos ?? 0; AddsBos = addsBos && bos != null;
     }
 
     public static HfBpeTokenizer Load(string tokenizerJsonPath, TokenizerSettings settings)
@@ -49,7 +51,7 @@ public sealed class HfBpeTokenizer : ITextTokenizer
             Merges = merges,
             SpecialTokens = added,
             ByteLevel = true,
-            PreTokenizer = new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), added),
+            PreTokenizer = new RegexPreTokenizer(SplitRegex(pattern, tokenizerJsonPath), added),
         };
         var bpe = BpeTokenizer.Create(options);
         int vocabSize = Math.Max(vocab.Count == 0 ? 0 : vocab.Max(v => v.Value) + 1, added.Count == 0 ? 0 : added.Values.Max() + 1);
@@ -58,7 +60,37 @@ public sealed class HfBpeTokenizer : ITextTokenizer
         int? eos = Id(settings.EosToken) ?? settings.FallbackEosId;
         int? pad = Id(settings.PadToken);
         bool addsBos = settings.AddBosToken ?? TemplateAddsBos(root["post_processor"]);
-        return new HfBpeTokenizer(bpe, vocabSize, bos, eos, pad, addsBos);
+        return new HfBpeTokenizer(bpe, vocabSize, bos, eos, pad, addsBos, tokenizerJsonPath);
+    }
+
+    /// <summary>Longest one split match may take: a pattern with catastrophic backtracking fails instead of stalling the run.</summary>
+    private static readonly TimeSpan MatchTimeout = TimeSpan.FromSeconds(2);
+
+    /// <summary>Text of every character class a split pattern distinguishes, to try a pattern on before it is used.</summary>
+    private const string Probe = "The 3 cats' naïve café, 東京 🤖 x = 42;\n\ty += 1 -- \"quoted\" I'm  done.\r\n";
+
+    /// <summary>
+    /// The split regex as the pre-tokenizer gets it. The pre-tokenizer restarts after each match, so an empty match
+    /// would repeat forever: a pattern that matches the empty string on the probe text is refused, and the
+    /// compiled regex may never end an empty match where the search started ((?&lt;!\G)), which cannot change a
+    /// non-empty match. Every match runs under a timeout.
+    /// </summary>
+    private static Regex SplitRegex(string pattern, string path)
+    {
+        try
+        {
+            if (new Regex(pattern, RegexOptions.None, MatchTimeout).Matches(Probe).Any(m => m.Length == 0))
+                throw new InputException($"{path}: split pattern '{pattern}' matches the empty string, so text could not be split");
+            return new Regex($"(?:{pattern})(?<!\\G)", RegexOptions.Compiled, MatchTimeout);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InputException($"{path}: split pattern '{pattern}' is not a valid regular expression ({e.Message.Split('\n')[0]})");
+        }
+        catch (RegexMatchTimeoutException)
+        {
+            throw new InputException($"{path}: split pattern '{pattern}' takes over {MatchTimeout.TotalSeconds:0} s on a short text (catastrophic backtracking)");
+        }
     }
 
     /// <summary>Finds the split regex: a Split pre-tokenizer's Regex (Llama 3, Qwen2) or GPT-2's for a bare ByteLevel.</summary>
@@ -94,7 +126,12 @@ public sealed class HfBpeTokenizer : ITextTokenizer
 
     public int[] Encode(string text)
     {
-        var ids = _bpe.EncodeToIds(text);
+        IReadOnlyList<int> ids;
+        try { ids = _bpe.EncodeToIds(text); }
+        catch (RegexMatchTimeoutException)
+        {
+            throw new InputException($"{_path}: split pattern takes over {MatchTimeout.TotalSeconds:0} s on one text (catastrophic backtracking)");
+        }
         if (!AddsBos) return ids.ToArray();
         var result = new int[ids.Count + 1];
         result[0] = BosId!.Value;

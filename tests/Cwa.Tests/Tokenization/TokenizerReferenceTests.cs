@@ -63,6 +63,25 @@ public class TokenizerLoaderTests
         Assert.Equal(ByteLevelBpeTrainer.Train(texts, 400).TokenizerJson, ByteLevelBpeTrainer.Train(texts, 400).TokenizerJson);
     }
 
+    [Theory]
+    [InlineData("a*")]          // matches the empty string everywhere: the pre-tokenizer would never advance
+    [InlineData("(?=a)|\\s+")]   // an empty match only before an 'a'
+    [InlineData("(x+x+)+y|\\S+|\\s+")] // catastrophic backtracking on a run of x
+    public async Task ASplitPatternThatCannotTokenizeIsRefusedNotAHang(string pattern)
+    {
+        using var dir = new TempDir();
+        var json = System.Text.Json.Nodes.JsonNode.Parse(ByteLevelBpeTrainer.Train(Cwa.Core.Data.BuiltInCorpus.All.Take(20), 300).TokenizerJson)!;
+        json["pre_tokenizer"]!["pretokenizers"]![0]!["pattern"]!["Regex"] = pattern;
+        File.WriteAllText(dir.File("tokenizer.json"), json.ToJsonString());
+        var task = Task.Run(() =>
+        {
+            try { TokenizerLoader.Load(dir.Path).Encode("a banana and xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx z"); return "loaded"; }
+            catch (InputException e) { return e.Message; }
+        });
+        Assert.True(await Task.WhenAny(task, Task.Delay(TimeSpan.FromSeconds(30))) == task, "tokenizer load or encode hung");
+        Assert.Contains("tokenizer.json: split pattern", await task);
+    }
+
     [Fact]
     public void MissingAndMalformedTokenizersAreClearErrors()
     {
