@@ -2,6 +2,7 @@
 # Issue #7 checks on a GPU host (NVIDIA driver, PyTorch + transformers, no .NET needed):
 #   1. reference check against transformers (reference_check.py)
 #   2. the Llama-3.1-8B-shaped benchmark: grad_x_weight, per_layer, k=100 on 100 texts of 512 tokens
+#   3. `cwa perturb` on the device: the benchmark's top_weights.csv quantised to 4 bits (device gather/scatter at 8B)
 # Usage: bench/gpu/run.sh CWA_BINARY WORK_DIR RESULTS_DIR   (cuBLAS must be on LD_LIBRARY_PATH or in pip's nvidia/cublas/lib)
 set -euo pipefail
 cwa=$(readlink -f "$1"); work=$2; results=$3
@@ -26,4 +27,7 @@ end=$(date +%s.%N)
 kill $smi || true
 cp "$work/out8b/experiment_manifest.json" "$results/manifest_8b.json" 2>/dev/null || true
 python3 "$here/summarize.py" "$work/out8b" "$results/memory_used_mib.log" "$(python3 -c "print($end - $start)")" "$gpu" | tee "$results/benchmark_8b.json" || status=1
+"$cwa" perturb --model "$work/m8b" --device cuda --targets "$work/out8b/top_weights.csv" --perturb quantize --quant-bits 4 \
+    --data-file "$work/eval.txt" --max-length 512 --batch-size ${BATCH:-4} --out-dir "$work/perturb8b" 2>&1 | tee "$results/perturb_8b.log" || status=1
+cp "$work/perturb8b/perturbation_results.json" "$results/perturb_8b.json" 2>/dev/null || true
 exit $status
