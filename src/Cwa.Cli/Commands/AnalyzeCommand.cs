@@ -28,7 +28,13 @@ internal static class AnalyzeCommand
     private static readonly Option<int> HutchinsonProbes = new("--hutchinson-probes") { Description = "Rademacher probes for hutchinson_diag.", DefaultValueFactory = _ => 4 };
     private static readonly Option<string> ObdCurvature = new("--obd-curvature") { Description = "Curvature for obd: fisher or hutchinson.", DefaultValueFactory = _ => "fisher" };
     private static readonly Option<bool> Recompute = new("--recompute") { Description = "Activation checkpointing per block: less memory, ~30% more compute." };
-    private static readonly Option<bool> DumpScores = new("--dump-scores") { Description = "Also write every score to scores.safetensors (large)." };
+    private static readonly Option<string[]> DumpScores = new("--dump-scores")
+    {
+        Description = "Write every score: safetensors (default when no format is named: scores.safetensors, one F32 tensor per scored tensor) and/or parquet (scores.parquet: tensor,row,col,score,weight,gradient per weight of --dump-top / --dump-tensors).",
+        Arity = ArgumentArity.ZeroOrMore, AllowMultipleArgumentsPerToken = true,
+    };
+    private static readonly Option<int> DumpTop = new("--dump-top") { Description = "parquet dump: the top N weights of each scored tensor (0 = every weight; use with --dump-tensors).", DefaultValueFactory = _ => 1000 };
+    private static readonly Option<string[]> DumpTensors = new("--dump-tensors") { Description = "parquet dump: only these tensors, e.g. model.layers.1.mlp.down_proj.weight (the model. prefix and .weight suffix may be left out).", AllowMultipleArgumentsPerToken = true };
     private static readonly Option<bool> SaveTokens = new("--save-tokens") { Description = "Write the calibration token ids, batch by batch, to calibration_tokens.jsonl (to reproduce the gradients elsewhere, e.g. in PyTorch)." };
     private static readonly Option<bool> SkipNonFinite = new("--skip-nonfinite") { Description = "Skip calibration batches whose loss or gradient is NaN/Inf (recorded in the manifest) instead of stopping." };
     private static readonly Option<int> CheckpointEvery = new("--checkpoint-every") { Description = "Save the running gradient sums every N batches into the out dir, for --resume.", DefaultValueFactory = _ => 0 };
@@ -39,7 +45,7 @@ internal static class AnalyzeCommand
         var cmd = new Command("analyze", "Score, rank and report the critical weights of a model (default: the built-in demo model and corpus).");
         foreach (var o in new Option[] { CommonOptions.Model, CommonOptions.Device, CommonOptions.CudaLibDir, CommonOptions.Dtype, Metric, Mode, TopK, Seeds, DataFile, TextField, EvalFile, MaxSamples, MaxLength, BatchSize,
                      OutDir, SavePlots, PerturbationOptions.Perturb, PerturbationOptions.PerturbScale, PerturbationOptions.AbsoluteNoise, PerturbationOptions.PerturbProb, PerturbationOptions.Bit, PerturbationOptions.QuantBits, PerturbationOptions.QuantGroup, QuantizeAllButTop, Controls, ControlSeeds, KSweep, StabilityCheck, GradReduction,
-                     Include1D, HutchinsonProbes, ObdCurvature, CommonOptions.Threads, Recompute, CommonOptions.Streaming, CommonOptions.MemoryBudget, DumpScores, SaveTokens, SkipNonFinite, CheckpointEvery, Resume, CommonOptions.ExperimentName, CommandRunner.Quiet, CommandRunner.Verbose })
+                     Include1D, HutchinsonProbes, ObdCurvature, CommonOptions.Threads, Recompute, CommonOptions.Streaming, CommonOptions.MemoryBudget, DumpScores, DumpTop, DumpTensors, SaveTokens, SkipNonFinite, CheckpointEvery, Resume, CommonOptions.ExperimentName, CommandRunner.Quiet, CommandRunner.Verbose })
             cmd.Add(o);
         CommandRunner.SetAction(cmd, (parse, stdout) =>
         {
@@ -91,7 +97,11 @@ internal static class AnalyzeCommand
         Recompute = p.GetValue(Recompute),
         Streaming = p.GetValue(CommonOptions.Streaming)!,
         MemoryBudget = SizeParser.Parse(p.GetValue(CommonOptions.MemoryBudget), "--memory-budget"),
-        DumpScores = p.GetValue(DumpScores),
+        DumpScores = DumpFormats(p).Contains("safetensors"),
+        ScoresParquet = DumpFormats(p).Contains("parquet") ? new Core.Ranking.DumpSelection(
+            p.GetValue(DumpTop) >= 0 ? p.GetValue(DumpTop) : throw new Core.InputException($"--dump-top must be 0 (every weight) or more (got {p.GetValue(DumpTop)})"),
+            ListParser.Strings(p.GetValue(DumpTensors)))
+            : p.GetResult(DumpTop) is { Implicit: false } || p.GetResult(DumpTensors) is { Implicit: false } ? throw new Core.InputException("--dump-top and --dump-tensors apply to --dump-scores parquet") : null,
         SaveTokens = p.GetValue(SaveTokens),
         SkipNonFinite = p.GetValue(SkipNonFinite),
         CheckpointEvery = p.GetValue(CheckpointEvery) >= 0 ? p.GetValue(CheckpointEvery) : throw new Core.InputException("--checkpoint-every must be 0 or more"),
@@ -99,4 +109,15 @@ internal static class AnalyzeCommand
         ExperimentName = p.GetValue(CommonOptions.ExperimentName),
     };
 
+
+    /// <summary>--dump-scores alone means safetensors, as before formats could be named.</summary>
+    private static IReadOnlyList<string> DumpFormats(ParseResult p)
+    {
+        if (p.GetResult(DumpScores) is not { Implicit: false }) return [];
+        var formats = ListParser.Strings(p.GetValue(DumpScores));
+        if (formats.Count == 0) return ["safetensors"];
+        foreach (var f in formats)
+            if (f is not ("safetensors" or "parquet")) throw new Core.InputException($"--dump-scores: unknown format '{f}' (valid: safetensors, parquet)");
+        return formats;
+    }
 }

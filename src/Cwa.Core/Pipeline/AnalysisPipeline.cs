@@ -73,7 +73,13 @@ public static class AnalysisPipeline
                 model.Backend is StreamingCpuBackend ? null : Checkpoint(r, runDir, model, data, batches, progress));
             List<RankedWeight> top;
             using (timer.Phase("ranking"))
+            {
                 top = ToRanked(model, sources, ranking.Select(r.TopK));
+                // One tensor's rows at a time: the weights and gradients of the dumped entries are read per tensor.
+                if (r.ScoresParquet != null)
+                    ScoresParquet.Write(Path.Combine(outDir, ScoresParquet.FileName),
+                        ranking.Dumped.GroupBy(s => s.TensorIndex).Select(g => (IReadOnlyList<RankedWeight>)ToRanked(model, sources, g.ToList())));
+            }
 
             var outputs = new RunOutputs(outDir, $"{metric.Name()}_k{r.TopK}");
             string dtypeName = model.HeldType.ToString().ToLowerInvariant();

@@ -1,3 +1,5 @@
+using Cwa.Core.Ranking;
+
 namespace Cwa.Core.Pipeline;
 
 /// <summary>Everything an analyze run needs, already validated by the CLI layer's parsers.</summary>
@@ -47,6 +49,8 @@ public sealed record AnalyzeRequest
     /// <summary>Bytes the run may use (null: the memory available to the process).</summary>
     public long? MemoryBudget { get; init; }
     public bool DumpScores { get; init; }
+    /// <summary>--dump-scores parquet: which weights scores.parquet holds (null: no Parquet dump).</summary>
+    public DumpSelection? ScoresParquet { get; init; }
     /// <summary>Write the calibration batches' token ids to calibration_tokens.jsonl (to reproduce G elsewhere).</summary>
     public bool SaveTokens { get; init; }
     /// <summary>Skip (and record) calibration batches whose loss or gradient is NaN/Inf instead of stopping.</summary>

@@ -124,7 +124,7 @@ public static class GradientPass
         if (skipped.Count == batches.Count)
             throw new CwaException($"every calibration batch had a non-finite loss or gradient ({skipped[0]})");
         // A device that scores where the sums live keeps them there (it checks them for NaN/Inf while scoring).
-        var onDevice = !perBatch && !r.DumpScores && backend is IDeviceScoring ds && ds.CanScore(metric) ? ds : null;
+        var onDevice = !perBatch && !r.DumpScores && r.ScoresParquet == null && backend is IDeviceScoring ds && ds.CanScore(metric) ? ds : null;
         float[][]? sums = null;
         if (onDevice == null)
         {

@@ -34,7 +34,7 @@ internal static class RankingPass
         model.Backend.ReleaseWorkspace();
         RankingResult result;
         using (timer?.Phase("scoring"))
-            result = ScoringPass.Run(model.Backend, s, metric, curvature, mode, maxK, r.Include1D, dumpPath, progress, r.Threads);
+            result = ScoringPass.Run(model.Backend, s, metric, curvature, mode, maxK, r.Include1D, dumpPath, progress, r.Threads, r.ScoresParquet);
         return (s, result);
     }
 }

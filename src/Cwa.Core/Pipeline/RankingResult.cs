@@ -27,6 +27,8 @@ public sealed class RankingResult
     public required LogHistogram Histogram { get; init; }
     /// <summary>Per 2-D host-scored tensor, in tensor order: how its top 0.1% spread over rows and columns.</summary>
     public IReadOnlyList<Concentration> Concentration { get; init; } = [];
+    /// <summary>--dump-scores parquet: the dumped weights, per tensor in tensor order, best first within each.</summary>
+    public IReadOnlyList<ScoredIndex> Dumped { get; init; } = [];
 
     /// <summary>The top-k set for the run's mode, best first within each group.</summary>
     public List<ScoredIndex> Select(int k)

@@ -24,7 +24,7 @@ internal static class StreamingAnalysis
         var specs = backend.Specs;
         var scored = ScoringPass.ScoredTensors(specs, metric, r.Include1D, maxK).ToHashSet();
         using var dump = ScoringPass.OpenDump(dumpPath, specs, scored.Order().ToList(), metric);
-        var scorer = new TensorScorer(metric, curvature, maxK, dump, r.Threads);
+        var scorer = new TensorScorer(metric, curvature, maxK, dump, r.Threads, r.ScoresParquet);
         var builder = new RankingBuilder(specs, mode, maxK);
         var captured = new Dictionary<ScoredIndex, float>();
         var scoring = new Stopwatch();
@@ -39,7 +39,7 @@ internal static class StreamingAnalysis
                 ? scorer.Score(c.Index, Input(spec, c.Weights, c.Gradient, c.Fisher, activations))
                 : ScoreVocabulary(backend, scorer, c, activations);
             if (c.Gradient != null)
-                foreach (var s in summary.Top) captured[s] = c.Gradient[s.FlatIndex];
+                foreach (var s in summary.Top.Concat(summary.Dumped ?? [])) captured[s] = c.Gradient[s.FlatIndex];
             builder.Add(c.Index, summary);
             // A vocabulary tensor's 2 GB score buffer must not stay through the blocks (theirs are a tenth of it).
             if (c.Weights.Length == 0) scorer.Release();

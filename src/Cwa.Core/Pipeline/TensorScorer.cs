@@ -9,7 +9,7 @@ namespace Cwa.Core.Pipeline;
 /// Scores one tensor on the host and keeps only its summary: exact statistics, its share of the log histogram, its
 /// best and worst maxK weights (and the optional score dump). The score buffer is reused from tensor to tensor.
 /// </summary>
-internal sealed class TensorScorer(SensitivityMetric metric, ObdCurvature curvature, int maxK, SafeTensorsWriter? dump, int threads)
+internal sealed class TensorScorer(SensitivityMetric metric, ObdCurvature curvature, int maxK, SafeTensorsWriter? dump, int threads, DumpSelection? parquet = null)
 {
     private float[] _scores = [];
 
@@ -42,7 +42,7 @@ internal sealed class TensorScorer(SensitivityMetric metric, ObdCurvature curvat
         high.Add(t, s);
         var low = new TopKCollector(maxK, largest: false);
         low.Add(t, s);
-        return new ScoreSummary(st, sumSq, histogram, high.Result(), low.Result()) { Concentration = Concentration.Of(spec, t, s) };
+        return new ScoreSummary(st, sumSq, histogram, high.Result(), low.Result()) { Concentration = Concentration.Of(spec, t, s), Dumped = parquet?.Collect(t, spec, s) };
     }
 }
 
@@ -68,10 +68,12 @@ internal sealed class RankingBuilder(IReadOnlyList<ParameterSpec> specs, Ranking
         var overallAgg = new AggregateStats();
         var histogram = new LogHistogramBuilder();
         var concentration = new List<Concentration>();
+        var dumped = new List<ScoredIndex>();
         double overallMin = double.PositiveInfinity;
         foreach (var (t, summary) in _summaries)
         {
             if (summary.Concentration is { } c0) concentration.Add(c0);
+            if (summary.Dumped is { } d) dumped.AddRange(d);
             var spec = specs[t];
             var st = summary.Stats;
             stats.Add(st);
@@ -108,6 +110,7 @@ internal sealed class RankingBuilder(IReadOnlyList<ParameterSpec> specs, Ranking
                 HistogramQuantile(h, 0.5), HistogramQuantile(h, 0.95), HistogramQuantile(h, 0.99), HistogramQuantile(h, 0.999), h.Zeros, overall.Sum),
             Histogram = h,
             Concentration = concentration,
+            Dumped = dumped,
         };
     }
 

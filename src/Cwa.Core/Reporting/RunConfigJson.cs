@@ -44,6 +44,7 @@ public static class RunConfigJson
             ["streaming"] = r.Streaming,
             ["memory_budget"] = r.MemoryBudget,
             ["dump_scores"] = r.DumpScores,
+            ["dump_scores_parquet"] = r.ScoresParquet is { } pq ? new JsonObject { ["top"] = pq.Top, ["tensors"] = new JsonArray(pq.Tensors.Select(t => (JsonNode)t).ToArray()) } : null,
             ["save_tokens"] = r.SaveTokens,
             ["experiment_name"] = r.ExperimentName,
             ["requested_model"] = r.Model,

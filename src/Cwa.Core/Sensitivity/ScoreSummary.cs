@@ -10,6 +10,8 @@ public sealed record ScoreSummary(TensorStats Stats, double SumSquares, LogHisto
 {
     /// <summary>How the tensor's top 0.1% spread over rows and columns (null for 1-D tensors and device-scored ones).</summary>
     public Concentration? Concentration { get; init; }
+    /// <summary>The weights --dump-scores parquet writes for this tensor (its top-N, or all of it), best first; null when none.</summary>
+    public List<ScoredIndex>? Dumped { get; init; }
 }
 
 /// <summary>
