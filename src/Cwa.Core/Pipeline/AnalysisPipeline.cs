@@ -14,6 +14,8 @@ namespace Cwa.Core.Pipeline;
 /// </summary>
 public static class AnalysisPipeline
 {
+    public const string KnownWeightsFile = "known_weights.json";
+
     /// <param name="gpu">opens the CUDA backend for --device cuda/auto (null: CPU only)</param>
     public static AnalysisSummary Run(AnalyzeRequest r, IProgressSink progress, IDeviceBackendFactory? gpu = null)
     {
@@ -38,6 +40,7 @@ public static class AnalysisPipeline
         CalibrationData data;
         IReadOnlyList<Data.Batch> batches, evalBatches = [];
         StabilityAnalysis.Plan? stabilityPlan = null;
+        Validation.KnownWeightSet? known = null;
         using (timer.Phase("load"))
         {
             data = CalibrationData.Load(r);
@@ -45,6 +48,8 @@ public static class AnalysisPipeline
             try
             {
                 AnalyzeValidation.CheckAgainstModel(r, metric, kind, source);
+                if (r.KnownWeights != null) known = Validation.KnownWeights.Load(r.KnownWeights, source.Config, source.Specs);
+                if (known?.Note is { } note) progress.Info($"--known-weights: {note}");
                 batches = data.CalibrationBatches(source.Tokenizer, r, (ulong)r.Seeds[0]);
                 if (perturb) evalBatches = data.EvaluationBatches(source.Tokenizer, r);
                 if (r.Seeds.Count > 1 || r.StabilityCheck) stabilityPlan = StabilityAnalysis.Prepare(source.Tokenizer, data, r);
@@ -70,7 +75,8 @@ public static class AnalysisPipeline
             int maxK = Math.Max(r.TopK, r.KSweep.Count > 0 ? r.KSweep.Max() : 0);
             var (sources, ranking) = RankingPass.Run(model, batches, metric, curvature, mode, maxK, r,
                 r.DumpScores ? Path.Combine(outDir, "scores.safetensors") : null, progress, timer,
-                model.Backend is StreamingCpuBackend ? null : Checkpoint(r, runDir, model, data, batches, progress));
+                model.Backend is StreamingCpuBackend ? null : Checkpoint(r, runDir, model, data, batches, progress),
+                new ScoreExtras(r.ScoresParquet, known != null ? Validation.KnownWeights.Probes(known) : null));
             List<RankedWeight> top;
             using (timer.Phase("ranking"))
             {
@@ -152,8 +158,20 @@ public static class AnalysisPipeline
                 }
             }
             if (stability != null) results.Add(new("mean_jaccard_across_seeds", "mean Jaccard across seeds", stability.MeanJaccardAcrossSeeds));
+            Validation.KnownWeightReport? knownReport = null;
+            if (known != null)
+            {
+                knownReport = Validation.KnownWeightReport.Of(known, ranking, model.Backend.Specs, r.TopK);
+                JsonOutput.Write(outputs.PathOf(KnownWeightsFile), knownReport);
+                if (knownReport.Weights.Count > 0)
+                {
+                    results.Add(new("known_weights_recall_per_layer", $"known-weight recall@{r.TopK} per_layer", knownReport.RecallPerLayer!.Value));
+                    results.Add(new("known_weights_recall_global", $"known-weight recall@{r.TopK} global", knownReport.RecallGlobal!.Value));
+                    results.Add(new("known_weights_recall_per_block", $"known-weight recall@{r.TopK} per_block", knownReport.RecallPerBlock!.Value));
+                }
+            }
 
-            var facts = new RunFacts(r, start, timer, metric, mode, model, data, sources, ranking, top, superWeights, pert, stability, config, dtypeName, results, memory);
+            var facts = new RunFacts(r, start, timer, metric, mode, model, data, sources, ranking, top, superWeights, pert, stability, config, dtypeName, results, memory, knownReport);
             using (timer.Phase("report"))
                 RunDocuments.WriteReport(outputs.PathOf("report.html"), facts, outputs.PlotFiles);
             RunDocuments.WriteManifest(outDir, facts);

@@ -51,6 +51,8 @@ public sealed record AnalyzeRequest
     public bool DumpScores { get; init; }
     /// <summary>--dump-scores parquet: which weights scores.parquet holds (null: no Parquet dump).</summary>
     public DumpSelection? ScoresParquet { get; init; }
+    /// <summary>--known-weights: a CSV/JSON of weights known to be critical, or "builtin" (published super weights); recall@k is reported.</summary>
+    public string? KnownWeights { get; init; }
     /// <summary>Write the calibration batches' token ids to calibration_tokens.jsonl (to reproduce G elsewhere).</summary>
     public bool SaveTokens { get; init; }
     /// <summary>Skip (and record) calibration batches whose loss or gradient is NaN/Inf instead of stopping.</summary>

@@ -15,14 +15,14 @@ internal static class RankingPass
 {
     public static (ScoreSources Sources, RankingResult Ranking) Run(LoadedModel model, IReadOnlyList<Batch> batches, SensitivityMetric metric,
         ObdCurvature curvature, RankingMode mode, int maxK, AnalyzeRequest r, string? dumpPath, IProgressSink progress,
-        PhaseTimer? timer = null, GradientCheckpoint? checkpoint = null)
+        PhaseTimer? timer = null, GradientCheckpoint? checkpoint = null, ScoreExtras? extras = null)
     {
         // Forward-only metrics (wanda, act_outlier, magnitude) have no gradient phase: theirs is called forward.
         string pass = metric == SensitivityMetric.Magnitude || metric.NeedsActivations() ? "forward" : "gradients";
         if (model.Backend is StreamingCpuBackend streamed)
         {
             var sw = System.Diagnostics.Stopwatch.StartNew();
-            var (sources, ranking, scoringSeconds) = StreamingAnalysis.Run(streamed, batches, metric, curvature, mode, maxK, r, dumpPath, progress);
+            var (sources, ranking, scoringSeconds) = StreamingAnalysis.Run(streamed, batches, metric, curvature, mode, maxK, r, dumpPath, progress, extras);
             timer?.Record(pass, sw.Elapsed.TotalSeconds - scoringSeconds);
             timer?.Record("scoring", scoringSeconds);
             return (sources, ranking);
@@ -34,7 +34,7 @@ internal static class RankingPass
         model.Backend.ReleaseWorkspace();
         RankingResult result;
         using (timer?.Phase("scoring"))
-            result = ScoringPass.Run(model.Backend, s, metric, curvature, mode, maxK, r.Include1D, dumpPath, progress, r.Threads, r.ScoresParquet);
+            result = ScoringPass.Run(model.Backend, s, metric, curvature, mode, maxK, r.Include1D, dumpPath, progress, r.Threads, extras);
         return (s, result);
     }
 }

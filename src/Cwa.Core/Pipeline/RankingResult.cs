@@ -29,6 +29,8 @@ public sealed class RankingResult
     public IReadOnlyList<Concentration> Concentration { get; init; } = [];
     /// <summary>--dump-scores parquet: the dumped weights, per tensor in tensor order, best first within each.</summary>
     public IReadOnlyList<ScoredIndex> Dumped { get; init; } = [];
+    /// <summary>Probed (known) weights scored on the host, with their exact rank within their tensor.</summary>
+    public IReadOnlyList<ProbedWeight> Probed { get; init; } = [];
 
     /// <summary>The top-k set for the run's mode, best first within each group.</summary>
     public List<ScoredIndex> Select(int k)

@@ -10,7 +10,7 @@ internal sealed record RunFacts(
     AnalyzeRequest Request, DateTimeOffset Start, PhaseTimer Timer, SensitivityMetric Metric, RankingMode Mode, LoadedModel Model,
     CalibrationData Data, ScoreSources Sources, RankingResult Ranking, IReadOnlyList<RankedWeight> Top, IReadOnlyList<SuperWeightLayer> SuperWeights,
     PerturbationReport? Perturbation, StabilityReport? Stability, JsonObject Config, string DtypeName, IReadOnlyList<ResultValue> Results,
-    MemoryMonitor Memory);
+    MemoryMonitor Memory, Validation.KnownWeightReport? Known = null);
 
 /// <summary>report.html and experiment_manifest.json of a run (the manifest last: it hashes every other file).</summary>
 internal static class RunDocuments
@@ -45,6 +45,13 @@ internal static class RunDocuments
                     ("quantise all but random-k", split.AllButRandom.Note ?? $"Δ {split.AllButRandom.DeltaPerplexity:G5} (as many random weights kept per tensor)"),
                     ("share of the damage the top-k carry", split.TopShare is double share ? $"{share:P1} (random-k: {split.RandomShare:P1})" : "n/a (quantising everything did not raise perplexity)"),
                 } : []),
+            ],
+            KnownWeights = f.Known is not { } kw ? [] : [
+                ("known weights", kw.Note ?? $"{kw.Weights.Count} from {kw.Origin}"),
+                .. kw.Weights.Count == 0 ? [] : new[] { ("recall@k (per_layer / global / per_block)", $"{kw.RecallPerLayer:P0} / {kw.RecallGlobal:P0} / {kw.RecallPerBlock:P0} at k = {kw.TopK}") },
+                .. kw.Weights.Select(w => (w.Label, !w.Scored ? "tensor not scored by this metric"
+                    : $"{w.Tensor} ({w.Row}, {w.Col}): {(w.RankInTensor is long rank ? $"score {w.Score:G4}, rank {rank:N0} of {w.TensorSize:N0} in its tensor" : "scored on the device (rank not computed)")}; " +
+                      $"in top-k: per_layer {(w.InTopKPerLayer ? "yes" : "no")}, global {(w.InTopKGlobal ? "yes" : "no")}, per_block {(w.InTopKPerBlock ? "yes" : "no")}")),
             ],
             Stability = stability == null ? [] : [
                 ("mean Jaccard across seeds", stability.MeanJaccardAcrossSeeds.ToString("G4")),

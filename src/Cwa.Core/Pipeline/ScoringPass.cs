@@ -14,13 +14,13 @@ namespace Cwa.Core.Pipeline;
 public static class ScoringPass
 {
     public static RankingResult Run(IBackend backend, ScoreSources sources, SensitivityMetric metric, ObdCurvature curvature,
-        RankingMode mode, int maxK, bool include1D, string? dumpPath, IProgressSink progress, int threads = 0, DumpSelection? parquet = null)
+        RankingMode mode, int maxK, bool include1D, string? dumpPath, IProgressSink progress, int threads = 0, ScoreExtras? extras = null)
     {
         var specs = backend.Specs;
         var scored = ScoredTensors(specs, metric, include1D, maxK);
         var onDevice = sources.OnDevice;
         using var dump = OpenDump(dumpPath, specs, scored, metric);
-        var scorer = new TensorScorer(metric, curvature, maxK, dump, threads, parquet);
+        var scorer = new TensorScorer(metric, curvature, maxK, dump, threads, extras);
         var builder = new RankingBuilder(specs, mode, maxK);
         using (var phase = progress.Start("scoring", scored.Count))
         {

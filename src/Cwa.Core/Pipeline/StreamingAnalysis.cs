@@ -18,13 +18,13 @@ internal static class StreamingAnalysis
     private const int ScoreRows = 1024;
 
     public static (ScoreSources Sources, RankingResult Ranking, double ScoringSeconds) Run(StreamingCpuBackend backend, IReadOnlyList<Batch> batches,
-        SensitivityMetric metric, ObdCurvature curvature, RankingMode mode, int maxK, AnalyzeRequest r, string? dumpPath, IProgressSink progress)
+        SensitivityMetric metric, ObdCurvature curvature, RankingMode mode, int maxK, AnalyzeRequest r, string? dumpPath, IProgressSink progress, ScoreExtras? extras = null)
     {
         CheckSupported(metric, curvature, r, backend.Config);
         var specs = backend.Specs;
         var scored = ScoringPass.ScoredTensors(specs, metric, r.Include1D, maxK).ToHashSet();
         using var dump = ScoringPass.OpenDump(dumpPath, specs, scored.Order().ToList(), metric);
-        var scorer = new TensorScorer(metric, curvature, maxK, dump, r.Threads, r.ScoresParquet);
+        var scorer = new TensorScorer(metric, curvature, maxK, dump, r.Threads, extras);
         var builder = new RankingBuilder(specs, mode, maxK);
         var captured = new Dictionary<ScoredIndex, float>();
         var scoring = new Stopwatch();

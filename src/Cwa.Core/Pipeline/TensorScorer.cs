@@ -9,7 +9,7 @@ namespace Cwa.Core.Pipeline;
 /// Scores one tensor on the host and keeps only its summary: exact statistics, its share of the log histogram, its
 /// best and worst maxK weights (and the optional score dump). The score buffer is reused from tensor to tensor.
 /// </summary>
-internal sealed class TensorScorer(SensitivityMetric metric, ObdCurvature curvature, int maxK, SafeTensorsWriter? dump, int threads, DumpSelection? parquet = null)
+internal sealed class TensorScorer(SensitivityMetric metric, ObdCurvature curvature, int maxK, SafeTensorsWriter? dump, int threads, ScoreExtras? extras = null)
 {
     private float[] _scores = [];
 
@@ -42,7 +42,25 @@ internal sealed class TensorScorer(SensitivityMetric metric, ObdCurvature curvat
         high.Add(t, s);
         var low = new TopKCollector(maxK, largest: false);
         low.Add(t, s);
-        return new ScoreSummary(st, sumSq, histogram, high.Result(), low.Result()) { Concentration = Concentration.Of(spec, t, s), Dumped = parquet?.Collect(t, spec, s) };
+        return new ScoreSummary(st, sumSq, histogram, high.Result(), low.Result()) { Concentration = Concentration.Of(spec, t, s), Dumped = extras?.Parquet?.Collect(t, spec, s), Probed = Probe(t, s) };
+    }
+
+    /// <summary>Score and rank within the tensor (1 = best; NaN ranks last) of the probed weights of tensor t.</summary>
+    private List<ProbedWeight>? Probe(int t, ReadOnlySpan<float> s)
+    {
+        if (extras?.Probes is not { } probes || !probes.TryGetValue(t, out var flats)) return null;
+        var result = new List<ProbedWeight>(flats.Length);
+        foreach (long f in flats)
+        {
+            float v = s[(int)f];
+            long above = 0;
+            if (float.IsNaN(v)) above = s.Length - 1;
+            else
+                foreach (float x in s)
+                    if (x > v) above++;
+            result.Add(new ProbedWeight(t, f, v, above + 1));
+        }
+        return result;
     }
 }
 
@@ -69,11 +87,13 @@ internal sealed class RankingBuilder(IReadOnlyList<ParameterSpec> specs, Ranking
         var histogram = new LogHistogramBuilder();
         var concentration = new List<Concentration>();
         var dumped = new List<ScoredIndex>();
+        var probed = new List<ProbedWeight>();
         double overallMin = double.PositiveInfinity;
         foreach (var (t, summary) in _summaries)
         {
             if (summary.Concentration is { } c0) concentration.Add(c0);
             if (summary.Dumped is { } d) dumped.AddRange(d);
+            if (summary.Probed is { } p) probed.AddRange(p);
             var spec = specs[t];
             var st = summary.Stats;
             stats.Add(st);
@@ -111,6 +131,7 @@ internal sealed class RankingBuilder(IReadOnlyList<ParameterSpec> specs, Ranking
             Histogram = h,
             Concentration = concentration,
             Dumped = dumped,
+            Probed = probed,
         };
     }
 

@@ -17,6 +17,7 @@ public sealed record HtmlReportModel
     public IReadOnlyList<Concentration> Concentration { get; init; } = [];
     public IReadOnlyList<(string Label, string Value)> Perturbation { get; init; } = [];
     public IReadOnlyList<(string Label, string Value)> Stability { get; init; } = [];
+    public IReadOnlyList<(string Label, string Value)> KnownWeights { get; init; } = [];
     public IReadOnlyList<(string Label, string Value)> Timings { get; init; } = [];
     /// <summary>PNG files to embed, with captions.</summary>
     public IReadOnlyList<(string PngPath, string Caption)> Plots { get; init; } = [];
@@ -39,6 +40,7 @@ public static class HtmlReport
         sb.Append("</section>");
         if (m.Perturbation.Count > 0) { sb.Append("<section id=\"perturbation\"><h2>Perturbation and controls</h2>"); KeyValues(sb, m.Perturbation); sb.Append("</section>"); }
         if (m.Stability.Count > 0) { sb.Append("<section id=\"stability\"><h2>Stability</h2>"); KeyValues(sb, m.Stability); sb.Append("</section>"); }
+        if (m.KnownWeights.Count > 0) { sb.Append("<section id=\"known-weights\"><h2>Known critical weights</h2>"); KeyValues(sb, m.KnownWeights); sb.Append("</section>"); }
         sb.Append("<section id=\"plots\"><h2>Plots</h2>");
         foreach (var (png, caption) in m.Plots.Where(p => File.Exists(p.PngPath)))
             sb.Append("<figure class=\"plot\"><img alt=\"").Append(E(caption)).Append("\" src=\"data:image/png;base64,")

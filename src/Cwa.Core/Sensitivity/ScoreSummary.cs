@@ -12,7 +12,12 @@ public sealed record ScoreSummary(TensorStats Stats, double SumSquares, LogHisto
     public Concentration? Concentration { get; init; }
     /// <summary>The weights --dump-scores parquet writes for this tensor (its top-N, or all of it), best first; null when none.</summary>
     public List<ScoredIndex>? Dumped { get; init; }
+    /// <summary>Probed weights of this tensor (known critical weights): their score and rank within the tensor.</summary>
+    public List<ProbedWeight>? Probed { get; init; }
 }
+
+/// <summary>A given weight's exact score and its rank within its tensor (1 = highest score).</summary>
+public readonly record struct ProbedWeight(int TensorIndex, long FlatIndex, float Score, long RankInTensor);
 
 /// <summary>
 /// A backend that scores tensors where their gradients and weights live, returning only the summary: for an 8B
