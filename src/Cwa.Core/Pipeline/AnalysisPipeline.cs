@@ -15,6 +15,7 @@ namespace Cwa.Core.Pipeline;
 public static class AnalysisPipeline
 {
     public const string KnownWeightsFile = "known_weights.json";
+    public const string AblationFile = "ablation.json";
 
     /// <param name="gpu">opens the CUDA backend for --device cuda/auto (null: CPU only)</param>
     public static AnalysisSummary Run(AnalyzeRequest r, IProgressSink progress, IDeviceBackendFactory? gpu = null)
@@ -30,6 +31,7 @@ public static class AnalysisPipeline
         foreach (var c in r.Controls) RankingModes.ParseControl(c);
         PerturbationKind? kind = r.Perturb != null ? PerturbationKinds.Parse(r.Perturb) : null;
         bool perturb = kind != null || r.Controls.Count > 0 || r.KSweep.Count > 0;
+        bool heldOut = perturb || r.AblateEach > 0;
         AnalyzeValidation.CheckOptions(r, kind);
         var onDevice = LoadedModel.ResolveDevice(r.Device, gpu, progress);
         // The run writes into a staging folder that replaces the out dir only once complete (and holds its lock).
@@ -51,7 +53,7 @@ public static class AnalysisPipeline
                 if (r.KnownWeights != null) known = Validation.KnownWeights.Load(r.KnownWeights, source.Config, source.Specs);
                 if (known?.Note is { } note) progress.Info($"--known-weights: {note}");
                 batches = data.CalibrationBatches(source.Tokenizer, r, (ulong)r.Seeds[0]);
-                if (perturb) evalBatches = data.EvaluationBatches(source.Tokenizer, r);
+                if (heldOut) evalBatches = data.EvaluationBatches(source.Tokenizer, r);
                 if (r.Seeds.Count > 1 || r.StabilityCheck) stabilityPlan = StabilityAnalysis.Prepare(source.Tokenizer, data, r);
             }
             catch
@@ -72,7 +74,7 @@ public static class AnalysisPipeline
         using (model)
         {
             if (r.SaveTokens) CalibrationTokensFile.Write(Path.Combine(outDir, CalibrationTokensFile.Name), batches);
-            int maxK = Math.Max(r.TopK, r.KSweep.Count > 0 ? r.KSweep.Max() : 0);
+            int maxK = Math.Max(Math.Max(r.TopK, r.AblateEach), r.KSweep.Count > 0 ? r.KSweep.Max() : 0);
             var (sources, ranking) = RankingPass.Run(model, batches, metric, curvature, mode, maxK, r,
                 r.DumpScores ? Path.Combine(outDir, "scores.safetensors") : null, progress, timer,
                 model.Backend is StreamingCpuBackend ? null : Checkpoint(r, runDir, model, data, batches, progress),
@@ -122,6 +124,14 @@ public static class AnalysisPipeline
                         JsonOutput.Write(outputs.PathOf("control_baselines.json"), new { pert.Baseline, pert.Controls, pert.TopKRun, pert.TopOverRandomRatio, pert.TopMinusRandomCi95High });
                     if (r.SavePlots) outputs.PerturbationPlots(pert, metric.Name());
                 }
+            AblationReport? ablation = null;
+            if (r.AblateEach > 0)
+                using (timer.Phase("ablation"))
+                {
+                    ablation = SingleWeightAblation.Run(model, evalBatches, ranking, r, progress);
+                    JsonOutput.Write(outputs.PathOf(AblationFile), ablation);
+                    if (r.SavePlots) outputs.AblationPlot(ablation, metric.Name());
+                }
             StabilityReport? stability = null;
             if (r.Seeds.Count > 1 || r.StabilityCheck)
                 using (timer.Phase("stability"))
@@ -158,6 +168,12 @@ public static class AnalysisPipeline
                 }
             }
             if (stability != null) results.Add(new("mean_jaccard_across_seeds", "mean Jaccard across seeds", stability.MeanJaccardAcrossSeeds));
+            if (ablation is { Weights.Count: > 0 } ab)
+            {
+                results.Add(new("ablation_top1_delta_ppl", $"Δppl top-1 weight alone ({ab.Kind})", ab.Weights[0].DeltaPerplexityAlone));
+                results.Add(new("ablation_joint_delta_ppl", $"Δppl top-{ab.N} jointly", ab.Weights[^1].DeltaPerplexityJoint));
+                results.Add(new("ablation_sum_individual_delta_ppl", $"sum of the top-{ab.N} alone", ab.Weights[^1].SumOfIndividual));
+            }
             Validation.KnownWeightReport? knownReport = null;
             if (known != null)
             {

@@ -53,6 +53,8 @@ public sealed record AnalyzeRequest
     public DumpSelection? ScoresParquet { get; init; }
     /// <summary>--known-weights: a CSV/JSON of weights known to be critical, or "builtin" (published super weights); recall@k is reported.</summary>
     public string? KnownWeights { get; init; }
+    /// <summary>--ablate-each N: perturb each of the global top-N alone, and the top-1..N jointly (0: off).</summary>
+    public int AblateEach { get; init; }
     /// <summary>Write the calibration batches' token ids to calibration_tokens.jsonl (to reproduce G elsewhere).</summary>
     public bool SaveTokens { get; init; }
     /// <summary>Skip (and record) calibration batches whose loss or gradient is NaN/Inf instead of stopping.</summary>

@@ -31,6 +31,8 @@ internal static class AnalyzeValidation
             throw new InputException($"--topk {r.TopK} is larger than the largest scored tensor ({largest} weights)");
         if (r.KSweep.Count > 0 && r.KSweep.Max() > largest)
             throw new InputException($"--k-sweep {r.KSweep.Max()} is larger than the largest scored tensor ({largest} weights)");
+        if (r.AblateEach > largest)
+            throw new InputException($"--ablate-each {r.AblateEach} is larger than the largest scored tensor ({largest} weights)");
         r.ScoresParquet?.Check(scored);
         if (kind != null || r.Controls.Count > 0 || r.KSweep.Count > 0)
             new PerturbationSettings(kind ?? PerturbationKind.Zero, r.PerturbScale, r.PerturbAbsolute, r.PerturbProb, r.Bit, model.HeldType,

@@ -56,6 +56,14 @@ internal sealed class RunOutputs(string outDir, string prefix)
         }
     }
 
+    public void AblationPlot(AblationReport a, string metric)
+    {
+        int[] ranks = a.Weights.Select(w => w.Rank).ToArray();
+        Add(Plots.Ablation(Png("ablation"), $"{metric}: {a.Kind} of the top-{a.N} weights", ranks,
+                a.Weights.Select(w => w.DeltaPerplexityJoint).ToArray(), a.Weights.Select(w => w.SumOfIndividual).ToArray(), a.Weights.Select(w => w.DeltaPerplexityAlone).ToArray()),
+            "Held-out Δ perplexity of the top-1..N weights perturbed together, against the sum of their effects alone, and each weight alone.");
+    }
+
     public void StabilityPlot(StabilityReport s)
     {
         var labels = s.Runs.ToArray();

@@ -139,6 +139,23 @@ public static class Plots
         return Save(plt, path);
     }
 
+    /// <summary>Concentration curve: joint effect of the top-1..N against the running sum of single-weight effects.</summary>
+    public static IReadOnlyList<string> Ablation(string path, string title, int[] ranks, double[] joint, double[] sumAlone, double[] alone)
+    {
+        var plt = NewPlot(title, "n (top-n weights of the global ranking)", "Δ perplexity on held-out texts");
+        double[] x = ranks.Select(r => (double)r).ToArray();
+        foreach (var (label, y, marker) in new[] { ("top-1..n jointly", joint, 8f), ("sum of the n alone", sumAlone, 6f), ("weight n alone", alone, 5f) })
+        {
+            var sc = plt.Add.Scatter(x, y.Select(v => double.IsFinite(v) ? v : double.NaN).ToArray());
+            sc.LegendText = label;
+            sc.LineWidth = label.StartsWith("weight", StringComparison.Ordinal) ? 0 : 2;
+            sc.MarkerSize = marker;
+        }
+        plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
+        plt.ShowLegend(Alignment.UpperLeft);
+        return Save(plt, path);
+    }
+
     private static Plot NewPlot(string title, string x, string y)
     {
         var plt = new Plot();

@@ -47,6 +47,7 @@ public static class RunConfigJson
             ["dump_scores_parquet"] = r.ScoresParquet is { } pq ? new JsonObject { ["top"] = pq.Top, ["tensors"] = new JsonArray(pq.Tensors.Select(t => (JsonNode)t).ToArray()) } : null,
             ["save_tokens"] = r.SaveTokens,
             ["known_weights"] = r.KnownWeights,
+            ["ablate_each"] = r.AblateEach,
             ["experiment_name"] = r.ExperimentName,
             ["requested_model"] = r.Model,
             ["requested_device"] = r.Device,
