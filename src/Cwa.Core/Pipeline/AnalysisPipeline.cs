@@ -140,6 +140,7 @@ public static class AnalysisPipeline
                     JsonOutput.Write(outputs.PathOf("stability_summary.json"), new
                     {
                         stability.Runs, stability.Pairs, stability.MeanJaccardAcrossSeeds, stability.DisjointHalves, TopK = r.TopK, Mode = mode.Name(),
+                        stability.JaccardAtK, RankCorrelationAtTopK = stability.RankCorrelations,
                         JaccardMatrix = Rows(stability.JaccardMatrix),
                     });
                     if (r.SavePlots) outputs.StabilityPlot(stability);

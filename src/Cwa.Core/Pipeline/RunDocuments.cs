@@ -57,6 +57,10 @@ internal static class RunDocuments
                 ("mean Jaccard across seeds", stability.MeanJaccardAcrossSeeds.ToString("G4")),
                 .. stability.Pairs.Select(p => ($"{p.A} vs {p.B}", $"Jaccard {p.Jaccard:G4}, overlap {p.Overlap:G4}, Spearman {p.SpearmanTensorMeans:G4}")),
                 .. (stability.DisjointHalves is { } h ? new[] { ("disjoint halves", $"Jaccard {h.Jaccard:G4}, overlap {h.Overlap:G4}, Spearman {h.SpearmanTensorMeans:G4}") } : []),
+                .. stability.JaccardAtK.GroupBy(p => p.Mode).Select(g => ($"Jaccard at k, {g.Key}",
+                    string.Join(", ", g.Select(p => $"k={p.K}: {(p.MeanJaccardAcrossSeeds is double s ? s.ToString("G3", System.Globalization.CultureInfo.InvariantCulture) : "-")}" +
+                        $"{(p.JaccardHalves is double hv ? $" (halves {hv:G3})" : "")}")))),
+                .. stability.RankCorrelations.Select(c => ($"rank correlation of the top-{r.TopK} lists, {c.Mode}, {c.A} vs {c.B}", c.Spearman.ToString("G4", System.Globalization.CultureInfo.InvariantCulture))),
             ],
             Timings = timer.Phases.Select(p => (p.Phase, $"{p.Seconds:F2} s")).ToList(),
             Plots = plots,

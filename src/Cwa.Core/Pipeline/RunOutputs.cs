@@ -69,6 +69,16 @@ internal sealed class RunOutputs(string outDir, string prefix)
         var labels = s.Runs.ToArray();
         Add(Plots.Heatmap(Path.Combine(PlotsDir, "stability_heatmap.png"), "Top-k Jaccard similarity across seeds", labels, labels, s.JaccardMatrix, "Jaccard", logScale: false, annotate: true),
             "Jaccard similarity of the top-k sets ranked from different calibration samples.");
+        if (s.JaccardAtK.Count > 0)
+        {
+            var series = s.JaccardAtK.GroupBy(p => p.Mode).SelectMany(g => new[]
+            {
+                g.All(p => p.MeanJaccardAcrossSeeds == null) ? null : new DoseResponseSeries($"{g.Key}, seeds (mean)", g.Select(p => p.K).ToArray(), g.Select(p => p.MeanJaccardAcrossSeeds ?? double.NaN).ToArray()),
+                g.All(p => p.JaccardHalves == null) ? null : new DoseResponseSeries($"{g.Key}, disjoint halves", g.Select(p => p.K).ToArray(), g.Select(p => p.JaccardHalves ?? double.NaN).ToArray()),
+            }).OfType<DoseResponseSeries>().ToList();
+            Add(Plots.StabilityAtK(Path.Combine(PlotsDir, "stability_at_k.png"), "Top-k agreement across calibration samples", series),
+                "Jaccard similarity of the top-k sets as k grows, for every ranking mode, across seeds and between disjoint halves of the texts.");
+        }
     }
 
     private string Png(string name) => Path.Combine(PlotsDir, $"{prefix}_{name}.png");

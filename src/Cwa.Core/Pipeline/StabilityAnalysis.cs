@@ -7,7 +7,17 @@ namespace Cwa.Core.Pipeline;
 
 public sealed record PairAgreement(string A, string B, double Jaccard, double Overlap, double SpearmanTensorMeans);
 
-public sealed record StabilityReport(IReadOnlyList<string> Runs, double[,] JaccardMatrix, IReadOnlyList<PairAgreement> Pairs, double MeanJaccardAcrossSeeds, PairAgreement? DisjointHalves);
+public sealed record StabilityReport(IReadOnlyList<string> Runs, double[,] JaccardMatrix, IReadOnlyList<PairAgreement> Pairs, double MeanJaccardAcrossSeeds, PairAgreement? DisjointHalves)
+{
+    /// <summary>Jaccard of the top-k sets as k grows, per ranking mode: mean over seed pairs, and between the disjoint halves.</summary>
+    public IReadOnlyList<StabilityPoint> JaccardAtK { get; init; } = [];
+    /// <summary>Rank correlation of the top-k lists at the run's k, per mode and pair.</summary>
+    public IReadOnlyList<RankAgreement> RankCorrelations { get; init; } = [];
+}
+
+public sealed record StabilityPoint(string Mode, int K, double? MeanJaccardAcrossSeeds, double? JaccardHalves);
+
+public sealed record RankAgreement(string Mode, string A, string B, double Spearman);
 
 /// <summary>
 /// Does the ranking depend on which calibration texts were used? Each seed resamples the calibration set; the
@@ -35,10 +45,12 @@ public static class StabilityAnalysis
         RankingMode mode, RankingResult first, IProgressSink progress)
     {
         var runs = new List<(string Label, HashSet<(int, long)> Set, double[] Means)> { ($"seed {r.Seeds[0]}", first.AsSet(r.TopK), Means(first)) };
+        var rankings = new List<(string Label, RankingResult Ranking)> { ($"seed {r.Seeds[0]}", first) };
         foreach (var (seed, batches) in plan.Seeds)
         {
             var ranking = Rank(model, batches, r, metric, curvature, mode, new LabelledProgress(progress, $"stability, seed {seed}"));
             runs.Add(($"seed {seed}", ranking.AsSet(r.TopK), Means(ranking)));
+            rankings.Add(($"seed {seed}", ranking));
         }
         int n = runs.Count;
         var matrix = new double[n, n];
@@ -50,14 +62,37 @@ public static class StabilityAnalysis
                 if (j > i) pairs.Add(Compare(runs[i], runs[j]));
             }
         PairAgreement? halves = null;
+        (RankingResult A, RankingResult B)? halfRankings = null;
         if (plan.Halves is var (a, b))
         {
             var ra = Rank(model, a, r, metric, curvature, mode, new LabelledProgress(progress, "stability, half A"));
             var rb = Rank(model, b, r, metric, curvature, mode, new LabelledProgress(progress, "stability, half B"));
             halves = Compare(("half A", ra.AsSet(r.TopK), Means(ra)), ("half B", rb.AsSet(r.TopK), Means(rb)));
+            halfRankings = (ra, rb);
         }
         double meanJ = pairs.Count == 0 ? 1 : pairs.Average(p => p.Jaccard);
-        return new StabilityReport(runs.Select(x => x.Label).ToList(), matrix, pairs, meanJ, halves);
+        var (curve, correlations) = AtK(rankings, halfRankings, r.TopK);
+        return new StabilityReport(runs.Select(x => x.Label).ToList(), matrix, pairs, meanJ, halves) { JaccardAtK = curve, RankCorrelations = correlations };
+    }
+
+    /// <summary>Stability as a function of k for every mode, from the rankings already computed (no extra pass).</summary>
+    private static (List<StabilityPoint>, List<RankAgreement>) AtK(List<(string Label, RankingResult Ranking)> seeds, (RankingResult A, RankingResult B)? halves, int topK)
+    {
+        var seedPairs = seeds.SelectMany((x, i) => seeds.Skip(i + 1).Select(y => (x, y))).ToList();
+        var curve = new List<StabilityPoint>();
+        var correlations = new List<RankAgreement>();
+        foreach (var m in TopKAgreement.Modes)
+        {
+            foreach (int k in TopKAgreement.Grid(topK))
+                curve.Add(new StabilityPoint(m.Name(), k,
+                    seedPairs.Count == 0 ? null : seedPairs.Average(p => TopKAgreement.Jaccard(p.x.Ranking, p.y.Ranking, m, k)),
+                    halves is var (ha, hb) ? TopKAgreement.Jaccard(ha, hb, m, k) : null));
+            foreach (var (x, y) in seedPairs)
+                correlations.Add(new RankAgreement(m.Name(), x.Label, y.Label, TopKAgreement.RankCorrelation(x.Ranking, y.Ranking, m, topK)));
+            if (halves is var (h1, h2))
+                correlations.Add(new RankAgreement(m.Name(), "half A", "half B", TopKAgreement.RankCorrelation(h1, h2, m, topK)));
+        }
+        return (curve, correlations);
     }
 
     private static RankingResult Rank(LoadedModel model, IReadOnlyList<Batch> batches, AnalyzeRequest r, SensitivityMetric metric, ObdCurvature curvature,

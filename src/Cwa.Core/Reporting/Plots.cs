@@ -126,7 +126,7 @@ public static class Plots
 
     public static IReadOnlyList<string> DoseResponse(string path, string title, IReadOnlyList<DoseResponseSeries> series)
     {
-        var plt = NewPlot(title, "k (weights perturbed, log10)", "Δ perplexity on held-out texts");
+        var plt = NewPlot(title, "k per tensor (log scale)", "Δ perplexity on held-out texts");
         foreach (var s in series)
         {
             var sc = plt.Add.Scatter(s.K.Select(k => Math.Log10(k)).ToArray(), s.Delta);
@@ -134,8 +134,26 @@ public static class Plots
             sc.LineWidth = 2;
             sc.MarkerSize = 8;
         }
-        plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = Pow10, IntegerTicksOnly = true };
+        plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = KTick, IntegerTicksOnly = true };
         plt.ShowLegend(Alignment.UpperLeft);
+        return Save(plt, path);
+    }
+
+    /// <summary>Jaccard of the top-k sets against k (log axis), one line per mode and comparison; the y axis spans 0..1.</summary>
+    public static IReadOnlyList<string> StabilityAtK(string path, string title, IReadOnlyList<DoseResponseSeries> series)
+    {
+        var plt = NewPlot(title, "k per tensor / block / model (log scale)", "Jaccard of the top-k sets");
+        foreach (var s in series)
+        {
+            var sc = plt.Add.Scatter(s.K.Select(k => Math.Log10(k)).ToArray(), s.Delta);
+            sc.LegendText = s.Label;
+            sc.LineWidth = 2;
+            sc.MarkerSize = 6;
+            if (s.Label.Contains("halves", StringComparison.Ordinal)) sc.LinePattern = LinePattern.Dashed;
+        }
+        plt.Axes.SetLimitsY(0, 1.05);
+        plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = KTick, IntegerTicksOnly = true };
+        plt.ShowLegend(Alignment.UpperRight);
         return Save(plt, path);
     }
 
@@ -189,6 +207,10 @@ public static class Plots
     }
 
     private static double Log(double v, double floor) => v > 0 ? Math.Log10(v) : floor;
+
+    /// <summary>A k axis in log10: 1, 10, 100, 1000 rather than exponents.</summary>
+    private static string KTick(double exponent) =>
+        Math.Abs(exponent - Math.Round(exponent)) < 1e-9 && exponent is >= 0 and <= 9 ? Math.Pow(10, Math.Round(exponent)).ToString("0", System.Globalization.CultureInfo.InvariantCulture) : "";
 
     private static string Pow10(double exponent) =>
         Math.Abs(exponent - Math.Round(exponent)) < 1e-9 ? $"1e{Math.Round(exponent):0}" : "";
