@@ -27,18 +27,19 @@ public interface IBackend : IDisposable
     double ForwardBackward(Batch batch, double scale);
     EvalResult Evaluate(Batch batch);
 
-    /// <summary>Sums over batches; a streamed backend runs them layer by layer. Advances progress once per batch.</summary>
-    EvalResult EvaluateAll(IReadOnlyList<Batch> batches, Pipeline.IPhaseProgress? progress)
+    /// <summary>
+    /// Every batch's sums, in order (the units of paired statistics); a streamed backend runs them layer by layer.
+    /// Advances progress once per batch.
+    /// </summary>
+    IReadOnlyList<EvalResult> EvaluateEach(IReadOnlyList<Batch> batches, Pipeline.IPhaseProgress? progress)
     {
-        double sumNll = 0;
-        long tokens = 0, correct = 0;
-        foreach (var b in batches)
+        var results = new EvalResult[batches.Count];
+        for (int i = 0; i < batches.Count; i++)
         {
-            var r = Evaluate(b);
-            (sumNll, tokens, correct) = (sumNll + r.SumNll, tokens + r.Tokens, correct + r.Correct);
+            results[i] = Evaluate(batches[i]);
             progress?.Advance();
         }
-        return new EvalResult(sumNll, tokens, correct);
+        return results;
     }
     void ClearGradients();
     void ReadGradient(int tensorIndex, Span<float> destination);

@@ -71,12 +71,9 @@ internal sealed class LayerMajorPass
     /// <summary>Steps a progress bar should expect for a pass over this many batches.</summary>
     public int Steps(int batches, bool backward) => batches * (1 + _c.NumLayers * (backward ? 2 : 1) + (backward ? 2 : 1));
 
-    /// <summary>Token-weighted loss sums over held-out batches (forward only).</summary>
-    public EvalResult Evaluate(IReadOnlyList<Batch> batches, IPhaseProgress? phase)
-    {
-        var results = ForwardAndLoss(batches, null, null, phase);
-        return new EvalResult(results.Sum(r => r.SumNll), results.Sum(r => r.Targets), results.Sum(r => r.Correct));
-    }
+    /// <summary>Each held-out batch's loss sums (forward only).</summary>
+    public IReadOnlyList<EvalResult> EvaluateEach(IReadOnlyList<Batch> batches, IPhaseProgress? phase) =>
+        ForwardAndLoss(batches, null, null, phase).Select(r => new EvalResult(r.SumNll, r.Targets, r.Correct)).ToList();
 
     /// <summary>
     /// Forward sweep and loss of every batch, with an observer of the linear layers' inputs and outputs;

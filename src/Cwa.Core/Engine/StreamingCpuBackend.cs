@@ -39,10 +39,10 @@ public sealed class StreamingCpuBackend : IBackend
         return r.Targets == 0 ? 0 : r.SumNll / r.Targets;
     }
 
-    public EvalResult Evaluate(Batch batch) => Pass.Evaluate([batch], null);
+    public EvalResult Evaluate(Batch batch) => Pass.EvaluateEach([batch], null)[0];
 
-    public EvalResult EvaluateAll(IReadOnlyList<Batch> batches, IPhaseProgress? progress) =>
-        Pass.Evaluate(batches, progress == null ? null : new ScaledProgress(progress, batches.Count / (double)Pass.Steps(batches.Count, backward: false)));
+    public IReadOnlyList<EvalResult> EvaluateEach(IReadOnlyList<Batch> batches, IPhaseProgress? progress) =>
+        Pass.EvaluateEach(batches, progress == null ? null : new ScaledProgress(progress, batches.Count / (double)Pass.Steps(batches.Count, backward: false)));
 
     public double ForwardBackward(Batch batch, double scale) => throw NotPerBatch();
     public void ClearGradients() { }

@@ -9,10 +9,13 @@ public static class Evaluator
 {
     public static EvalMetrics Run(IBackend backend, IReadOnlyList<Batch> batches, IPhaseProgress? progress = null)
     {
-        var (sumNll, tokens, correct) = backend.EvaluateAll(batches, progress);
+        var units = backend.EvaluateEach(batches, progress);
+        double sumNll = 0;
+        long tokens = 0, correct = 0;
+        foreach (var u in units) (sumNll, tokens, correct) = (sumNll + u.SumNll, tokens + u.Tokens, correct + u.Correct);
         if (tokens == 0)
             throw new InputException("evaluation texts have no next-token targets (every text is shorter than 2 tokens)");
         double nll = sumNll / tokens;
-        return new EvalMetrics(nll, Math.Exp(nll), (double)correct / tokens, tokens);
+        return new EvalMetrics(nll, Math.Exp(nll), (double)correct / tokens, tokens) { Units = units };
     }
 }

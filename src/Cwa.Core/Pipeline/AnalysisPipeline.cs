@@ -53,7 +53,7 @@ public static class AnalysisPipeline
                 if (r.KnownWeights != null) known = Validation.KnownWeights.Load(r.KnownWeights, source.Config, source.Specs);
                 if (known?.Note is { } note) progress.Info($"--known-weights: {note}");
                 batches = data.CalibrationBatches(source.Tokenizer, r, (ulong)r.Seeds[0]);
-                if (heldOut) evalBatches = data.EvaluationBatches(source.Tokenizer, r);
+                if (heldOut) evalBatches = data.EvaluationBatches(source.Tokenizer, r, r.EvalBatchSize);
                 if (r.Seeds.Count > 1 || r.StabilityCheck) stabilityPlan = StabilityAnalysis.Prepare(source.Tokenizer, data, r);
             }
             catch
@@ -159,6 +159,12 @@ public static class AnalysisPipeline
                 results.Add(new("baseline_perplexity", "baseline perplexity", pert.Baseline.Perplexity));
                 results.Add(new("delta_ppl_top_k", $"Δppl top_k ({pert.Kind})", pert.TopKRun.DeltaPerplexity));
                 results.AddRange(pert.Controls.Select(c => new ResultValue($"delta_ppl_{c.Selection}_mean", $"Δppl {c.Selection} (mean)", c.MeanDeltaPerplexity)));
+                foreach (var c in pert.Controls.Where(c => c.Paired != null))
+                {
+                    results.Add(new($"paired_delta_nll_top_minus_{c.Selection}", $"ΔNLL top_k − {c.Selection}, paired over {c.Paired!.Units} texts", c.Paired.MeanNllDifference));
+                    results.Add(new($"paired_delta_nll_top_minus_{c.Selection}_ci95_low", "  95% bootstrap interval, low", c.Paired.Ci95Low));
+                    results.Add(new($"paired_delta_nll_top_minus_{c.Selection}_ci95_high", "  95% bootstrap interval, high", c.Paired.Ci95High));
+                }
                 if (pert.Split is { } split)
                 {
                     results.Add(new("delta_ppl_quantize_all", "Δppl quantise every scored weight", split.All.DeltaPerplexity));

@@ -55,6 +55,8 @@ public sealed record AnalyzeRequest
     public string? KnownWeights { get; init; }
     /// <summary>--ablate-each N: perturb each of the global top-N alone, and the top-1..N jointly (0: off).</summary>
     public int AblateEach { get; init; }
+    /// <summary>Held-out texts per evaluation batch in perturbation runs (1: paired statistics per text).</summary>
+    public int EvalBatchSize { get; init; } = 1;
     /// <summary>Write the calibration batches' token ids to calibration_tokens.jsonl (to reproduce G elsewhere).</summary>
     public bool SaveTokens { get; init; }
     /// <summary>Skip (and record) calibration batches whose loss or gradient is NaN/Inf instead of stopping.</summary>

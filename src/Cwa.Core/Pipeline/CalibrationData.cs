@@ -38,11 +38,12 @@ public sealed class CalibrationData
     }
 
     /// <summary>All held-out texts in file order (no sampling: the evaluation set is the same for every run).</summary>
-    public IReadOnlyList<Batch> EvaluationBatches(ITextTokenizer tok, AnalyzeRequest r)
+    /// <param name="batchSize">texts per batch (default --batch-size); analyze evaluates one text per batch so paired statistics are per text</param>
+    public IReadOnlyList<Batch> EvaluationBatches(ITextTokenizer tok, AnalyzeRequest r, int? batchSize = null)
     {
         var seqs = CalibrationSet.Tokenize(EvaluationTexts, tok, r.MaxLength).ToList();
         if (seqs.Count == 0)
             throw new InputException($"{Source}: no evaluation text has at least 2 tokens after tokenization");
-        return CalibrationSet.MakeBatches(seqs, r.BatchSize, tok.PadId);
+        return CalibrationSet.MakeBatches(seqs, batchSize ?? r.BatchSize, tok.PadId);
     }
 }

@@ -1,4 +1,5 @@
 using Cwa.Core.Data;
+using Cwa.Core.Engine;
 using Cwa.Core.Evaluation;
 using Cwa.Core.Perturbation;
 using Cwa.Core.Ranking;
@@ -8,6 +9,10 @@ namespace Cwa.Core.Pipeline;
 /// <summary>Held-out metrics of one perturbed set, relative to the unperturbed model.</summary>
 public sealed record PerturbedRun(string Selection, int Seed, long WeightsTouched, double Nll, double Perplexity, double Accuracy, double DeltaPerplexity, double DeltaNll)
 {
+    /// <summary>Per evaluation unit (text) NLL sums, for paired comparisons; not written.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public IReadOnlyList<EvalResult> Units { get; init; } = [];
+
     /// <summary>Why a number is missing (null in JSON): the perturbed model's loss or perplexity is not finite.</summary>
     public string? Note => double.IsFinite(Perplexity) ? null : Divergence.Explain(Nll);
 }
@@ -32,6 +37,9 @@ public static class Divergence
 public sealed record ControlSummary(string Selection, int Draws, double MeanDeltaPerplexity, double Ci95Low, double Ci95High, IReadOnlyList<PerturbedRun> Runs)
 {
     public string? Note => Runs.Count(r => r.Note != null) is int n and > 0 ? $"{n} of {Runs.Count} draws: {Divergence.Message}" : null;
+
+    /// <summary>top-k minus this control, paired text by text on the same held-out texts (null when a side diverged).</summary>
+    public PairedDifference? Paired { get; init; }
 
     public static ControlSummary Of(string label, IReadOnlyList<PerturbedRun> runs)
     {
@@ -96,7 +104,7 @@ public static class PerturbationExperiment
         var settings = new PerturbationSettings(kind, r.PerturbScale, r.PerturbAbsolute, r.PerturbProb, r.Bit, model.HeldType, seed, r.QuantBits, r.QuantGroup);
         settings.Validate();
         var sweep = r.KSweep.Where(k => k <= ranking.MaxK).Distinct().Order().ToList();
-        int evaluations = 1 + 1 + controls.Sum(c => c == ControlKind.RandomK ? r.ControlSeeds : 1) * (1 + sweep.Count) + sweep.Count + (r.QuantizeAllButTop ? 3 : 0);
+        int evaluations = 1 + 1 + controls.Sum(c => c == ControlKind.BottomK ? 1 : r.ControlSeeds) * (1 + sweep.Count) + sweep.Count + (r.QuantizeAllButTop ? 3 : 0);
         using var phase = progress.Start("perturbation", evaluations * evalBatches.Count);
         var backend = model.Backend;
 
@@ -115,13 +123,19 @@ public static class PerturbationExperiment
                 var runs = new List<PerturbedRun>();
                 if (c == ControlKind.BottomK)
                     runs.Add(Measure("bottom_k", (int)seed, ranking.BottomMatching(top)));
+                else if (c == ControlKind.RandomKMatched)
+                {
+                    var drawSeeds = Enumerable.Range(0, r.ControlSeeds).Select(d => (int)seed + 2000 + d).ToList();
+                    var sets = MatchedRandomSelector.Draws(backend, top, drawSeeds);
+                    for (int d = 0; d < sets.Count; d++) runs.Add(Measure("random_k_matched", drawSeeds[d], sets[d]));
+                }
                 else
                     for (int d = 0; d < r.ControlSeeds; d++)
                     {
                         int drawSeed = (int)seed + 1000 + d;
                         runs.Add(Measure("random_k", drawSeed, RandomMatching(top, drawSeed)));
                     }
-                summaries.Add(ControlSummary.Of(c.Name(), runs));
+                summaries.Add(ControlSummary.Of(c.Name(), runs) with { Paired = PairedDifference.Of(topRun.Units, runs.Select(x => x.Units).ToList(), seed) });
             }
             return (topRun, summaries);
         }

@@ -33,7 +33,7 @@ public sealed class PerturbationMeter
         {
             whilePerturbed?.Invoke(snapshot);
             var m = Evaluator.Run(_backend, _evalBatches, _phase);
-            return new PerturbedRun(label, seed, snapshot.Count, m.Nll, m.Perplexity, m.Accuracy, m.Perplexity - Baseline.Perplexity, m.Nll - Baseline.Nll);
+            return new PerturbedRun(label, seed, snapshot.Count, m.Nll, m.Perplexity, m.Accuracy, m.Perplexity - Baseline.Perplexity, m.Nll - Baseline.Nll) { Units = m.Units };
         }
         finally
         {

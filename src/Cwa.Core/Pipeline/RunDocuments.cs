@@ -39,6 +39,8 @@ internal static class RunDocuments
                 ("top_k perplexity", pert.TopKRun.Note ?? $"{pert.TopKRun.Perplexity:G5} (Δ {pert.TopKRun.DeltaPerplexity:G5}, {pert.TopKRun.WeightsTouched} weights)"),
                 .. pert.Controls.Select(c => (c.Selection, c.Note ?? (c.Draws < 2 ? $"Δ {c.MeanDeltaPerplexity:G5} (one draw, no interval)"
                     : $"Δ {c.MeanDeltaPerplexity:G5} (95% CI {c.Ci95Low:G4} .. {c.Ci95High:G4}, {c.Draws} draws)"))),
+                .. pert.Controls.Where(c => c.Paired != null).Select(c => ($"top_k − {c.Selection}, paired per text",
+                    $"ΔNLL {c.Paired!.MeanNllDifference:G4} (95% bootstrap CI {c.Paired.Ci95Low:G4} .. {c.Paired.Ci95High:G4}; {c.Paired.Units} texts, {c.Paired.Resamples} resamples; top_k worse on {c.Paired.ShareOfUnitsWorse:P0} of texts)")),
                 .. (pert.Split is { } split ? new[] {
                     ("quantise every scored weight", split.All.Note ?? $"Δ {split.All.DeltaPerplexity:G5} ({split.All.WeightsTouched} weights)"),
                     ("quantise all but the top-k", split.AllButTop.Note ?? $"Δ {split.AllButTop.DeltaPerplexity:G5} ({split.TopKept} weights kept)"),

@@ -2,12 +2,12 @@ namespace Cwa.Core.Ranking;
 
 public enum RankingMode { PerLayer, Global, PerBlock }
 
-public enum ControlKind { RandomK, BottomK }
+public enum ControlKind { RandomK, BottomK, RandomKMatched }
 
 public static class RankingModes
 {
     public static readonly string[] Names = ["per_layer", "global", "per_block"];
-    public static readonly string[] ControlNames = ["random_k", "bottom_k"];
+    public static readonly string[] ControlNames = ["random_k", "bottom_k", "random_k_matched"];
 
     public static RankingMode Parse(string name) => Choice.Parse<RankingMode>(Names, name, "--mode", "mode");
 

@@ -48,6 +48,7 @@ public static class RunConfigJson
             ["save_tokens"] = r.SaveTokens,
             ["known_weights"] = r.KnownWeights,
             ["ablate_each"] = r.AblateEach,
+            ["eval_batch_size"] = r.EvalBatchSize,
             ["experiment_name"] = r.ExperimentName,
             ["requested_model"] = r.Model,
             ["requested_device"] = r.Device,
