@@ -60,7 +60,11 @@ public sealed record ControlSummary(string Selection, int Draws, double MeanDelt
     };
 }
 
-public sealed record DoseResponsePoint(int K, string Selection, double DeltaPerplexity, double Ci95Low, double Ci95High);
+public sealed record DoseResponsePoint(int K, string Selection, double DeltaPerplexity, double Ci95Low, double Ci95High)
+{
+    /// <summary>Weights perturbed at this k in total (over all tensors).</summary>
+    public long WeightsTouched { get; init; }
+}
 
 public sealed record PerturbationReport(
     string Kind, double Scale, bool Absolute, double Probability, int? Bit, string HeldDtype, string Mode, int TopK,
@@ -145,7 +149,7 @@ public static class PerturbationExperiment
         foreach (int k in sweep)
         {
             var (t, cs) = k == r.TopK ? (topRunMain, controlSummaries) : AtK(k);
-            points.Add(new DoseResponsePoint(k, "top_k", t.DeltaPerplexity, t.DeltaPerplexity, t.DeltaPerplexity));
+            points.Add(new DoseResponsePoint(k, "top_k", t.DeltaPerplexity, t.DeltaPerplexity, t.DeltaPerplexity) { WeightsTouched = t.WeightsTouched });
             points.AddRange(cs.Select(c => new DoseResponsePoint(k, c.Selection, c.MeanDeltaPerplexity, c.Ci95Low, c.Ci95High)));
         }
         QuantizationSplit? split = null;

@@ -51,7 +51,7 @@ public static class RunComparison
         for (int i = 0; i < n; i++)
             for (int j = i + 1; j < n; j++) m[i, j] = m[j, i] = pairs[idx++].Jaccard;
         var labels = result.Runs.ToArray();
-        Plots.Heatmap(Path.Combine(outDir, "compare_overlap.png"), $"Top-{k} Jaccard similarity between runs", labels, labels, m, "Jaccard", logScale: false, annotate: true);
+        Plots.Heatmap(Path.Combine(outDir, "compare_overlap.png"), $"Top-{k} Jaccard similarity between runs", labels, labels, m, "Jaccard", logScale: false, annotate: true, unitRange: true);
         return result;
     }
 

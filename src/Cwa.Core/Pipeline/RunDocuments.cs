@@ -23,6 +23,9 @@ internal static class RunDocuments
         {
             Title = $"CriticalWeights: {metric.Name()} on {model.DisplayName}",
             Summary = [
+                ("date", f.Start.UtcDateTime.ToString("yyyy-MM-dd HH:mm 'UTC'", System.Globalization.CultureInfo.InvariantCulture)),
+                ("device", model.Backend.DeviceDescription is { } gpu ? $"{model.Backend.Name} ({gpu})" : model.Backend.Name),
+                ("cwa commit", ExperimentManifest.GitCommit() ?? "unknown (not run from a git checkout)"),
                 ("model", model.DisplayName), ("architecture", $"{model.Config.Architecture} ({model.Config.ModelType}), {model.Config.NumLayers} layers, hidden {model.Config.HiddenSize}"),
                 ("parameters", model.ParameterCount.ToString("N0")), ("weights held as", dtypeName),
                 ("metric / mode / k", $"{metric.Name()} / {mode.Name()} / {r.TopK}"),
@@ -39,6 +42,9 @@ internal static class RunDocuments
                 ("top_k perplexity", pert.TopKRun.Note ?? $"{pert.TopKRun.Perplexity:G5} (Δ {pert.TopKRun.DeltaPerplexity:G5}, {pert.TopKRun.WeightsTouched} weights)"),
                 .. pert.Controls.Select(c => (c.Selection, c.Note ?? (c.Draws < 2 ? $"Δ {c.MeanDeltaPerplexity:G5} (one draw, no interval)"
                     : $"Δ {c.MeanDeltaPerplexity:G5} (95% CI {c.Ci95Low:G4} .. {c.Ci95High:G4}, {c.Draws} draws)"))),
+                .. pert.KSweep.GroupBy(x => x.K).Select(g => ($"k-sweep, k = {g.Key} ({g.First(x => x.Selection == "top_k").WeightsTouched:N0} weights)",
+                    string.Join("; ", g.Select(x => $"{x.Selection} Δ {Divergence.Show(x.DeltaPerplexity)}" +
+                        (x.Selection != "top_k" && x.Ci95Low < x.Ci95High ? $" ({x.Ci95Low:G3} .. {x.Ci95High:G3})" : ""))))),
                 .. pert.Controls.Where(c => c.Paired != null).Select(c => ($"top_k − {c.Selection}, paired per text",
                     $"ΔNLL {c.Paired!.MeanNllDifference:G4} (95% bootstrap CI {c.Paired.Ci95Low:G4} .. {c.Paired.Ci95High:G4}; {c.Paired.Units} texts, {c.Paired.Resamples} resamples; top_k worse on {c.Paired.ShareOfUnitsWorse:P0} of texts)")),
                 .. (pert.Split is { } split ? new[] {

@@ -51,8 +51,14 @@ internal sealed class RunOutputs(string outDir, string prefix)
             "Increase in held-out perplexity after perturbing the top-k and matched control sets (95% interval over random draws).");
         if (p.KSweep.Count > 0)
         {
-            var series = p.KSweep.GroupBy(x => x.Selection).Select(g => new DoseResponseSeries(g.Key, g.Select(x => x.K).ToArray(), g.Select(x => x.DeltaPerplexity).ToArray())).ToList();
-            Add(Plots.DoseResponse(Png("dose_response"), $"{metric}: {p.Kind} dose-response", series), "Increase in held-out perplexity as k grows, top-k vs controls.");
+            var series = p.KSweep.GroupBy(x => x.Selection).Select(g => new DoseResponseSeries(g.Key, g.Select(x => x.K).ToArray(), g.Select(x => x.DeltaPerplexity).ToArray())
+            {
+                Low = g.All(x => double.IsFinite(x.Ci95Low) && x.Ci95Low < x.Ci95High) ? g.Select(x => x.Ci95Low).ToArray() : null,
+                High = g.All(x => double.IsFinite(x.Ci95Low) && x.Ci95Low < x.Ci95High) ? g.Select(x => x.Ci95High).ToArray() : null,
+            }).ToList();
+            var totals = p.KSweep.Where(x => x.Selection == "top_k").ToDictionary(x => x.K, x => x.WeightsTouched);
+            Add(Plots.DoseResponse(Png("dose_response"), $"{metric}: {p.Kind} dose-response", series, totals),
+                "Increase in held-out perplexity as k grows, top-k vs controls (shaded: 95% interval over random draws).");
         }
     }
 
@@ -67,7 +73,7 @@ internal sealed class RunOutputs(string outDir, string prefix)
     public void StabilityPlot(StabilityReport s)
     {
         var labels = s.Runs.ToArray();
-        Add(Plots.Heatmap(Path.Combine(PlotsDir, "stability_heatmap.png"), "Top-k Jaccard similarity across seeds", labels, labels, s.JaccardMatrix, "Jaccard", logScale: false, annotate: true),
+        Add(Plots.Heatmap(Path.Combine(PlotsDir, "stability_heatmap.png"), "Top-k Jaccard similarity across seeds", labels, labels, s.JaccardMatrix, "Jaccard", logScale: false, annotate: true, unitRange: true),
             "Jaccard similarity of the top-k sets ranked from different calibration samples.");
         if (s.JaccardAtK.Count > 0)
         {

@@ -75,7 +75,7 @@ public sealed class ExperimentManifest
     private static string Version() =>
         typeof(ExperimentManifest).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
 
-    private static string? GitCommit()
+    internal static string? GitCommit()
     {
         try
         {

@@ -46,9 +46,11 @@ public static class HtmlReport
             sb.Append("<figure class=\"plot\"><img alt=\"").Append(E(caption)).Append("\" src=\"data:image/png;base64,")
               .Append(Convert.ToBase64String(File.ReadAllBytes(png))).Append("\"><figcaption>").Append(E(caption)).Append("</figcaption></figure>");
         sb.Append("</section>");
-        sb.Append("<section id=\"top-weights\"><h2>Top weights</h2><div class=\"scroll\"><table><tr><th>parameter</th><th>rank</th><th>(row, col)</th><th>score</th><th>weight</th><th>gradient</th></tr>");
+        sb.Append("<section id=\"top-weights\"><h2>Top weights</h2><p>The ").Append(Math.Min(50, m.TopWeights.Count)).Append(" highest of the ")
+          .Append(m.TopWeights.Count.ToString("N0", CultureInfo.InvariantCulture)).Append(" selected weights; all of them are in <a href=\"top_weights.csv\">top_weights.csv</a>.</p>");
+        sb.Append("<div class=\"scroll\"><table><tr><th>parameter</th><th>rank</th><th>(row, col)</th><th>score</th><th>weight</th><th>gradient</th></tr>");
         int rank = 1;
-        foreach (var w in m.TopWeights.Take(50))
+        foreach (var w in m.TopWeights.OrderByDescending(w => w.Score).Take(50))
             sb.Append("<tr><td>").Append(E(w.Parameter)).Append("</td><td>").Append(rank++).Append("</td><td>").Append(E(w.Indices))
               .Append("</td><td>").Append(G(w.Score)).Append("</td><td>").Append(G(w.Weight)).Append("</td><td>").Append(G(w.Gradient)).Append("</td></tr>");
         sb.Append("</table></div></section>");

@@ -76,7 +76,7 @@ public static class Plots
         return Save(plt, path);
     }
 
-    public static IReadOnlyList<string> Heatmap(string path, string title, string[] rowLabels, string[] colLabels, double[,] values, string colorbarLabel, bool logScale, bool annotate = false)
+    public static IReadOnlyList<string> Heatmap(string path, string title, string[] rowLabels, string[] colLabels, double[,] values, string colorbarLabel, bool logScale, bool annotate = false, bool unitRange = false)
     {
         var plt = NewPlot(title, "", "");
         int rows = values.GetLength(0), cols = values.GetLength(1);
@@ -88,11 +88,16 @@ public static class Plots
         var hm = plt.Add.Heatmap(data);
         hm.Colormap = new ScottPlot.Colormaps.Viridis();
         hm.FlipVertically = true;
+        // Similarities (Jaccard) are drawn on a fixed 0..1 scale, so a pale cell means low agreement in every plot.
+        if (unitRange) hm.ManualRange = new ScottPlot.Range(0, 1);
         var bar = plt.Add.ColorBar(hm);
         bar.Label = colorbarLabel;
         bar.LabelStyle.FontSize = 15;
         if (logScale)
             bar.Axis.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = Pow10, IntegerTicksOnly = true };
+        else if (unitRange)
+            bar.Axis.TickGenerator = new ScottPlot.TickGenerators.NumericManual([0, 0.25, 0.5, 0.75, 1], ["0", "0.25", "0.5", "0.75", "1"]);
+        bar.Axis.TickLabelStyle.FontSize = 13;
         plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(Enumerable.Range(0, cols).Select(i => (double)i).ToArray(), colLabels);
         plt.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(Enumerable.Range(0, rows).Select(i => (double)i).ToArray(), rowLabels);
         plt.Axes.Bottom.TickLabelStyle.FontSize = cols > 8 ? 12 : 14;
@@ -112,21 +117,40 @@ public static class Plots
     {
         var plt = NewPlot(title, "", "Δ perplexity on held-out texts");
         var palette = new ScottPlot.Palettes.Category10();
+        // Asymmetric 95% whiskers, and every bar labelled with its value: a control near zero has no visible bar.
         var bars = effects.Select((e, i) => new Bar
         {
-            Position = i, Value = e.Mean, FillColor = palette.GetColor(i), Size = 0.6,
-            Error = Math.Max(e.High - e.Mean, e.Mean - e.Low), LineWidth = 0,
+            Position = i, Value = e.Mean, FillColor = palette.GetColor(i), Size = 0.6, LineWidth = 0,
+            Label = e.Mean.ToString("+0.###;-0.###;0", CultureInfo.InvariantCulture),
         }).ToList();
-        plt.Add.Bars(bars);
+        var plot = plt.Add.Bars(bars);
+        plot.ValueLabelStyle.FontSize = 14;
+        plt.Add.HorizontalLine(0, 1, Colors.Gray);
+        for (int i = 0; i < effects.Count; i++)
+        {
+            var e = effects[i];
+            if (!(e.High > e.Low) || !double.IsFinite(e.Low) || !double.IsFinite(e.High)) continue;
+            foreach (var (x1, y1, x2, y2) in new[] { (i, e.Low, i, e.High), (i - 0.1, e.Low, i + 0.1, e.Low), (i - 0.1, e.High, i + 0.1, e.High) })
+            {
+                var line = plt.Add.Line(x1, y1, x2, y2);
+                line.LineWidth = 2;
+                line.LineColor = Colors.Black;
+            }
+        }
         plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
             Enumerable.Range(0, effects.Count).Select(i => (double)i).ToArray(), effects.Select(e => e.Label).ToArray());
-        plt.Axes.Margins(bottom: 0);
         return Save(plt, path);
     }
 
-    public static IReadOnlyList<string> DoseResponse(string path, string title, IReadOnlyList<DoseResponseSeries> series)
+    public static IReadOnlyList<string> DoseResponse(string path, string title, IReadOnlyList<DoseResponseSeries> series, IReadOnlyDictionary<int, long>? totals = null)
     {
-        var plt = NewPlot(title, "k per tensor (log scale)", "Δ perplexity on held-out texts");
+        var plt = NewPlot(title, totals is { Count: > 0 } ? "k per tensor (weights perturbed in total)" : "k per tensor (log scale)", "Δ perplexity on held-out texts");
+        foreach (var s in series.Where(s => s.Low != null && s.High != null))
+        {
+            var band = plt.Add.FillY(s.K.Select(k => Math.Log10(k)).ToArray(), s.Low!, s.High!);
+            band.FillColor = band.FillColor.WithAlpha(0.2);
+            band.LineWidth = 0;
+        }
         foreach (var s in series)
         {
             var sc = plt.Add.Scatter(s.K.Select(k => Math.Log10(k)).ToArray(), s.Delta);
@@ -134,7 +158,11 @@ public static class Plots
             sc.LineWidth = 2;
             sc.MarkerSize = 8;
         }
-        plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = KTick, IntegerTicksOnly = true };
+        // Ticks at the swept k, labelled "k (total weights)", when the totals are known; else 1, 10, 100 ...
+        plt.Axes.Bottom.TickGenerator = totals is { Count: > 0 }
+            ? new ScottPlot.TickGenerators.NumericManual(totals.Keys.Order().Select(k => Math.Log10(k)).ToArray(),
+                totals.Keys.Order().Select(k => $"{k}\n({totals[k]:N0})").ToArray())
+            : new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = KTick, IntegerTicksOnly = true };
         plt.ShowLegend(Alignment.UpperLeft);
         return Save(plt, path);
     }

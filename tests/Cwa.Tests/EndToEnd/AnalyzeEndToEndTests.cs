@@ -54,6 +54,13 @@ public class AnalyzeEndToEndTests(TinyModelFixture tiny) : IClassFixture<TinyMod
         foreach (var f in new[] { "perturbation_results.json", "control_baselines.json", "stability_summary.json", "report.html", "sensitivity_aggregates.json", "plots/stability_heatmap.png" })
             Assert.True(File.Exists(outDir.File(f)), f);
 
+        // The report says when, where and from which commit, links the CSV, and tabulates the k-sweep and the paired differences.
+        string report = File.ReadAllText(outDir.File("report.html"));
+        foreach (var text in new[] { "<th>date</th>", "<th>device</th><td>cpu</td>", "<th>cwa commit</th>", "<a href=\"top_weights.csv\">top_weights.csv</a>",
+                     "k-sweep, k = 5 (", "top_k − random_k, paired per text", "Jaccard at k, per_layer" })
+            Assert.Contains(text, report);
+        Assert.True(File.Exists(outDir.File("plots/stability_at_k.png")));
+
         using var manifest = JsonDocument.Parse(File.ReadAllText(outDir.File("experiment_manifest.json")));
         var m = manifest.RootElement;
         foreach (var key in new[] { "experiment_name", "timestamp_start", "timestamp_end", "tool", "environment", "config", "model", "data", "seeds", "timing", "results", "output_files", "total_duration_seconds" })
