@@ -21,14 +21,37 @@ public static class TestModelGenerator
     /// preset's vocabulary; the 8B shape keeps Llama 3's vocabulary size with a 4,096-token tokenizer. Refused when
     /// the disk lacks room. Returns the config written.
     /// </summary>
-    public static ModelConfig WritePreset(string outDir, string preset, Checkpoints.DType dtype, ulong seed, Action<string, double>? progress = null)
+    public static ModelConfig WritePreset(string outDir, string preset, Checkpoints.DType dtype, ulong seed, Action<string, double>? progress = null, string? plantSuperWeight = null)
     {
         int vocab = preset switch { "tiny" => 512, "small" => 8192, "demo" => 2048, _ => 0 };
         var config = TestModelPresets.Config(preset, Math.Max(vocab, 259));
         EnsureDiskRoom(outDir, LlamaLayout.ParameterCount(config) * DTypeInfo.Size(dtype));
         var tok = Tokenization.ByteLevelBpeTrainer.Train(Data.BuiltInCorpus.All, vocab > 0 ? vocab : 4096);
         if (vocab > 0) config = config with { BosTokenId = tok.BosId, EosTokenIds = [tok.EosId] };
-        Write(outDir, config, dtype, seed, tok.TokenizerJson, tok.TokenizerConfigJson, minShards: preset == "tiny" ? 2 : 1, progress: progress);
+        var plant = plantSuperWeight == null ? null : PlantedSuperWeight.Parse(plantSuperWeight, config);
+        Write(outDir, config, dtype, (i, spec, values) =>
+        {
+            Fill(values, spec, seed, i);
+            plant?.Apply(spec, values, config);
+        }, tok.TokenizerJson, tok.TokenizerConfigJson, minShards: preset == "tiny" ? 2 : 1, progress: progress);
+        return config;
+    }
+
+    /// <summary>
+    /// The built-in trained demo model, optionally with a planted super weight (a trained model whose ground truth
+    /// is known), written as a new model folder in the given dtype.
+    /// </summary>
+    public static ModelConfig WriteFromDemo(string outDir, Checkpoints.DType dtype, string? plantSuperWeight, Action<string, double>? progress = null)
+    {
+        using var demo = Pipeline.LoadedModel.Open(null, "f32", "cpu", new Engine.EngineOptions(), new Pipeline.NullProgress());
+        var config = demo.Config;
+        var plant = plantSuperWeight == null ? null : PlantedSuperWeight.Parse(plantSuperWeight, config);
+        var weights = demo.Weights;
+        Write(outDir, config, dtype, (i, spec, values) =>
+        {
+            weights[i].AsSpan().CopyTo(values);
+            plant?.Apply(spec, values, config);
+        }, File.ReadAllText(Path.Combine(demo.Path, "tokenizer.json")), File.ReadAllText(Path.Combine(demo.Path, "tokenizer_config.json")), progress: progress);
         return config;
     }
 
