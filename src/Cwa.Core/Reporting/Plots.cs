@@ -40,7 +40,7 @@ public static class Plots
         plt.Add.Bars(bars);
         plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
             blocks.Select(b => (double)Slot(blocks, b)).ToArray(), blocks.Select(b => b < 0 ? "other (-1)" : b.ToString(CultureInfo.InvariantCulture)).ToArray());
-        LogTicks(plt.Axes.Left);
+        LogTicks(plt.Axes.Left, bars.Count == 0 ? 0 : bars.Max(b => b.Value) - floor);
         plt.ShowLegend(Edge.Right);
         plt.Axes.Margins(bottom: 0);
         // Groups only partly filled (e.g. "other" has just embed/lm_head) would otherwise be cropped by autoscaling.
@@ -66,13 +66,15 @@ public static class Plots
             $"weights: {overall.NumWeights:N0}",
             $"zeros: {h.Zeros:N0}",
             $"mean: {overall.Mean:G4}",
-            $"median: {overall.P50:G4}",
-            $"p99: {overall.P99:G4}",
+            $"median: ≤ {overall.P50:G3} (bin edge)",
+            $"p99: ≤ {overall.P99:G3} (bin edge)",
             $"max: {overall.Max:G4}");
         var note = plt.Add.Annotation(text, Alignment.UpperRight);
         note.LabelFontSize = 15;
         note.LabelFontName = "DejaVu Sans Mono";
         plt.Axes.Margins(bottom: 0);
+        // Headroom of two decades above the tallest bar, so the summary box sits above the data instead of on it.
+        if (bars.Count > 0) plt.Axes.SetLimitsY(0, bars.Max(b => b.Value) + 2.2);
         return Save(plt, path);
     }
 
@@ -243,6 +245,25 @@ public static class Plots
     private static string Pow10(double exponent) =>
         Math.Abs(exponent - Math.Round(exponent)) < 1e-9 ? $"1e{Math.Round(exponent):0}" : "";
 
-    private static void LogTicks(ScottPlot.IAxis axis) =>
-        axis.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = Pow10, IntegerTicksOnly = true };
+    /// <summary>
+    /// Log10 axis labels. Over less than about two decades (e.g. act_outlier means, all near 0.1) powers of ten alone
+    /// leave one or two labels, so 2x and 5x ticks are labelled as well.
+    /// </summary>
+    private static void LogTicks(ScottPlot.IAxis axis, double decades = double.PositiveInfinity)
+    {
+        if (decades >= 2.5)
+        {
+            axis.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = Pow10, IntegerTicksOnly = true };
+            return;
+        }
+        var positions = new List<double>();
+        var labels = new List<string>();
+        for (int e = -30; e <= 30; e++)
+            foreach (int m in new[] { 1, 2, 5 })
+            {
+                positions.Add(e + Math.Log10(m));
+                labels.Add((m * Math.Pow(10, e)).ToString("G3", CultureInfo.InvariantCulture));
+            }
+        axis.TickGenerator = new ScottPlot.TickGenerators.NumericManual(positions.ToArray(), labels.ToArray());
+    }
 }
