@@ -39,6 +39,7 @@ public static class Program
         root.Add(EvalCommand.Create());
         root.Add(PerturbCommand.Create());
         root.Add(CompareCommand.Create());
+        root.Add(ExportCommand.Create());
         root.Add(InspectCommand.Create());
         root.Add(CreateTestModelCommand.Create());
         root.Add(TrainDemoCommand.Create());

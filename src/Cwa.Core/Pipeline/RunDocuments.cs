@@ -36,6 +36,7 @@ internal static class RunDocuments
             Stats = ranking.Stats,
             SuperWeights = superWeights,
             Concentration = ranking.Concentration,
+            Mass = SensitivityMass.Of(ranking.Stats),
             Perturbation = pert == null ? [] : [
                 ("perturbation", $"{pert.Kind} (scale {pert.Scale}, prob {pert.Probability}{(pert.Bit is int b ? $", bit {b}" : "")}{(pert.Quantization is { } q ? $", {q.Bits}-bit RTN grid, groups of {q.GroupSize}" : "")}, held {pert.HeldDtype})"),
                 ("baseline perplexity", pert.Baseline.Perplexity.ToString("G5")),

@@ -13,10 +13,13 @@ internal sealed class RunOutputs(string outDir, string prefix)
 
     public string PathOf(string name) => Path.Combine(OutDir, name);
 
+    public const string MassFile = "sensitivity_mass.json";
+
     public void Tables(RankingResult ranking, IReadOnlyList<RankedWeight> top)
     {
         StatsJson.WriteTensors(PathOf("sensitivity_stats.json"), ranking.Stats);
         StatsJson.WriteAggregates(PathOf("sensitivity_aggregates.json"), ranking.PerBlockAggregates, ranking.PerComponentAggregates, ranking.Overall);
+        JsonOutput.Write(PathOf(MassFile), SensitivityMass.Of(ranking.Stats));
         TopWeightsCsv.Write(PathOf("top_weights.csv"), top);
         if (ranking.Concentration.Count > 0)
             JsonOutput.Write(PathOf("sensitivity_concentration.json"), new

@@ -15,6 +15,7 @@ public sealed record HtmlReportModel
     public required IReadOnlyList<TensorStats> Stats { get; init; }
     public IReadOnlyList<SuperWeightLayer> SuperWeights { get; init; } = [];
     public IReadOnlyList<Concentration> Concentration { get; init; } = [];
+    public SensitivityMass? Mass { get; init; }
     public IReadOnlyList<(string Label, string Value)> Perturbation { get; init; } = [];
     public IReadOnlyList<(string Label, string Value)> Stability { get; init; } = [];
     public IReadOnlyList<(string Label, string Value)> KnownWeights { get; init; } = [];
@@ -70,6 +71,23 @@ public static class HtmlReport
               .Append("</td><td>").Append(G(s.P99)).Append("</td><td>").Append(G(s.P999)).Append("</td><td>").Append(G(s.Max))
               .Append("</td><td>").Append(G(s.Skewness)).Append("</td><td>").Append(G(s.ExcessKurtosis)).Append("</td><td>").Append(G(s.ZeroShare)).Append("</td></tr>");
         sb.Append("</table></div></section>");
+        if (m.Mass is { } mass)
+        {
+            sb.Append("<section id=\"mass\"><h2>Sensitivity mass: share of the total score</h2><p>Ranked; density is the score share over the weight share (above 1: more sensitive per weight than average). All tensors are in sensitivity_mass.json.</p>");
+            void MassTable(string title, IEnumerable<MassShare> rows)
+            {
+                sb.Append("<h3>").Append(E(title)).Append("</h3><div class=\"scroll\"><table><tr><th>").Append(E(title)).Append("</th><th>weights</th><th>score share</th><th>weight share</th><th>density</th></tr>");
+                foreach (var r in rows)
+                    sb.Append("<tr><td>").Append(E(r.Key)).Append("</td><td>").Append(r.NumWeights.ToString("N0", CultureInfo.InvariantCulture)).Append("</td><td>")
+                      .Append(r.Share.ToString("P2", CultureInfo.InvariantCulture)).Append("</td><td>").Append(r.WeightShare.ToString("P2", CultureInfo.InvariantCulture))
+                      .Append("</td><td>").Append(G(r.Density)).Append("</td></tr>");
+                sb.Append("</table></div>");
+            }
+            MassTable("tensor (top 25)", mass.Tensors.Take(25));
+            MassTable("block", mass.Blocks);
+            MassTable("component", mass.Components);
+            sb.Append("</section>");
+        }
         if (m.Concentration.Count > 0)
         {
             // The tensors whose top 0.1% sit most in one column first: where super-weight-like channels are.

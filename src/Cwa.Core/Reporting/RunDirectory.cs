@@ -22,7 +22,7 @@ public sealed partial class RunDirectory : IDisposable
     {
         "config.json", ExperimentManifest.FileName, "sensitivity_stats.json", "sensitivity_aggregates.json", "top_weights.csv",
         "super_weights.json", "perturbation_results.json", "control_baselines.json", "stability_summary.json", "report.html",
-        "scores.safetensors", ScoresParquet.FileName, "known_weights.json", "ablation.json", "calibration_tokens.jsonl", CheckpointName, ".cwa-write-test", "sensitivity_concentration.json",
+        "scores.safetensors", ScoresParquet.FileName, "known_weights.json", "ablation.json", "sensitivity_mass.json", "calibration_tokens.jsonl", CheckpointName, ".cwa-write-test", "sensitivity_concentration.json",
     };
 
     public const string PlotsFolder = "plots";

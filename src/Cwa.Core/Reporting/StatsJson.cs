@@ -19,7 +19,7 @@ public static class StatsJson
                 ["p95"] = Num(s.P95), ["p99"] = Num(s.P99), ["num_weights"] = s.NumWeights,
                 ["p50"] = Num(s.P50), ["p999"] = Num(s.P999), ["num_zeros"] = s.NumZeros,
                 ["median"] = Num(s.P50), ["q25"] = Num(s.Q25), ["q75"] = Num(s.Q75), ["skewness"] = Num(s.Skewness),
-                ["excess_kurtosis"] = Num(s.ExcessKurtosis), ["zero_share"] = Num(s.ZeroShare),
+                ["excess_kurtosis"] = Num(s.ExcessKurtosis), ["zero_share"] = Num(s.ZeroShare), ["sum"] = Num(s.Sum),
             };
         AtomicFile.WriteAllText(path, root.ToJsonString(JsonOutput.Options));
     }

@@ -57,9 +57,11 @@ public class AnalyzeEndToEndTests(TinyModelFixture tiny) : IClassFixture<TinyMod
         // The report says when, where and from which commit, links the CSV, and tabulates the k-sweep and the paired differences.
         string report = File.ReadAllText(outDir.File("report.html"));
         foreach (var text in new[] { "<th>date</th>", "<th>device</th><td>cpu</td>", "<th>cwa commit</th>", "<a href=\"top_weights.csv\">top_weights.csv</a>",
-                     "k-sweep, k = 5 (", "top_k − random_k, paired per text", "Jaccard at k, per_layer" })
+                     "k-sweep, k = 5 (", "top_k − random_k, paired per text", "Jaccard at k, per_layer", "Sensitivity mass: share of the total score" })
             Assert.Contains(text, report);
         Assert.True(File.Exists(outDir.File("plots/stability_at_k.png")));
+        using (var mass = JsonDocument.Parse(File.ReadAllText(outDir.File("sensitivity_mass.json"))))
+            Assert.Equal(1.0, mass.RootElement.GetProperty("tensors").EnumerateArray().Sum(t => t.GetProperty("share").GetDouble()), 9);
 
         using var manifest = JsonDocument.Parse(File.ReadAllText(outDir.File("experiment_manifest.json")));
         var m = manifest.RootElement;
