@@ -28,6 +28,7 @@ internal static class ExportCommand
                 throw new Core.InputException($"--format: unknown format '{format}' (valid: {string.Join(", ", RunExport.Formats)})");
             if (!Directory.Exists(run)) throw new Core.InputException($"{run}: run folder not found");
             string outPath = parse.GetValue(Out) ?? RunExport.DefaultFile(format);
+            if (Directory.Exists(outPath)) throw new Core.InputException($"{outPath}: --out is a folder; name the file to write");
             string summary;
             if (format == "mask")
                 summary = $"{RunExport.Mask(run, outPath):N0} critical weights";

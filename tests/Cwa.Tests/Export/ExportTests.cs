@@ -139,5 +139,9 @@ public class ExportTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture
         (code, _, err) = EndToEnd.Cli.Run("export", dir.File("nope"), "--format", "mask");
         Assert.Equal(2, code);
         Assert.Contains("run folder not found", err);
+        string run = AnalyzeOnce(dir);
+        (code, _, err) = EndToEnd.Cli.Run("export", run, "--format", "llama-cpp", "--out", dir.Path);
+        Assert.Equal(2, code);
+        Assert.Contains("--out is a folder", err);
     }
 }
