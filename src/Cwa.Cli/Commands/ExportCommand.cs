@@ -34,7 +34,7 @@ internal static class ExportCommand
                 summary = $"{RunExport.Mask(run, outPath):N0} critical weights";
             else
             {
-                var plan = ExportPlan.Of(ExportPlan.Read(run), parse.GetValue(KeepFraction));
+                var plan = ExportPlan.Of(ExportPlan.Read(run), parse.GetValue(KeepFraction), RunExport.Candidates(format));
                 AtomicFile.WriteAllText(outPath, format switch
                 {
                     "llama-cpp" => RunExport.LlamaCpp(plan, parse.GetValue(HighType)!),

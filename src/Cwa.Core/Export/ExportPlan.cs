@@ -19,13 +19,14 @@ public sealed record ExportPlan(IReadOnlyList<TensorMass> Tensors, IReadOnlyList
     public double KeptScoreShare => Tensors.Sum(t => t.Sum) is > 0 and var total ? Kept.Sum(t => t.Sum) / total : 0;
     public double KeptWeightShare => Tensors.Sum(t => (double)t.NumWeights) is > 0 and var total ? Kept.Sum(t => (double)t.NumWeights) / total : 0;
 
-    public static ExportPlan Of(IReadOnlyList<TensorMass> tensors, double keepFraction)
+    /// <param name="candidate">the tensors the target format can name (e.g. GPTQModel and llm-compressor only the blocks' modules), so the budget goes to tensors that are written</param>
+    public static ExportPlan Of(IReadOnlyList<TensorMass> tensors, double keepFraction, Func<string, bool>? candidate = null)
     {
         if (!(keepFraction > 0 && keepFraction <= 1)) throw new InputException($"--keep-fraction must be in (0, 1] (got {keepFraction})");
         long budget = (long)Math.Floor(keepFraction * tensors.Sum(t => t.NumWeights));
         var kept = new List<TensorMass>();
         long used = 0;
-        foreach (var t in tensors.Where(t => t.Sum > 0).OrderByDescending(t => t.Density).ThenBy(t => t.Tensor, StringComparer.Ordinal))
+        foreach (var t in tensors.Where(t => t.Sum > 0 && (candidate?.Invoke(t.Tensor) ?? true)).OrderByDescending(t => t.Density).ThenBy(t => t.Tensor, StringComparer.Ordinal))
             if (used + t.NumWeights <= budget)
             {
                 kept.Add(t);
@@ -39,6 +40,7 @@ public sealed record ExportPlan(IReadOnlyList<TensorMass> Tensors, IReadOnlyList
     {
         string path = Path.Combine(runDir, "sensitivity_stats.json");
         if (!File.Exists(path)) throw new InputException($"{runDir}: not a cwa run folder (no sensitivity_stats.json)");
+        InputFiles.EnsureRegular(path);
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(path));
@@ -52,6 +54,10 @@ public sealed record ExportPlan(IReadOnlyList<TensorMass> Tensors, IReadOnlyList
                         : p.Value.GetProperty("mean").ValueKind == JsonValueKind.Number ? p.Value.GetProperty("mean").GetDouble() * n : 0;
                     return new TensorMass(p.Name, n, sum);
                 }).ToList();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InputException($"{path}: cannot read it ({e.Message})");
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {

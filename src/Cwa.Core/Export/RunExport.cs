@@ -17,6 +17,11 @@ public static class RunExport
 {
     public static readonly string[] Formats = ["mask", "llama-cpp", "gptqmodel", "llm-compressor"];
 
+    /// <summary>The tensors a format can name: GGUF-mapped ones for llama.cpp, the blocks' modules for GPTQModel and llm-compressor.</summary>
+    public static Func<string, bool> Candidates(string format) => format == "llama-cpp"
+        ? t => GgufNames.Of(t) != null
+        : t => t.StartsWith("model.layers.", StringComparison.Ordinal);
+
     public static string DefaultFile(string format) => format switch
     {
         "mask" => "critical_weights_mask.safetensors",
@@ -30,7 +35,11 @@ public static class RunExport
     {
         string csv = Path.Combine(runDir, "top_weights.csv");
         if (!File.Exists(csv)) throw new InputException($"{runDir}: not a cwa run folder (no top_weights.csv)");
-        var groups = TopWeightsCsv.Read(csv).GroupBy(w => w.Parameter).OrderBy(g => g.Key, StringComparer.Ordinal).ToList();
+        InputFiles.EnsureRegular(csv);
+        var rows0 = TopWeightsCsv.Read(csv);
+        if (rows0.Any(w => float.IsNaN(w.Weight)))
+            throw new InputException($"{csv}: has no weight values (the Python original's 4-column format?); the mask needs the weight column cwa writes");
+        var groups = rows0.GroupBy(w => w.Parameter).OrderBy(g => g.Key, StringComparer.Ordinal).ToList();
         var header = new JsonObject { ["__metadata__"] = new JsonObject { ["format"] = "cwa-critical-weights", ["source"] = Path.GetFullPath(runDir) } };
         var data = new MemoryStream();
         void Add(string name, string dtype, long[] shape, byte[] bytes)

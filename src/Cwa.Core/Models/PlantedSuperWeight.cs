@@ -37,7 +37,7 @@ public sealed record PlantedSuperWeight(int Layer, int Row, int Col, float Magni
                 for (int t = 0; t < spec.Rows; t++) v[t * h + Row] = -Magnitude;
                 break;
             case ParameterRole.OProj when spec.Block <= Layer:
-                v.Slice(Row * h, h).Clear();
+                v.Slice(Row * spec.Cols, spec.Cols).Clear();
                 break;
             case ParameterRole.DownProj when spec.Block < Layer:
                 v.Slice(Row * f, f).Clear();

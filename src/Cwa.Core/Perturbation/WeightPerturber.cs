@@ -54,7 +54,9 @@ public static class WeightPerturber
     /// </summary>
     private static float[] GroupScales(IBackend backend, int tensor, long[] indices, PerturbationSettings s)
     {
-        int cols = backend.Specs[tensor].Cols;
+        // A 1-D tensor (norm, bias) is one row: its groups run along the vector, not one weight each.
+        var spec = backend.Specs[tensor];
+        int cols = spec.Is2D ? spec.Cols : (int)spec.NumElements;
         var slot = new Dictionary<(long Row, int Start), int>();
         var groups = new List<(long Row, int Start, int Length)>();
         var groupOf = new int[indices.Length];

@@ -44,6 +44,8 @@ public static class WeightTargets
             if (index is not int ti)
                 throw new InputException($"{t.Where}: unknown tensor '{t.Tensor}' (the model's tensors are named like '{specs.FirstOrDefault(s => s.Block >= 0 && s.Is2D)?.Name ?? specs[0].Name}')");
             var spec = specs[ti];
+            if (spec.Is2D && t.Col == null)
+                throw new InputException($"{t.Where}: {spec.Name} is 2-D [{string.Join(", ", spec.Shape)}]: give a column as well as row {t.Row}");
             long col = t.Col ?? 0;
             bool inRange = spec.Is2D ? t.Row >= 0 && t.Row < spec.Rows && col >= 0 && col < spec.Cols : t.Row >= 0 && t.Row < spec.Rows && col == 0;
             if (!inRange)

@@ -1,3 +1,4 @@
+using Cwa.Core.Models;
 using Cwa.Core.Perturbation;
 using Cwa.Core.Sensitivity;
 
@@ -10,6 +11,11 @@ namespace Cwa.Core.Pipeline;
 /// </summary>
 internal static class AnalyzeValidation
 {
+    /// <summary>Per quantised weight, counted from the buffers the code allocates: index, original and new value, group bookkeeping, snapshot.</summary>
+    private const long QuantizeAllBytesPerWeight = 48;
+    /// <summary>Per dumped weight, counted from the code: heap entry, kept candidate, gradient capture and the written row.</summary>
+    private const long DumpBytesPerRow = 120;
+
     public static void CheckOptions(AnalyzeRequest r, PerturbationKind? kind)
     {
         if (!double.IsFinite(r.PerturbScale)) throw new InputException($"--perturb-scale must be a finite number (got {r.PerturbScale})");
@@ -19,6 +25,10 @@ internal static class AnalyzeValidation
             throw new InputException("--bit only applies to --perturb bit_flip");
         if (r.QuantizeAllButTop && kind != PerturbationKind.Quantize)
             throw new InputException("--quantize-all-but-top only applies to --perturb quantize");
+        if (r.QuantizeAllButTop && r.PerturbProb < 1)
+            throw new InputException("--quantize-all-but-top compares quantising everything with everything but the top-k; --perturb-prob below 1 would quantise different subsets in each");
+        if (r.ScoresParquet is { Top: <= 0, Tensors.Count: 0 })
+            throw new InputException("--dump-top 0 (every weight) needs --dump-tensors naming the tensors to dump; every weight of the model is what --dump-scores safetensors writes");
     }
 
     /// <summary>k against the tensors this metric scores, --bit against the held dtype.</summary>
@@ -34,6 +44,13 @@ internal static class AnalyzeValidation
         if (r.AblateEach > largest)
             throw new InputException($"--ablate-each {r.AblateEach} is larger than the largest scored tensor ({largest} weights)");
         r.ScoresParquet?.Check(scored);
+        // Both keep per-weight bookkeeping in managed memory (indices, old and new values; heap entries and rows):
+        // refuse up front rather than die half way through an 8B run.
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (r.QuantizeAllButTop && scored.Where(s => s.Is2D).Sum(s => s.NumElements) * QuantizeAllBytesPerWeight is var need && need > available)
+            throw new InputException($"--quantize-all-but-top needs about {MemoryEstimate.Format(need)} of host memory for this model ({QuantizeAllBytesPerWeight} bytes per scored weight), more than the {MemoryEstimate.Format(available)} available; use it on smaller models");
+        if (r.ScoresParquet is { } pq && scored.Where(pq.Wants).Sum(s => (long)pq.Count(s)) * DumpBytesPerRow is var dump && dump > available)
+            throw new InputException($"--dump-scores parquet would hold about {MemoryEstimate.Format(dump)} of rows ({DumpBytesPerRow} bytes each), more than the {MemoryEstimate.Format(available)} available; lower --dump-top or name fewer --dump-tensors");
         if (kind != null || r.Controls.Count > 0 || r.KSweep.Count > 0)
             new PerturbationSettings(kind ?? PerturbationKind.Zero, r.PerturbScale, r.PerturbAbsolute, r.PerturbProb, r.Bit, model.HeldType,
                 QuantBits: r.QuantBits, QuantGroup: r.QuantGroup).Validate();

@@ -63,6 +63,16 @@ public class CliErrorTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixtu
         Assert.Contains(expected, err);
     }
 
+    [Theory]
+    [InlineData("--dump-top 0 (every weight) needs --dump-tensors", "--dump-scores", "parquet", "--dump-top", "0")]
+    [InlineData("--perturb-prob below 1 would quantise different subsets", "--perturb", "quantize", "--quantize-all-but-top", "--perturb-prob", "0.5")]
+    public void CombinationsThatCannotMeanWhatTheySayAreRefused(string expected, params string[] args)
+    {
+        var (code, err) = Analyze(["--model", tiny.Model, .. args]);
+        Assert.Equal(2, code);
+        Assert.Contains(expected, err);
+    }
+
     [Fact]
     public void PerturbationWithoutUsableHeldOutTextIsRefusedBeforeLoading()
     {

@@ -78,8 +78,11 @@ public class ExportTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture
     {
         using var dir = new TempDir();
         string run = AnalyzeOnce(dir);
-        var plan = ExportPlan.Of(ExportPlan.Read(run), 0.3);
+        var plan = ExportPlan.Of(ExportPlan.Read(run), 0.3, RunExport.Candidates("llama-cpp"));
+        var blocksPlan = ExportPlan.Of(ExportPlan.Read(run), 0.3, RunExport.Candidates("gptqmodel"));
         Assert.NotEmpty(plan.Kept);
+        // GPTQModel and llm-compressor only name the blocks' modules, so their budget goes to those.
+        Assert.All(blocksPlan.Kept, t => Assert.StartsWith("model.layers.", t.Tensor));
         var gguf = LlamaLayout.Parameters(TestModelPresets.Config("tiny", 512) with { NumLayers = 12 }).Select(s => GgufNames.Of(s.Name)).OfType<string>().ToList();
 
         Assert.Equal(0, EndToEnd.Cli.Run("export", run, "--format", "llama-cpp", "--keep-fraction", "0.3", "--high-type", "q6_K", "--out", dir.File("t.txt"), "--quiet").Code);
@@ -95,7 +98,7 @@ public class ExportTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture
 
         Assert.Equal(0, EndToEnd.Cli.Run("export", run, "--format", "gptqmodel", "--keep-fraction", "0.3", "--out", dir.File("g.json"), "--quiet").Code);
         var dynamic = JsonDocument.Parse(File.ReadAllText(dir.File("g.json"))).RootElement.GetProperty("dynamic").EnumerateObject().ToList();
-        var modules = plan.Kept.Where(t => t.Tensor.StartsWith("model.layers.", StringComparison.Ordinal)).Select(t => t.Tensor[..^".weight".Length]).ToList();
+        var modules = blocksPlan.Kept.Select(t => t.Tensor[..^".weight".Length]).ToList();
         Assert.Equal(modules.Count, dynamic.Count);
         foreach (var (p, module) in dynamic.Zip(modules))
         {

@@ -87,6 +87,22 @@ public class QuantizeTests
     }
 
     [Fact]
+    public void AOneDimensionalTensorIsGroupedAlongTheVector()
+    {
+        using var backend = Backend(out var w);
+        int t = Enumerable.Range(0, w.Count).First(i => !backend.Specs[i].Is2D);
+        var original = (float[])w[t].Clone();
+        var all = Enumerable.Range(0, original.Length).Select(i => (long)i).ToArray();
+        var snap = WeightPerturber.Apply(backend, [new TensorSelection(t, all)], new PerturbationSettings(PerturbationKind.Quantize, QuantBits: 2, QuantGroup: 8));
+        // 2-bit levels of groups of 8 along the vector: each value is 0 or +-absmax of its group, so most change.
+        Assert.True(w[t].Zip(original).Count(p => p.First != p.Second) > original.Length / 2);
+        for (int i = 0; i < original.Length; i++)
+            Assert.Equal(Reference(original, original.Length, i, 8, 2), w[t][i], 1e-6);
+        WeightPerturber.Restore(backend, snap);
+        Assert.Equal(original, w[t]);
+    }
+
+    [Fact]
     public void ComplementDropsTheKeptIndicesOnly()
     {
         Assert.Equal([0L, 2, 3, 5], DenseAndSparse.Complement(6, [1, 4, 4]));

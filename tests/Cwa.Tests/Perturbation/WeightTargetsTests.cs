@@ -80,6 +80,8 @@ public class WeightTargetsTests
     [InlineData("t.csv", "tensor,row,col\nlayers.0.mlp.down_proj,-1,0\n", "t.csv:2: index (-1, 0) is outside")]
     [InlineData("t.csv", "tensor,row,col\nmodel.norm.weight,3,1\n", "t.csv:2: index (3, 1) is outside model.norm.weight [16]")]
     [InlineData("t.csv", "tensor,row,col\nlayers.0.mlp.down_proj,one,0\n", "t.csv:2: row 'one' is not an integer")]
+    [InlineData("t.csv", "tensor,row,col\nlayers.0.mlp.down_proj,3,\n", "t.csv:2: model.layers.0.mlp.down_proj.weight is 2-D [16, 24]: give a column as well as row 3")]
+    [InlineData("t.json", "[{\"tensor\": \"layers.0.mlp.down_proj\", \"row\": 3}]", "t.json: entry 1: model.layers.0.mlp.down_proj.weight is 2-D")]
     [InlineData("t.csv", "parameter,indices\nlayers.0.mlp.down_proj,\"(1, 2, 3)\"\n", "t.csv:2: indices '(1, 2, 3)' is not (row, col)")]
     [InlineData("t.csv", "weight,score\na,1\n", "t.csv: a targets CSV needs a header with 'parameter' (or 'tensor')")]
     [InlineData("t.csv", "tensor,row,col\nlayers.0.mlp.down_proj,1\n", "t.csv:2: expected at least 3 columns, found 2")]
