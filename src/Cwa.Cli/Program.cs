@@ -40,6 +40,7 @@ public static class Program
         root.Add(PerturbCommand.Create());
         root.Add(CompareCommand.Create());
         root.Add(ExportCommand.Create());
+        root.Add(MergeCommand.Create());
         root.Add(InspectCommand.Create());
         root.Add(CreateTestModelCommand.Create());
         root.Add(TrainDemoCommand.Create());

@@ -73,12 +73,20 @@ public static class AnalysisPipeline
         }
         using (model)
         {
+            ScoreSources? merged = null;
+            if (r.Shard != null || r.MergeShards.Count > 0)
+            {
+                CheckShardable(r, metric, curvature, model);
+                if (r.Shard is { } shard) return RunShard(r, shard, model, data, batches, metric, curvature, runDir, timer, progress);
+                using (timer.Phase("merge"))
+                    merged = ShardFiles.Merge(r.MergeShards, RunKey(r, model, data, batches, progress), model.Backend.Specs, metric.NeedsFisher(curvature), batches.Count);
+            }
             if (r.SaveTokens) CalibrationTokensFile.Write(Path.Combine(outDir, CalibrationTokensFile.Name), batches);
             int maxK = Math.Max(Math.Max(r.TopK, r.AblateEach), r.KSweep.Count > 0 ? r.KSweep.Max() : 0);
             var (sources, ranking) = RankingPass.Run(model, batches, metric, curvature, mode, maxK, r,
                 r.DumpScores ? Path.Combine(outDir, "scores.safetensors") : null, progress, timer,
-                model.Backend is StreamingCpuBackend ? null : Checkpoint(r, runDir, model, data, batches, progress),
-                new ScoreExtras(r.ScoresParquet, known != null ? Validation.KnownWeights.Probes(known) : null));
+                model.Backend is StreamingCpuBackend || merged != null ? null : Checkpoint(r, runDir, model, data, batches, progress),
+                new ScoreExtras(r.ScoresParquet, known != null ? Validation.KnownWeights.Probes(known) : null), merged);
             List<RankedWeight> top;
             using (timer.Phase("ranking"))
             {
@@ -215,17 +223,53 @@ public static class AnalysisPipeline
         IReadOnlyList<Data.Batch> batches, IProgressSink progress)
     {
         if (r.CheckpointEvery <= 0 && !r.Resume) return null;
+        return new GradientCheckpoint(runDir.CheckpointPath, RunKey(r, model, data, batches, progress), r.CheckpointEvery > 0 ? r.CheckpointEvery : 25);
+    }
+
+    /// <summary>Everything that changes the gradient sums: the weights' bytes, the data and the arguments (shards of one run share it).</summary>
+    private static string RunKey(AnalyzeRequest r, LoadedModel model, CalibrationData data, IReadOnlyList<Data.Batch> batches, IProgressSink progress)
+    {
         string weights;
         using (var phase = progress.Start("hashing weights", 1))
         {
             weights = model.Checkpoint.ContentHash();
             phase.Advance();
         }
-        string key = ExperimentManifest.Sha256Hex([
+        return ExperimentManifest.Sha256Hex([
             weights, string.Join(",", model.Checkpoint.ShardHeaderSha256.Values), ExperimentManifest.Sha256Hex(data.CalibrationTexts),
             r.Metric, r.ObdCurvature, r.Seeds[0].ToString(), r.MaxSamples.ToString(), r.MaxLength.ToString(), r.BatchSize.ToString(),
             r.GradReduction, r.SkipNonFinite.ToString(), model.HeldType.ToString(), model.Backend.Name, batches.Count.ToString()]);
-        return new GradientCheckpoint(runDir.CheckpointPath, key, r.CheckpointEvery > 0 ? r.CheckpointEvery : 25);
+    }
+
+    /// <summary>What a sharded run can split today: exact sums of per-batch gradients, on the CPU, in memory.</summary>
+    private static void CheckShardable(AnalyzeRequest r, SensitivityMetric metric, ObdCurvature curvature, LoadedModel model)
+    {
+        string what = r.Shard != null ? "--shard" : "cwa merge";
+        if (metric == SensitivityMetric.Magnitude || metric.NeedsActivations() || metric.NeedsHessian(curvature))
+            throw new InputException($"{what}: --metric {metric.Name()} is not split into shards yet (grad_x_weight, grad_squared, fisher and obd with fisher curvature are)");
+        if (model.Backend is not CpuBackend)
+            throw new InputException($"{what} runs on the CPU in memory for now (--device cpu --streaming off); layer streaming and the GPU are not supported yet");
+        if (r.GradReduction != "sum") throw new InputException($"{what} needs --grad-reduction sum (a mean over batches is not a sum of shards)");
+        if (r.CheckpointEvery > 0 || r.Resume) throw new InputException($"{what}: --checkpoint-every and --resume do not apply to shards");
+    }
+
+    /// <summary>--shard I/N: this shard's partial sums, written instead of the outputs.</summary>
+    private static AnalysisSummary RunShard(AnalyzeRequest r, ShardSpec shard, LoadedModel model, CalibrationData data, IReadOnlyList<Data.Batch> batches,
+        SensitivityMetric metric, ObdCurvature curvature, RunDirectory runDir, PhaseTimer timer, IProgressSink progress)
+    {
+        var mine = shard.Batches(batches.Count).Select(b => batches[b]).ToList();
+        if (mine.Count == 0)
+            throw new InputException($"--shard {shard.Index}/{shard.Count}: there are only {batches.Count} calibration batches, so this shard has none; use fewer shards");
+        string key = RunKey(r, model, data, batches, progress);
+        ScoreSources sources;
+        using (timer.Phase("gradients"))
+            sources = GradientPass.Run(model, mine, metric, curvature, r, progress);
+        using (timer.Phase("writing"))
+            ShardFiles.Write(Path.Combine(runDir.Staging, shard.FileName), key, shard, mine.Count, r, sources, model.Backend.Specs);
+        runDir.Publish();
+        progress.Info($"shard {shard.Index} of {shard.Count}: {mine.Count} of {batches.Count} batches; merge all shards with `cwa merge .../{shard.FileName} ... --out-dir DIR`");
+        return new AnalysisSummary(r.OutDir, model.DisplayName, metric.Name(), r.Mode, r.TopK, sources.CalibrationLoss, sources.CalibrationSequences,
+            sources.CalibrationTokens, [], [shard.FileName], [new("calibration_loss", "calibration loss of this shard (per target token)", sources.CalibrationLoss)], timer.Phases);
     }
 
     private static List<RankedWeight> ToRanked(LoadedModel model, ScoreSources sources, List<ScoredIndex> selected)

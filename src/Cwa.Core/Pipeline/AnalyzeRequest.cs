@@ -57,6 +57,10 @@ public sealed record AnalyzeRequest
     public int AblateEach { get; init; }
     /// <summary>Held-out texts per evaluation batch in perturbation runs (1: paired statistics per text).</summary>
     public int EvalBatchSize { get; init; } = 1;
+    /// <summary>--shard I/N: compute only this shard's partial sums and write them instead of the outputs.</summary>
+    public ShardSpec? Shard { get; init; }
+    /// <summary>cwa merge: the shard files whose summed partial sums replace the gradient pass.</summary>
+    public IReadOnlyList<string> MergeShards { get; init; } = [];
     /// <summary>Write the calibration batches' token ids to calibration_tokens.jsonl (to reproduce G elsewhere).</summary>
     public bool SaveTokens { get; init; }
     /// <summary>Skip (and record) calibration batches whose loss or gradient is NaN/Inf instead of stopping.</summary>

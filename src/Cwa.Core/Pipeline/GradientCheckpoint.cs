@@ -30,7 +30,9 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
     private static readonly string[] PositionKeys = ["next_batch", "loss_sum", "tokens", "tensors", "fisher", "skipped", "batch_loss_sum", "batches_used"];
 
     /// <param name="fisher">null when the metric keeps no Fisher sums</param>
-    public void Save(CheckpointPosition position, IReadOnlyList<ParameterSpec> specs, TensorReader gradient, TensorReader? fisher)
+    /// <param name="extra">further metadata, covered by the checksum (a shard's index and the run's arguments)</param>
+    public void Save(CheckpointPosition position, IReadOnlyList<ParameterSpec> specs, TensorReader gradient, TensorReader? fisher,
+        IReadOnlyDictionary<string, string>? extra = null)
     {
         var layout = new List<(string, DType, long[])>();
         for (int t = 0; t < specs.Count; t++)
@@ -50,6 +52,7 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
             ["batch_loss_sum"] = position.BatchLossSum.ToString("R", CultureInfo.InvariantCulture),
             ["batches_used"] = position.BatchesUsed.ToString(CultureInfo.InvariantCulture),
         };
+        foreach (var (k, v) in extra ?? new Dictionary<string, string>()) meta[k] = v;
         var buffer = new float[specs.Max(s => s.NumElements)];
         // The checksum goes into the header, before the data: one pass hashes, a second writes.
         var hash = Hasher(meta);
@@ -74,6 +77,8 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
         var meta = new Dictionary<string, string> { ["run_key"] = key };
         foreach (var k in PositionKeys)
             meta[k] = f.Metadata.TryGetValue(k, out var v) ? v : throw Damaged($"metadata '{k}' is missing");
+        foreach (var (k, v) in f.Metadata)
+            if (k != "checksum") meta.TryAdd(k, v);
         int next = Parse<int>(meta, "next_batch", int.TryParse, n => n >= 1 && n <= batchCount);
         double lossSum = Parse<double>(meta, "loss_sum", double.TryParse, x => double.IsFinite(x) && x >= 0);
         long tokens = Parse<long>(meta, "tokens", long.TryParse, n => n >= 0);
@@ -136,6 +141,9 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
     {
         var h = new XxHash128();
         foreach (var k in PositionKeys.Prepend("run_key"))
+            h.Append(System.Text.Encoding.UTF8.GetBytes($"{k}={meta[k]}\n"));
+        // Further metadata (a shard's index, the run's arguments) is covered too, in a fixed order.
+        foreach (var k in meta.Keys.Where(k => k is not ("run_key" or "checksum") && !PositionKeys.Contains(k)).Order(StringComparer.Ordinal))
             h.Append(System.Text.Encoding.UTF8.GetBytes($"{k}={meta[k]}\n"));
         return h;
     }

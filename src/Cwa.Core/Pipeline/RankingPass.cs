@@ -15,7 +15,7 @@ internal static class RankingPass
 {
     public static (ScoreSources Sources, RankingResult Ranking) Run(LoadedModel model, IReadOnlyList<Batch> batches, SensitivityMetric metric,
         ObdCurvature curvature, RankingMode mode, int maxK, AnalyzeRequest r, string? dumpPath, IProgressSink progress,
-        PhaseTimer? timer = null, GradientCheckpoint? checkpoint = null, ScoreExtras? extras = null)
+        PhaseTimer? timer = null, GradientCheckpoint? checkpoint = null, ScoreExtras? extras = null, ScoreSources? merged = null)
     {
         // Forward-only metrics (wanda, act_outlier, magnitude) have no gradient phase: theirs is called forward.
         string pass = metric == SensitivityMetric.Magnitude || metric.NeedsActivations() ? "forward" : "gradients";
@@ -28,8 +28,10 @@ internal static class RankingPass
             return (sources, ranking);
         }
         ScoreSources s;
-        using (timer?.Phase(pass))
-            s = GradientPass.Run(model, batches, metric, curvature, r, progress, checkpoint);
+        if (merged != null) s = merged; // cwa merge: the shards' summed partial sums stand for the gradient pass
+        else
+            using (timer?.Phase(pass))
+                s = GradientPass.Run(model, batches, metric, curvature, r, progress, checkpoint);
         // Activations are not needed while scoring: their memory goes back before the score buffers come.
         model.Backend.ReleaseWorkspace();
         RankingResult result;

@@ -154,7 +154,7 @@ public sealed partial class RunDirectory : IDisposable
     {
         foreach (var f in new[] { "tokenizer.json", "tokenizer.model", "model.safetensors.index.json" })
             if (File.Exists(Path.Combine(dir, f))) return f;
-        var weights = Directory.EnumerateFiles(dir, "*.safetensors").Select(Path.GetFileName).FirstOrDefault(f => !KnownFiles.Contains(f!));
+        var weights = Directory.EnumerateFiles(dir, "*.safetensors").Select(Path.GetFileName).FirstOrDefault(f => !IsKnown(f!));
         if (weights != null) return weights;
         string config = Path.Combine(dir, "config.json");
         if (!File.Exists(config)) return null;
@@ -186,10 +186,16 @@ public sealed partial class RunDirectory : IDisposable
                         yield return $"{PlotsFolder}/{p}";
                 }
             }
-            else if (!KnownFiles.Contains(name))
+            else if (!IsKnown(name))
                 yield return name;
         }
     }
+
+    /// <summary>A file an analyze run writes: the fixed names, or the partial-sum file of a sharded run.</summary>
+    public static bool IsKnown(string name) => KnownFiles.Contains(name) || ShardName().IsMatch(name);
+
+    [GeneratedRegex(@"^shard-\d{4}-of-\d{4}\.safetensors$")]
+    private static partial Regex ShardName();
 
     [GeneratedRegex(@"\.tmp-[0-9a-f]{8}$")]
     private static partial Regex TempName();

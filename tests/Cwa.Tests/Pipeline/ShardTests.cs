@@ -1,0 +1,107 @@
+using System.Text.Json;
+using Cwa.Core;
+using Cwa.Core.Pipeline;
+using Cwa.Core.Reporting;
+using Cwa.Tests.EndToEnd;
+
+namespace Cwa.Tests.Pipeline;
+
+/// <summary>A run split into shards (as array jobs would), merged, against the same run in one process.</summary>
+public class ShardTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>
+{
+    private string[] Args(string outDir, params string[] extra) =>
+        ["analyze", "--model", tiny.Model, "--device", "cpu", "--out-dir", outDir, "--max-samples", "24", "--max-length", "32", "--batch-size", "2",
+            "--topk", "10", "--save-plots", "false", "--quiet", .. extra];
+
+    private static void Ok((int Code, string Out, string Err) r) => Assert.True(r.Code == 0, r.Err);
+
+    [Theory]
+    [InlineData("grad_x_weight", 3)]
+    [InlineData("fisher", 2)]
+    public void MergedShardsEqualTheSingleRun(string metric, int n)
+    {
+        using var dir = new TempDir();
+        Ok(EndToEnd.Cli.Run(Args(dir.File("single"), "--metric", metric, "--perturb", "zero")));
+        var files = new List<string>();
+        for (int i = n; i >= 1; i--)
+        {
+            Ok(EndToEnd.Cli.Run(Args(dir.File($"s{i}"), "--metric", metric, "--perturb", "zero", "--shard", $"{i}/{n}")));
+            files.Add(Path.Combine(dir.File($"s{i}"), new ShardSpec(i, n).FileName));
+            Assert.Equal([new ShardSpec(i, n).FileName], Directory.EnumerateFiles(dir.File($"s{i}")).Select(Path.GetFileName));
+        }
+        Ok(EndToEnd.Cli.Run(["merge", .. files, "--out-dir", dir.File("merged"), "--quiet"]));
+
+        var single = TopWeightsCsv.Read(Path.Combine(dir.File("single"), "top_weights.csv"));
+        var merged = TopWeightsCsv.Read(Path.Combine(dir.File("merged"), "top_weights.csv"));
+        Assert.Equal(single.Select(w => (w.Parameter, w.Row, w.Col)).ToHashSet(), merged.Select(w => (w.Parameter, w.Row, w.Col)).ToHashSet());
+        foreach (var (a, b) in single.OrderBy(w => (w.Parameter, w.Row, w.Col)).Zip(merged.OrderBy(w => (w.Parameter, w.Row, w.Col))))
+            Assert.True(Math.Abs(a.Score - b.Score) <= 1e-6 * Math.Abs(a.Score), $"{a.Parameter} {a.Indices}: {a.Score} vs {b.Score}");
+        using var sa = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.File("single"), "sensitivity_stats.json")));
+        using var sb = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.File("merged"), "sensitivity_stats.json")));
+        foreach (var t in sa.RootElement.EnumerateObject())
+        {
+            double x = t.Value.GetProperty("mean").GetDouble(), y = sb.RootElement.GetProperty(t.Name).GetProperty("mean").GetDouble();
+            Assert.True(Math.Abs(x - y) <= 1e-6 * Math.Abs(x), $"{t.Name}: mean {x} vs {y}");
+        }
+        using var ma = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.File("single"), "experiment_manifest.json")));
+        using var mb = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.File("merged"), "experiment_manifest.json")));
+        Assert.Equal(ma.RootElement.GetProperty("results").GetProperty("calibration_loss").GetDouble(), mb.RootElement.GetProperty("results").GetProperty("calibration_loss").GetDouble(), 12);
+        Assert.Equal(ma.RootElement.GetProperty("data").GetProperty("num_target_tokens").GetInt64(), mb.RootElement.GetProperty("data").GetProperty("num_target_tokens").GetInt64());
+        Assert.Equal(ma.RootElement.GetProperty("results").GetProperty("baseline_perplexity").GetDouble(), mb.RootElement.GetProperty("results").GetProperty("baseline_perplexity").GetDouble());
+    }
+
+    [Fact]
+    public void MissingDuplicateAndForeignShardsAreRefusedByName()
+    {
+        using var dir = new TempDir();
+        string Shard(int i, int n, params string[] extra)
+        {
+            Ok(EndToEnd.Cli.Run(Args(dir.File($"s{i}{string.Join("", extra)}"), ["--shard", $"{i}/{n}", .. extra])));
+            return Path.Combine(dir.File($"s{i}{string.Join("", extra)}"), new ShardSpec(i, n).FileName);
+        }
+        string a = Shard(1, 2), b = Shard(2, 2), other = Shard(2, 2, "--seeds", "7");
+        var (code, _, err) = EndToEnd.Cli.Run("merge", a, "--out-dir", dir.File("m1"));
+        Assert.Equal(2, code);
+        Assert.Contains("shard 2 of 2 is missing", err);
+        (code, _, err) = EndToEnd.Cli.Run("merge", a, b, b, "--out-dir", dir.File("m2"));
+        Assert.Equal(2, code);
+        Assert.Contains("shard 2 of 2 is given twice", err);
+        (code, _, err) = EndToEnd.Cli.Run("merge", a, other, "--out-dir", dir.File("m3"));
+        Assert.Equal(2, code);
+        Assert.Contains("this shard was computed for another run", err);
+        (code, _, err) = EndToEnd.Cli.Run("merge", dir.File("none.safetensors"), "--out-dir", dir.File("m4"));
+        Assert.Equal(2, code);
+        Assert.Contains("shard file not found", err);
+        Assert.False(Directory.Exists(dir.File("m1")) || Directory.Exists(dir.File("m2")) || Directory.Exists(dir.File("m3")));
+    }
+
+    [Theory]
+    [InlineData("--shard 3/2", "--shard: shard 3 of 2 is not in 1..2")]
+    [InlineData("--shard two", "--shard expects I/N (e.g. 2/8) or auto")]
+    [InlineData("--shard 1/2 --metric wanda", "--metric wanda is not split into shards yet")]
+    [InlineData("--shard 1/2 --grad-reduction mean", "needs --grad-reduction sum")]
+    [InlineData("--shard 30/30", "there are only 12 calibration batches, so this shard has none")]
+    public void UnsupportedShardsAreInputErrors(string extra, string message)
+    {
+        using var dir = new TempDir();
+        var (code, _, err) = EndToEnd.Cli.Run(Args(dir.File("o"), extra.Split(' ')));
+        Assert.Equal(2, code);
+        Assert.Contains(message, err);
+    }
+
+    [Fact]
+    public void AutoReadsSlurmAndKubernetesIndices()
+    {
+        Dictionary<string, string?> env = new() { ["SLURM_ARRAY_TASK_ID"] = "5", ["SLURM_ARRAY_TASK_MIN"] = "4", ["SLURM_ARRAY_TASK_COUNT"] = "8" };
+        Assert.Equal(new ShardSpec(2, 8), ShardSpec.Parse("auto", k => env.GetValueOrDefault(k)));
+        env = new() { ["JOB_COMPLETION_INDEX"] = "0", ["CWA_SHARD_COUNT"] = "4" };
+        Assert.Equal(new ShardSpec(1, 4), ShardSpec.Parse("auto", k => env.GetValueOrDefault(k)));
+        Assert.Equal(new ShardSpec(1, 6), ShardSpec.Parse("auto", k => env.GetValueOrDefault(k), 6));
+        env = new() { ["JOB_COMPLETION_INDEX"] = "3" };
+        Assert.Contains("pass --shard-count", Assert.Throws<InputException>(() => ShardSpec.Parse("auto", k => env.GetValueOrDefault(k))).Message);
+        Assert.Contains("neither SLURM_ARRAY_TASK_ID", Assert.Throws<InputException>(() => ShardSpec.Parse("auto", _ => null)).Message);
+        env = new() { ["JOB_COMPLETION_INDEX"] = "4", ["CWA_SHARD_COUNT"] = "4" };
+        Assert.Contains("shard 5 of 4", Assert.Throws<InputException>(() => ShardSpec.Parse("auto", k => env.GetValueOrDefault(k))).Message);
+        Assert.Equal([1, 4, 7], new ShardSpec(2, 3).Batches(9));
+    }
+}
