@@ -38,6 +38,7 @@ internal static class AnalyzeCommand
     private static readonly Option<int> EvalBatchSize = new("--eval-batch-size") { Description = "Held-out texts per evaluation batch when perturbing (default 1: the paired statistics compare text by text; larger is faster on a GPU).", DefaultValueFactory = _ => 1 };
     private static readonly Option<string?> Shard = new("--shard") { Description = "I/N or auto: compute only shard I of N of the calibration batches and write its partial sums (shard-I-of-N.safetensors) instead of the outputs; `cwa merge` combines them. auto reads a Slurm array task or a Kubernetes Indexed Job index." };
     private static readonly Option<int?> ShardCount = new("--shard-count") { Description = "--shard auto on Kubernetes: the number of shards (the Indexed Job's completions); also CWA_SHARD_COUNT." };
+    private static readonly Option<string?> Tasks = new("--tasks") { Description = "Downstream tasks scored on the baseline, the perturbed top-k and every control: builtin or JSONL files (see cwa eval --tasks)." };
     private static readonly Option<int> DumpTop = new("--dump-top") { Description = "parquet dump: the top N weights of each scored tensor (0 = every weight; use with --dump-tensors).", DefaultValueFactory = _ => 1000 };
     private static readonly Option<string[]> DumpTensors = new("--dump-tensors") { Description = "parquet dump: only these tensors, e.g. model.layers.1.mlp.down_proj.weight (the model. prefix and .weight suffix may be left out).", AllowMultipleArgumentsPerToken = true };
     private static readonly Option<bool> SaveTokens = new("--save-tokens") { Description = "Write the calibration token ids, batch by batch, to calibration_tokens.jsonl (to reproduce the gradients elsewhere, e.g. in PyTorch)." };
@@ -50,7 +51,7 @@ internal static class AnalyzeCommand
         var cmd = new Command("analyze", "Score, rank and report the critical weights of a model (default: the built-in demo model and corpus).");
         foreach (var o in new Option[] { CommonOptions.Model, CommonOptions.Device, CommonOptions.CudaLibDir, CommonOptions.Dtype, Metric, Mode, TopK, Seeds, DataFile, TextField, EvalFile, MaxSamples, MaxLength, BatchSize,
                      OutDir, SavePlots, PerturbationOptions.Perturb, PerturbationOptions.PerturbScale, PerturbationOptions.AbsoluteNoise, PerturbationOptions.PerturbProb, PerturbationOptions.Bit, PerturbationOptions.QuantBits, PerturbationOptions.QuantGroup, QuantizeAllButTop, Controls, ControlSeeds, KSweep, StabilityCheck, GradReduction,
-                     Include1D, HutchinsonProbes, ObdCurvature, CommonOptions.Threads, Recompute, CommonOptions.Streaming, CommonOptions.MemoryBudget, DumpScores, DumpTop, DumpTensors, KnownWeights, AblateEach, EvalBatchSize, Shard, ShardCount, SaveTokens, SkipNonFinite, CheckpointEvery, Resume, CommonOptions.ExperimentName, CommandRunner.Quiet, CommandRunner.Verbose })
+                     Include1D, HutchinsonProbes, ObdCurvature, CommonOptions.Threads, Recompute, CommonOptions.Streaming, CommonOptions.MemoryBudget, DumpScores, DumpTop, DumpTensors, KnownWeights, AblateEach, EvalBatchSize, Shard, ShardCount, Tasks, SaveTokens, SkipNonFinite, CheckpointEvery, Resume, CommonOptions.ExperimentName, CommandRunner.Quiet, CommandRunner.Verbose })
             cmd.Add(o);
         CommandRunner.SetAction(cmd, (parse, stdout) =>
         {
@@ -109,6 +110,7 @@ internal static class AnalyzeCommand
             : p.GetResult(DumpTop) is { Implicit: false } || p.GetResult(DumpTensors) is { Implicit: false } ? throw new Core.InputException("--dump-top and --dump-tensors apply to --dump-scores parquet") : null,
         SaveTokens = p.GetValue(SaveTokens),
         KnownWeights = p.GetValue(KnownWeights),
+        Tasks = p.GetValue(Tasks),
         Shard = p.GetValue(Shard) is { } shard ? ShardSpec.Parse(shard, Environment.GetEnvironmentVariable, p.GetValue(ShardCount)) : null,
         EvalBatchSize = CommonOptions.Positive(p.GetValue(EvalBatchSize), "--eval-batch-size"),
         AblateEach = p.GetValue(AblateEach) >= 0 ? p.GetValue(AblateEach) : throw new Core.InputException($"--ablate-each must be 0 or more (got {p.GetValue(AblateEach)})"),

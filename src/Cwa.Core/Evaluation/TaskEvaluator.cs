@@ -12,6 +12,12 @@ namespace Cwa.Core.Evaluation;
 /// </summary>
 public sealed record TaskResult(string Task, string Kind, int Items, int Skipped, double Accuracy, double? AccuracyNorm, double? TargetNll);
 
+/// <summary>Task sets to score a model on, with the tokenizer and length limit they are scored with.</summary>
+public sealed record TaskSuite(IReadOnlyList<TaskSet> Sets, Tokenization.ITextTokenizer Tokenizer, int MaxLength)
+{
+    public IReadOnlyList<TaskResult> Run(IBackend backend) => Sets.Select(s => TaskEvaluator.Run(backend, Tokenizer, s, MaxLength)).ToList();
+}
+
 /// <summary>
 /// Scores task items with the model as it is (so a perturbed model can be scored too). A continuation is tokenized on
 /// its own and appended to the context's tokens (as lm-eval-harness does), so the context's tokens are the same in

@@ -182,6 +182,16 @@ public static class AnalysisPipeline
                     if (split.RandomShare is double rshare) results.Add(new("random_k_share_of_quantization_damage", "share random-k carry", rshare));
                 }
             }
+            if (pert != null)
+                foreach (var t in pert.BaselineTasks)
+                {
+                    results.Add(new($"task_{t.Task}_acc_baseline", $"{t.Task} acc, baseline", t.Accuracy));
+                    if (pert.TopKRun.Tasks.FirstOrDefault(x => x.Task == t.Task) is { } topTask)
+                        results.Add(new($"task_{t.Task}_acc_top_k", $"{t.Task} acc, top_k perturbed", topTask.Accuracy));
+                    foreach (var c in pert.Controls)
+                        if (c.Runs.SelectMany(x => x.Tasks).Where(x => x.Task == t.Task).ToList() is { Count: > 0 } cs)
+                            results.Add(new($"task_{t.Task}_acc_{c.Selection}_mean", $"{t.Task} acc, {c.Selection} (mean)", cs.Average(x => x.Accuracy)));
+                }
             if (stability != null) results.Add(new("mean_jaccard_across_seeds", "mean Jaccard across seeds", stability.MeanJaccardAcrossSeeds));
             if (ablation is { Weights.Count: > 0 } ab)
             {

@@ -59,6 +59,8 @@ public sealed record AnalyzeRequest
     public int EvalBatchSize { get; init; } = 1;
     /// <summary>--shard I/N: compute only this shard's partial sums and write them instead of the outputs.</summary>
     public ShardSpec? Shard { get; init; }
+    /// <summary>--tasks: downstream task sets scored on the baseline, the top-k and every control (builtin or JSONL files).</summary>
+    public string? Tasks { get; init; }
     /// <summary>cwa merge: the shard files whose summed partial sums replace the gradient pass.</summary>
     public IReadOnlyList<string> MergeShards { get; init; } = [];
     /// <summary>Write the calibration batches' token ids to calibration_tokens.jsonl (to reproduce G elsewhere).</summary>

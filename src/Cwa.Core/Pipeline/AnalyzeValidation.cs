@@ -25,6 +25,9 @@ internal static class AnalyzeValidation
             throw new InputException("--bit only applies to --perturb bit_flip");
         if (r.QuantizeAllButTop && kind != PerturbationKind.Quantize)
             throw new InputException("--quantize-all-but-top only applies to --perturb quantize");
+        if (r.Tasks != null && !perturbs)
+            throw new InputException("--tasks scores the baseline against the perturbed sets: add --perturb (or score a model alone with cwa eval --tasks)");
+        if (r.Tasks != null) Evaluation.TaskItems.Load(r.Tasks); // task files are checked before anything is loaded
         if (r.QuantizeAllButTop && r.PerturbProb < 1)
             throw new InputException("--quantize-all-but-top compares quantising everything with everything but the top-k; --perturb-prob below 1 would quantise different subsets in each");
         if (r.ScoresParquet is { Top: <= 0, Tensors.Count: 0 })

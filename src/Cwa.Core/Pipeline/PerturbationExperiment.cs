@@ -9,6 +9,8 @@ namespace Cwa.Core.Pipeline;
 /// <summary>Held-out metrics of one perturbed set, relative to the unperturbed model.</summary>
 public sealed record PerturbedRun(string Selection, int Seed, long WeightsTouched, double Nll, double Perplexity, double Accuracy, double DeltaPerplexity, double DeltaNll)
 {
+    /// <summary>Downstream task scores with this set perturbed (--tasks).</summary>
+    public IReadOnlyList<TaskResult> Tasks { get; init; } = [];
     /// <summary>Per evaluation unit (text) NLL sums, for paired comparisons; not written.</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public IReadOnlyList<EvalResult> Units { get; init; } = [];
@@ -71,6 +73,8 @@ public sealed record PerturbationReport(
     EvalMetrics Baseline, PerturbedRun TopKRun, IReadOnlyList<ControlSummary> Controls, IReadOnlyList<DoseResponsePoint> KSweep,
     double? TopOverRandomRatio, double? TopMinusRandomCi95High)
 {
+    /// <summary>Downstream task scores of the unperturbed model (--tasks).</summary>
+    public IReadOnlyList<TaskResult> BaselineTasks { get; init; } = [];
     /// <summary>quantize: the grid (bits, group size); null for other kinds.</summary>
     public QuantGrid? Quantization { get; init; }
     /// <summary>--quantize-all-but-top: every scored weight quantised, then all but the top-k.</summary>
@@ -112,7 +116,7 @@ public static class PerturbationExperiment
         using var phase = progress.Start("perturbation", evaluations * evalBatches.Count);
         var backend = model.Backend;
 
-        var meter = new PerturbationMeter(backend, evalBatches, settings, phase);
+        var meter = new PerturbationMeter(backend, evalBatches, settings, phase, r.Tasks == null ? null : new TaskSuite(TaskItems.Load(r.Tasks), model.Tokenizer, r.MaxLength));
         var baseline = meter.Baseline;
         PerturbedRun Measure(string label, int drawSeed, IReadOnlyList<TensorSelection> set) => meter.Measure(label, drawSeed, set);
         List<TensorSelection> RandomMatching(IReadOnlyList<TensorSelection> top, int drawSeed) => RandomKSelector.Matching(backend.Specs, top, drawSeed);
@@ -174,6 +178,7 @@ public static class PerturbationExperiment
             ranking.Mode.Name(), r.TopK, baseline, topRunMain, controlSummaries, points, ratio, margin)
         {
             Quantization = kind == PerturbationKind.Quantize ? new QuantGrid(r.QuantBits, r.QuantGroup) : null,
+            BaselineTasks = meter.BaselineTasks,
             Split = split,
         };
     }

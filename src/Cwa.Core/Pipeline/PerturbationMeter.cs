@@ -16,13 +16,18 @@ public sealed class PerturbationMeter
     private readonly PerturbationSettings _settings;
     private readonly IPhaseProgress _phase;
 
-    public EvalMetrics Baseline { get; }
+    private readonly TaskSuite? _tasks;
 
-    /// <summary>Measures the baseline at once (one evaluation of the phase's steps).</summary>
-    public PerturbationMeter(IBackend backend, IReadOnlyList<Batch> evalBatches, PerturbationSettings settings, IPhaseProgress phase)
+    public EvalMetrics Baseline { get; }
+    /// <summary>Downstream task scores of the unperturbed model (empty without tasks).</summary>
+    public IReadOnlyList<TaskResult> BaselineTasks { get; } = [];
+
+    /// <summary>Measures the baseline at once (one evaluation of the phase's steps); with tasks, scores them on every set too.</summary>
+    public PerturbationMeter(IBackend backend, IReadOnlyList<Batch> evalBatches, PerturbationSettings settings, IPhaseProgress phase, TaskSuite? tasks = null)
     {
-        (_backend, _evalBatches, _settings, _phase) = (backend, evalBatches, settings, phase);
+        (_backend, _evalBatches, _settings, _phase, _tasks) = (backend, evalBatches, settings, phase, tasks);
         Baseline = Evaluator.Run(backend, evalBatches, phase);
+        if (tasks != null) BaselineTasks = tasks.Run(backend);
     }
 
     /// <param name="whilePerturbed">called with the perturbation applied, before the evaluation (to read the new values)</param>
@@ -33,7 +38,10 @@ public sealed class PerturbationMeter
         {
             whilePerturbed?.Invoke(snapshot);
             var m = Evaluator.Run(_backend, _evalBatches, _phase);
-            return new PerturbedRun(label, seed, snapshot.Count, m.Nll, m.Perplexity, m.Accuracy, m.Perplexity - Baseline.Perplexity, m.Nll - Baseline.Nll) { Units = m.Units };
+            return new PerturbedRun(label, seed, snapshot.Count, m.Nll, m.Perplexity, m.Accuracy, m.Perplexity - Baseline.Perplexity, m.Nll - Baseline.Nll)
+            {
+                Units = m.Units, Tasks = _tasks?.Run(_backend) ?? [],
+            };
         }
         finally
         {

@@ -49,6 +49,7 @@ public static class RunConfigJson
             ["known_weights"] = r.KnownWeights,
             ["ablate_each"] = r.AblateEach,
             ["eval_batch_size"] = r.EvalBatchSize,
+            ["tasks"] = r.Tasks,
             ["experiment_name"] = r.ExperimentName,
             ["requested_model"] = r.Model,
             ["requested_device"] = r.Device,

@@ -88,4 +88,26 @@ public class TaskTests
         Assert.Equal(2, code);
         Assert.Contains("none.jsonl: task file not found", err);
     }
+
+    [Fact]
+    public void AnalyzeScoresTasksOnTheBaselineTheTopKAndTheControls()
+    {
+        using var dir = new TempDir();
+        using var tiny = new EndToEnd.TinyModelFixture();
+        string tasks = Write(dir, "mc.jsonl", new { context = "The harbor town", choices = new[] { " opens", " zz" }, label = 0 }, new { context = "A", choices = new[] { " b", " c", " d" }, label = 1 });
+        var (code, _, err) = EndToEnd.Cli.Run("analyze", "--model", tiny.Model, "--out-dir", dir.File("out"), "--quiet", "--save-plots", "false", "--max-samples", "8",
+            "--max-length", "32", "--topk", "5", "--perturb", "zero", "--controls", "random_k", "--control-seeds", "2", "--tasks", tasks);
+        Assert.True(code == 0, err);
+        using var m = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.File("out"), "experiment_manifest.json")));
+        var results = m.RootElement.GetProperty("results");
+        foreach (var key in new[] { "task_mc_acc_baseline", "task_mc_acc_top_k", "task_mc_acc_random_k_mean" })
+            Assert.InRange(results.GetProperty(key).GetDouble(), 0, 1);
+        using var p = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.File("out"), "perturbation_results.json")));
+        Assert.Equal(2, p.RootElement.GetProperty("top_k_run").GetProperty("tasks")[0].GetProperty("items").GetInt32());
+        Assert.Equal(2, p.RootElement.GetProperty("controls")[0].GetProperty("runs").EnumerateArray().Count(r => r.GetProperty("tasks").GetArrayLength() == 1));
+
+        (code, _, err) = EndToEnd.Cli.Run("analyze", "--model", tiny.Model, "--out-dir", dir.File("o2"), "--tasks", tasks);
+        Assert.Equal(2, code);
+        Assert.Contains("--tasks scores the baseline against the perturbed sets: add --perturb", err);
+    }
 }
