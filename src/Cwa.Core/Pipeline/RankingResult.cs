@@ -31,6 +31,8 @@ public sealed class RankingResult
     public IReadOnlyList<ScoredIndex> Dumped { get; init; } = [];
     /// <summary>Probed (known) weights scored on the host, with their exact rank within their tensor.</summary>
     public IReadOnlyList<ProbedWeight> Probed { get; init; } = [];
+    /// <summary>OverallStats' quantiles come from the 16-bit radix counts (within ±0.4%), not the log histogram's bin edges.</summary>
+    public bool OverallQuantilesPrecise { get; init; }
 
     /// <summary>The top-k set for the run's mode, best first within each group.</summary>
     public List<ScoredIndex> Select(int k)

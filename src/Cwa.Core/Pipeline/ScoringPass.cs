@@ -33,7 +33,7 @@ public static class ScoringPass
             }
         }
         dump?.Commit();
-        return builder.Build();
+        return builder.Build(onDevice == null ? scorer.Quantiles : null);
     }
 
     /// <summary>The tensors this metric scores, in tensor order; k must fit the largest.</summary>

@@ -120,7 +120,7 @@ internal static class StreamingAnalysis
         scorer.Release();
         dump?.Commit();
         if (metric == SensitivityMetric.Magnitude)
-            return (new ScoreSources { CalibrationLoss = double.NaN, CalibrationTokens = 0, CalibrationSequences = 0 }, builder.Build(), scoring.Elapsed.TotalSeconds);
+            return (new ScoreSources { CalibrationLoss = double.NaN, CalibrationTokens = 0, CalibrationSequences = 0 }, builder.Build(scorer.Quantiles), scoring.Elapsed.TotalSeconds);
         var sources = new ScoreSources
         {
             CalibrationLoss = lossSum / tokens, MeanBatchLoss = batchLossSum / used, CalibrationTokens = tokens,
@@ -128,7 +128,7 @@ internal static class StreamingAnalysis
             Activations = activations, SkippedBatches = skipped, CapturedGradients = gradients ? captured : null,
             ForwardBackwardSeconds = gradients ? seconds - scoring.Elapsed.TotalSeconds : 0, ForwardBackwardFlops = flops,
         };
-        return (sources, builder.Build(), scoring.Elapsed.TotalSeconds);
+        return (sources, builder.Build(scorer.Quantiles), scoring.Elapsed.TotalSeconds);
     }
 
     /// <summary>What a streamed run cannot do, refused before any work with what to do instead.</summary>

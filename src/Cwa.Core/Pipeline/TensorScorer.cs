@@ -14,6 +14,8 @@ internal sealed class TensorScorer(SensitivityMetric metric, ObdCurvature curvat
     private float[] _scores = [];
 
     public SensitivityMetric Metric => metric;
+    /// <summary>Model-wide quantiles of every score summarised here (host scoring; a device-scored tensor is not in it).</summary>
+    public RadixQuantiles Quantiles { get; } = new();
     public ObdCurvature Curvature => curvature;
 
     /// <summary>A score buffer of at least n values (reused; grown when a larger tensor comes).</summary>
@@ -35,6 +37,7 @@ internal sealed class TensorScorer(SensitivityMetric metric, ObdCurvature curvat
     {
         var s = scores.AsSpan(0, n);
         dump?.Write(spec.Name, s);
+        Quantiles.Add(s);
         var (st, sumSq) = TensorStatsCalculator.Compute(spec, scores, n, threads);
         var histogram = new LogHistogramBuilder();
         histogram.Add(scores, n, threads);
@@ -74,7 +77,8 @@ internal sealed class RankingBuilder(IReadOnlyList<ParameterSpec> specs, Ranking
 
     public void Add(int t, ScoreSummary summary) => _summaries.Add(t, summary);
 
-    public RankingResult Build()
+    /// <param name="quantiles">model-wide quantiles of every scored weight (null when some tensor was scored on the device)</param>
+    public RankingResult Build(RadixQuantiles? quantiles = null)
     {
         var top = new Dictionary<int, List<ScoredIndex>>();
         var bottom = new Dictionary<int, List<ScoredIndex>>();
@@ -113,6 +117,8 @@ internal sealed class RankingBuilder(IReadOnlyList<ParameterSpec> specs, Ranking
         }
         var overall = overallAgg.Rows()[0];
         var h = histogram.Build();
+        bool precise = quantiles != null && quantiles.Total == overall.NumWeights;
+        double Q(double q) => precise ? quantiles!.Quantile(q) : HistogramQuantile(h, q);
         return new RankingResult
         {
             Mode = mode,
@@ -127,7 +133,8 @@ internal sealed class RankingBuilder(IReadOnlyList<ParameterSpec> specs, Ranking
             PerComponentAggregates = compAgg.Rows(),
             Overall = overall,
             OverallStats = new TensorStats("all", -1, "all", overall.NumWeights, overall.Mean, overall.Std, overallMin, overall.Max,
-                HistogramQuantile(h, 0.5), HistogramQuantile(h, 0.95), HistogramQuantile(h, 0.99), HistogramQuantile(h, 0.999), h.Zeros, overall.Sum),
+                Q(0.5), Q(0.95), Q(0.99), Q(0.999), h.Zeros, overall.Sum),
+            OverallQuantilesPrecise = precise,
             Histogram = h,
             Concentration = concentration,
             Dumped = dumped,

@@ -48,7 +48,7 @@ public static class Plots
         return Save(plt, path);
     }
 
-    public static IReadOnlyList<string> Distribution(string path, string title, LogHistogram h, TensorStats overall)
+    public static IReadOnlyList<string> Distribution(string path, string title, LogHistogram h, TensorStats overall, bool preciseQuantiles = false)
     {
         var plt = NewPlot(title, "score (log10 bins)", "weights per bin (log10)");
         var bars = new List<Bar>();
@@ -66,8 +66,8 @@ public static class Plots
             $"weights: {overall.NumWeights:N0}",
             $"zeros: {h.Zeros:N0}",
             $"mean: {overall.Mean:G4}",
-            $"median: ≤ {overall.P50:G3} (bin edge)",
-            $"p99: ≤ {overall.P99:G3} (bin edge)",
+            preciseQuantiles ? $"median: {overall.P50:G4} (±0.4%)" : $"median: ≤ {overall.P50:G3} (bin edge)",
+            preciseQuantiles ? $"p99: {overall.P99:G4} (±0.4%)" : $"p99: ≤ {overall.P99:G3} (bin edge)",
             $"max: {overall.Max:G4}");
         var note = plt.Add.Annotation(text, Alignment.UpperRight);
         note.LabelFontSize = 15;
