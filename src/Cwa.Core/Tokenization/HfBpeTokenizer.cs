@@ -80,16 +80,16 @@ public sealed class HfBpeTokenizer : ITextTokenizer
         try
         {
             if (new Regex(pattern, RegexOptions.None, MatchTimeout).Matches(Probe).Any(m => m.Length == 0))
-                throw new InputException($"{path}: split pattern '{pattern}' matches the empty string, so text could not be split");
+                throw new InputException($"{path}: split pattern '{Shown(pattern)}' matches the empty string, so text could not be split");
             return new Regex($"(?:{pattern})(?<!\\G)", RegexOptions.Compiled, MatchTimeout);
         }
         catch (ArgumentException e)
         {
-            throw new InputException($"{path}: split pattern '{pattern}' is not a valid regular expression ({e.Message.Split('\n')[0]})");
+            throw new InputException($"{path}: split pattern '{Shown(pattern)}' is not a valid regular expression ({Shown(e.Message.Split('\n')[0])})");
         }
         catch (RegexMatchTimeoutException)
         {
-            throw new InputException($"{path}: split pattern '{pattern}' takes over {MatchTimeout.TotalSeconds:0} s on a short text (catastrophic backtracking)");
+            throw new InputException($"{path}: split pattern '{Shown(pattern)}' takes over {MatchTimeout.TotalSeconds:0} s on a short text (catastrophic backtracking)");
         }
     }
 
@@ -112,6 +112,13 @@ public sealed class HfBpeTokenizer : ITextTokenizer
             default:
                 throw new InputException($"{path}: pre_tokenizer type '{o["type"]}' is not supported (supported: Sequence/Split/ByteLevel)");
         }
+    }
+
+    /// <summary>A pattern as an error message shows it: one line (control characters escaped), at most 80 characters.</summary>
+    private static string Shown(string pattern)
+    {
+        var escaped = Regex.Replace(pattern, @"\p{Cc}", m => $"\\u{(int)m.Value[0]:x4}");
+        return escaped.Length <= 80 ? escaped : escaped[..77] + "...";
     }
 
     /// <summary>Llama 3 adds BOS through a TemplateProcessing post-processor that starts with a special token.</summary>

@@ -83,6 +83,20 @@ public class TokenizerLoaderTests
     }
 
     [Fact]
+    public void ABrokenSplitPatternWithALineBreakIsAOneLineError()
+    {
+        // Found by the fuzzer: the pattern (and the regex parser's message) carried a raw newline into the error.
+        using var dir = new TempDir();
+        var json = System.Text.Json.Nodes.JsonNode.Parse(ByteLevelBpeTrainer.Train(Cwa.Core.Data.BuiltInCorpus.All.Take(20), 300).TokenizerJson)!;
+        json["pre_tokenizer"]!["pretokenizers"]![0]!["pattern"]!["Regex"] = "\\p{L}+| ?[^\\s\\p{\n]*|\\s+";
+        File.WriteAllText(dir.File("tokenizer.json"), json.ToJsonString());
+        var e = Assert.Throws<InputException>(() => TokenizerLoader.Load(dir.Path));
+        Assert.Contains("split pattern", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.DoesNotContain('\r', e.Message);
+    }
+
+    [Fact]
     public void MissingAndMalformedTokenizersAreClearErrors()
     {
         using var dir = new TempDir();
