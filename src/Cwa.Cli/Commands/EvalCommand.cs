@@ -34,11 +34,7 @@ internal static class EvalCommand
                 EvalMetrics metrics;
                 using (var phase = sink.Start("evaluate", batches.Count))
                     metrics = Evaluator.Run(model.Backend, batches, phase);
-                var scored = new List<TaskResult>();
-                foreach (var t in tasks)
-                    using (var phase = sink.Start($"task {t.Name}", t.Items.Sum(i => 1 + i.Choices.Count)))
-                        scored.Add(TaskEvaluator.Run(model.Backend, model.Tokenizer, t, r.MaxLength, phase));
-                return (metrics, scored);
+                return (metrics, new TaskSuite(tasks, model.Tokenizer, r.MaxLength).Run(model.Backend, sink));
             });
             stdout.WriteLine($"tokens {m.Tokens}  nll {m.Nll:F4}  perplexity {m.Perplexity:F3}  top-1 accuracy {m.Accuracy:P2}");
             foreach (var t in results)

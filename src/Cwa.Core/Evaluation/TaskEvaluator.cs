@@ -15,7 +15,12 @@ public sealed record TaskResult(string Task, string Kind, int Items, int Skipped
 /// <summary>Task sets to score a model on, with the tokenizer and length limit they are scored with.</summary>
 public sealed record TaskSuite(IReadOnlyList<TaskSet> Sets, Tokenization.ITextTokenizer Tokenizer, int MaxLength)
 {
-    public IReadOnlyList<TaskResult> Run(IBackend backend) => Sets.Select(s => TaskEvaluator.Run(backend, Tokenizer, s, MaxLength)).ToList();
+    /// <param name="progress">a phase per task set when given (cwa eval); perturbation runs score tasks inside their own phase</param>
+    public IReadOnlyList<TaskResult> Run(IBackend backend, IProgressSink? progress = null) => Sets.Select(s =>
+    {
+        using var phase = progress?.Start($"task {s.Name}", s.Items.Sum(i => 1 + i.Choices.Count));
+        return TaskEvaluator.Run(backend, Tokenizer, s, MaxLength, phase);
+    }).ToList();
 }
 
 /// <summary>
@@ -48,7 +53,6 @@ public static class TaskEvaluator
         }
         if (plan.Count == 0)
             throw new InputException($"task {set.Name}: no item fits --max-length {maxLength} tokens");
-        // A one-token context (BOS alone) predicts nothing: its sums are zero without running it.
         var batches = CalibrationSet.MakeBatches(sequences, 1, tok.PadId);
         var results = backend.EvaluateEach(batches, progress);
         int right = 0, rightNorm = 0;

@@ -8,17 +8,15 @@ public static class DenseAndSparse
 {
     public static (List<TensorSelection> All, List<TensorSelection> AllButKept) Sets(IEnumerable<(int Tensor, long Count)> tensors, IReadOnlyList<TensorSelection> kept)
     {
+        var list = tensors.ToList();
+        return (list.Select(t => new TensorSelection(t.Tensor, Complement(t.Count, []))).ToList(), AllBut(list, kept));
+    }
+
+    /// <summary>Every weight of the tensors except the kept ones (the other half of Sets, without building the full set).</summary>
+    public static List<TensorSelection> AllBut(IEnumerable<(int Tensor, long Count)> tensors, IReadOnlyList<TensorSelection> kept)
+    {
         var keptBy = kept.ToDictionary(k => k.TensorIndex, k => k.FlatIndices);
-        var all = new List<TensorSelection>();
-        var rest = new List<TensorSelection>();
-        foreach (var (t, n) in tensors)
-        {
-            var every = new long[n];
-            for (long i = 0; i < n; i++) every[i] = i;
-            all.Add(new TensorSelection(t, every));
-            rest.Add(new TensorSelection(t, Complement(n, keptBy.GetValueOrDefault(t, []))));
-        }
-        return (all, rest);
+        return tensors.Select(t => new TensorSelection(t.Tensor, Complement(t.Count, keptBy.GetValueOrDefault(t.Tensor, [])))).ToList();
     }
 
     /// <summary>0..n-1 without the given indices (sorted ascending, each below n).</summary>

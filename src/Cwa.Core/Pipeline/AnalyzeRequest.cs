@@ -34,6 +34,10 @@ public sealed record AnalyzeRequest
     public int QuantGroup { get; init; } = 128;
     /// <summary>quantize: also quantise every scored weight, and every one except the top-k (dense-and-sparse split).</summary>
     public bool QuantizeAllButTop { get; init; }
+
+    /// <summary>The perturbation these options describe, for weights held in heldType (what bit_flip flips).</summary>
+    public Perturbation.PerturbationSettings PerturbationSettingsFor(Perturbation.PerturbationKind kind, Checkpoints.DType heldType, ulong seed = 0) =>
+        new(kind, PerturbScale, PerturbAbsolute, PerturbProb, Bit, heldType, seed, QuantBits, QuantGroup);
     public IReadOnlyList<string> Controls { get; init; } = [];
     public int ControlSeeds { get; init; } = 5;
     public IReadOnlyList<int> KSweep { get; init; } = [];

@@ -55,7 +55,6 @@ internal static class AnalyzeValidation
         if (r.ScoresParquet is { } pq && scored.Where(pq.Wants).Sum(s => (long)pq.Count(s)) * DumpBytesPerRow is var dump && dump > available)
             throw new InputException($"--dump-scores parquet would hold about {MemoryEstimate.Format(dump)} of rows ({DumpBytesPerRow} bytes each), more than the {MemoryEstimate.Format(available)} available; lower --dump-top or name fewer --dump-tensors");
         if (kind != null || r.Controls.Count > 0 || r.KSweep.Count > 0)
-            new PerturbationSettings(kind ?? PerturbationKind.Zero, r.PerturbScale, r.PerturbAbsolute, r.PerturbProb, r.Bit, model.HeldType,
-                QuantBits: r.QuantBits, QuantGroup: r.QuantGroup).Validate();
+            r.PerturbationSettingsFor(kind ?? PerturbationKind.Zero, model.HeldType).Validate();
     }
 }

@@ -109,7 +109,7 @@ public static class PerturbationExperiment
         var kind = PerturbationKinds.Parse(r.Perturb ?? "zero");
         var controls = r.Controls.Select(RankingModes.ParseControl).Distinct().ToList();
         ulong seed = (ulong)r.Seeds[0];
-        var settings = new PerturbationSettings(kind, r.PerturbScale, r.PerturbAbsolute, r.PerturbProb, r.Bit, model.HeldType, seed, r.QuantBits, r.QuantGroup);
+        var settings = r.PerturbationSettingsFor(kind, model.HeldType, seed);
         settings.Validate();
         var sweep = r.KSweep.Where(k => k <= ranking.MaxK).Distinct().Order().ToList();
         int evaluations = 1 + 1 + controls.Sum(c => c == ControlKind.BottomK ? 1 : r.ControlSeeds) * (1 + sweep.Count) + sweep.Count + (r.QuantizeAllButTop ? 3 : 0);
@@ -164,7 +164,7 @@ public static class PerturbationExperiment
             var random = RandomMatching(top, randomSeed);
             var quantised = ranking.ScoredTensors.Where(t => backend.Specs[t].Is2D).Select(t => (t, backend.Specs[t].NumElements)).ToList();
             var (all, butTop) = DenseAndSparse.Sets(quantised, top);
-            var (_, butRandom) = DenseAndSparse.Sets(quantised, random);
+            var butRandom = DenseAndSparse.AllBut(quantised, random);
             split = new QuantizationSplit(Measure("quantize_all", (int)seed, all), Measure("quantize_all_but_top", (int)seed, butTop),
                 Measure("quantize_all_but_random_k", randomSeed, butRandom), all.Sum(a => (long)a.FlatIndices.Length) - butTop.Sum(b => (long)b.FlatIndices.Length));
         }

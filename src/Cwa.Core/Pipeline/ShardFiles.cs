@@ -50,10 +50,11 @@ public static class ShardFiles
     public static ScoreSources Merge(IReadOnlyList<string> paths, string runKey, IReadOnlyList<ParameterSpec> specs, bool fisherNeeded, int totalBatches)
     {
         var byIndex = new SortedDictionary<int, string>();
+        var metadata = new Dictionary<string, IReadOnlyDictionary<string, string>>();
         int count = 0;
         foreach (var p in paths)
         {
-            var meta = Metadata(p);
+            var meta = metadata[p] = Metadata(p);
             if (!meta.TryGetValue("run_key", out var key) || key != runKey)
                 throw new InputException($"{p}: this shard was computed for another run (model weights, data or arguments differ from the other shards')");
             int index = int.TryParse(meta.GetValueOrDefault("shard_index"), out int i) ? i : throw new InputException($"{p}: not a cwa shard file (no shard_index)");
@@ -79,7 +80,7 @@ public static class ShardFiles
                 fisher == null ? null : (t, v) => System.Numerics.Tensors.TensorPrimitives.Add(fisher.Sums[t]!, v, fisher.Sums[t]!))!;
             (lossSum, tokens, batchLossSum, used) = (lossSum + pos.LossSum, tokens + pos.Tokens, batchLossSum + pos.BatchLossSum, used + pos.BatchesUsed);
             skipped.AddRange(pos.Skipped);
-            var meta = Metadata(p);
+            var meta = metadata[p];
             inputTokens += long.Parse(meta["input_tokens"], CultureInfo.InvariantCulture);
             sequences += int.Parse(meta["sequences"], CultureInfo.InvariantCulture);
         }

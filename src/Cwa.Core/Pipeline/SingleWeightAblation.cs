@@ -27,7 +27,7 @@ public static class SingleWeightAblation
     public static AblationReport Run(LoadedModel model, IReadOnlyList<Batch> evalBatches, RankingResult ranking, AnalyzeRequest r, IProgressSink progress)
     {
         var kind = PerturbationKinds.Parse(r.Perturb ?? "zero");
-        var settings = new PerturbationSettings(kind, r.PerturbScale, r.PerturbAbsolute, r.PerturbProb, r.Bit, model.HeldType, (ulong)r.Seeds[0], r.QuantBits, r.QuantGroup);
+        var settings = r.PerturbationSettingsFor(kind, model.HeldType, (ulong)r.Seeds[0]);
         var top = ranking.Global.Take(r.AblateEach).ToList();
         progress.Info($"--ablate-each {top.Count}: {2 * top.Count + 1} evaluations of the held-out texts ({evalBatches.Count} batches each)");
         using var phase = progress.Start("single-weight ablation", (2 * top.Count + 1) * evalBatches.Count);

@@ -111,20 +111,15 @@ public static class TargetPerturbation
 
         TargetEntry Entry(string name, ResolvedTarget? single, IReadOnlyList<TensorSelection> set)
         {
-            float? before = null, after = null;
-            if (single != null)
+            float? Value()
             {
+                if (single == null) return null;
                 var v = new float[1];
                 backend.ReadWeightsAt(single.TensorIndex, [single.FlatIndex], v);
-                before = v[0];
+                return v[0];
             }
-            var run = meter.Measure(name, r.Seed, set, _ =>
-            {
-                if (single == null) return;
-                var v = new float[1];
-                backend.ReadWeightsAt(single.TensorIndex, [single.FlatIndex], v);
-                after = v[0];
-            });
+            float? before = Value(), after = null;
+            var run = meter.Measure(name, r.Seed, set, _ => after = Value());
             return new TargetEntry(name, single?.Label, single?.Source, single?.Tensor, single?.Row, single?.Col, before, after, method, run.WeightsTouched,
                 run.Nll, run.Perplexity, run.Accuracy, run.DeltaNll, run.DeltaPerplexity, run.Accuracy - baseline.Accuracy, Control(set));
         }

@@ -153,18 +153,12 @@ public static class Plots
             band.FillColor = band.FillColor.WithAlpha(0.2);
             band.LineWidth = 0;
         }
-        foreach (var s in series)
-        {
-            var sc = plt.Add.Scatter(s.K.Select(k => Math.Log10(k)).ToArray(), s.Delta);
-            sc.LegendText = s.Label;
-            sc.LineWidth = 2;
-            sc.MarkerSize = 8;
-        }
+        foreach (var s in series) KLine(plt, s, 8);
         // Ticks at the swept k, labelled "k (total weights)", when the totals are known; else 1, 10, 100 ...
         plt.Axes.Bottom.TickGenerator = totals is { Count: > 0 }
             ? new ScottPlot.TickGenerators.NumericManual(totals.Keys.Order().Select(k => Math.Log10(k)).ToArray(),
                 totals.Keys.Order().Select(k => $"{k}\n({totals[k]:N0})").ToArray())
-            : new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = KTick, IntegerTicksOnly = true };
+            : KTicks();
         plt.ShowLegend(Alignment.UpperLeft);
         return Save(plt, path);
     }
@@ -174,18 +168,25 @@ public static class Plots
     {
         var plt = NewPlot(title, "k per tensor / block / model (log scale)", "Jaccard of the top-k sets");
         foreach (var s in series)
-        {
-            var sc = plt.Add.Scatter(s.K.Select(k => Math.Log10(k)).ToArray(), s.Delta);
-            sc.LegendText = s.Label;
-            sc.LineWidth = 2;
-            sc.MarkerSize = 6;
-            if (s.Label.Contains("halves", StringComparison.Ordinal)) sc.LinePattern = LinePattern.Dashed;
-        }
+            if (s.Label.Contains("halves", StringComparison.Ordinal)) KLine(plt, s, 6).LinePattern = LinePattern.Dashed;
+            else KLine(plt, s, 6);
         plt.Axes.SetLimitsY(0, 1.05);
-        plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = KTick, IntegerTicksOnly = true };
+        plt.Axes.Bottom.TickGenerator = KTicks();
         plt.ShowLegend(Alignment.UpperRight);
         return Save(plt, path);
     }
+
+    /// <summary>One series against k on a log10 axis.</summary>
+    private static ScottPlot.Plottables.Scatter KLine(Plot plt, DoseResponseSeries s, float markerSize)
+    {
+        var sc = plt.Add.Scatter(s.K.Select(k => Math.Log10(k)).ToArray(), s.Delta);
+        sc.LegendText = s.Label;
+        sc.LineWidth = 2;
+        sc.MarkerSize = markerSize;
+        return sc;
+    }
+
+    private static ScottPlot.TickGenerators.NumericAutomatic KTicks() => new() { LabelFormatter = KTick, IntegerTicksOnly = true };
 
     /// <summary>Concentration curve: joint effect of the top-1..N against the running sum of single-weight effects.</summary>
     public static IReadOnlyList<string> Ablation(string path, string title, int[] ranks, double[] joint, double[] sumAlone, double[] alone)
