@@ -29,4 +29,56 @@ public class DemoModelTests
         Assert.True(top > 10 * noise, $"top-k Δppl {top:G4} is not far above random-k (mean {randomMean:G4}, 95% high {randomHigh:G4})");
         Assert.True(top > 10 * Math.Abs(bottom), $"top-k Δppl {top:G4} is not far above bottom-k {bottom:G4}");
     }
+
+    /// <summary>Issue 17 on the demo: quantisation, the targets round trip and the shape statistics.</summary>
+    [Fact]
+    public void QuantisingTheDemosTopWeightsRoundTripsThroughPerturbAndItsStatsHaveShape()
+    {
+        using var dir = new TempDir();
+        string run = dir.File("run");
+        // All 128 calibration texts, as README's numbers: with fewer the top row is a different token (the ranking is sample-dependent).
+        var (code, _, err) = Cli.Run("analyze", "--out-dir", run, "--quiet", "--topk", "20", "--save-plots", "false",
+            "--perturb", "quantize", "--quant-bits", "3");
+        Assert.True(code == 0, err);
+        (code, _, err) = Cli.Run("perturb", "--targets", Path.Combine(run, "top_weights.csv"), "--perturb", "quantize", "--quant-bits", "3",
+            "--out-dir", dir.File("again"), "--quiet");
+        Assert.True(code == 0, err);
+        using var a = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "perturbation_results.json")));
+        using var b = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.File("again"), "perturbation_results.json")));
+        double analyzed = a.RootElement.GetProperty("top_k_run").GetProperty("delta_perplexity").GetDouble();
+        Assert.NotEqual(0, analyzed);
+        Assert.Equal(analyzed, b.RootElement.GetProperty("entries")[0].GetProperty("delta_perplexity").GetDouble());
+
+        using var stats = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "sensitivity_stats.json")));
+        var embed = stats.RootElement.GetProperty("model.embed_tokens.weight");
+        Assert.True(embed.GetProperty("skewness").GetDouble() > 1 && embed.GetProperty("excess_kurtosis").GetDouble() > 1);
+        using var conc = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "sensitivity_concentration.json")));
+        // The BOS row (1021) holds the largest share of the embedding's top scores, as README reports.
+        Assert.Equal(1021, conc.RootElement.GetProperty("tensors").GetProperty("model.embed_tokens.weight").GetProperty("top_rows_by_count")[0].GetProperty("index").GetInt32());
+    }
+
+    /// <summary>Issue 13 on the demo: a hand-made task file with known answers through `cwa eval`, and every export format from a demo run.</summary>
+    [Fact]
+    public void TasksWithKnownAnswersAndEveryExportWorkOnTheDemo()
+    {
+        using var dir = new TempDir();
+        // The demo learned the calibration corpus: its sentences continue with their own second halves, not letter soup.
+        var lines = Cwa.Core.Data.BuiltInCorpus.Calibration.Take(10).Select(t => t.Split(". ")[0].Split(' ')).Where(w => w.Length >= 8).Take(6)
+            .Select(w => JsonSerializer.Serialize(new { context = string.Join(' ', w[..(w.Length / 2)]), choices = new[] { " " + string.Join(' ', w[(w.Length / 2)..]), " qzx vvkj wqp xzzq jjw" }, label = 0 }));
+        File.WriteAllLines(dir.File("known.jsonl"), lines);
+        var (code, stdout, err) = Cli.Run("eval", "--device", "cpu", "--tasks", dir.File("known.jsonl"));
+        Assert.True(code == 0, err);
+        Assert.Contains("task known (multiple choice, 6 items): acc 1.0000  acc_norm 1.0000", stdout);
+
+        string run = dir.File("run");
+        (code, _, err) = Cli.Run("analyze", "--out-dir", run, "--quiet", "--max-samples", "16", "--topk", "20", "--save-plots", "false");
+        Assert.True(code == 0, err);
+        foreach (var format in Cwa.Core.Export.RunExport.Formats)
+        {
+            (code, _, err) = Cli.Run("export", run, "--format", format, "--out", dir.File(format), "--quiet");
+            Assert.True(code == 0, err);
+            Assert.True(new FileInfo(dir.File(format)).Length > 0, format);
+        }
+        Assert.All(File.ReadAllLines(dir.File("llama-cpp")), l => Assert.Matches(@"^\^(token_embd|output|blk\\\.\d+\\\.[a-z_]+)\\\.weight\$=q8_0$", l));
+    }
 }

@@ -106,6 +106,10 @@ public class TaskTests
         Assert.Equal(2, p.RootElement.GetProperty("top_k_run").GetProperty("tasks")[0].GetProperty("items").GetInt32());
         Assert.Equal(2, p.RootElement.GetProperty("controls")[0].GetProperty("runs").EnumerateArray().Count(r => r.GetProperty("tasks").GetArrayLength() == 1));
 
+        var (evalCode, evalOut, evalErr) = EndToEnd.Cli.Run("eval", "--model", tiny.Model, "--device", "cpu", "--tasks", tasks);
+        Assert.True(evalCode == 0, evalErr);
+        Assert.Contains("task mc (multiple choice, 2 items): acc ", evalOut);
+
         (code, _, err) = EndToEnd.Cli.Run("analyze", "--model", tiny.Model, "--out-dir", dir.File("o2"), "--tasks", tasks);
         Assert.Equal(2, code);
         Assert.Contains("--tasks scores the baseline against the perturbed sets: add --perturb", err);
