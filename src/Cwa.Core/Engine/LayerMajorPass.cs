@@ -5,15 +5,6 @@ using Cwa.Core.Pipeline;
 
 namespace Cwa.Core.Engine;
 
-/// <summary>How a layer-major gradient pass accumulates a tensor's gradient over the batches.</summary>
-internal enum Accumulation
-{
-    /// <summary>In place, each batch's gradient scaled as the batch-major pass scales it (bit-identical sums).</summary>
-    Sum,
-    /// <summary>Each batch's gradient apart: the scaled sum and the sum of squares (empirical Fisher) are both kept.</summary>
-    PerBatch,
-}
-
 /// <summary>A tensor whose sums over every batch are complete; the arrays are only valid during the callback.</summary>
 /// <param name="Weights">the resident weights, or empty for the embedding and lm_head (read them in chunks)</param>
 internal readonly record struct CompletedTensor(int Index, float[] Weights, float[]? Gradient, float[]? Fisher);
@@ -35,17 +26,19 @@ internal sealed record BatchLosses(LossHead<float>.Result[] Results, IReadOnlyLi
 internal sealed class LayerMajorPass
 {
     private readonly StreamedWeights _w;
+    private readonly IBlockEngine _engine;
     private readonly LlamaModel<float> _model;
     private readonly ModelConfig _c;
     private readonly long _memoryBudget;
     private readonly string? _scratchDir;
     private float[] _x = [], _dx = [];
 
-    public LayerMajorPass(StreamedWeights weights, EngineOptions options, long memoryBudget, string? scratchDir)
+    public LayerMajorPass(StreamedWeights weights, IBlockEngine engine, long memoryBudget, string? scratchDir)
     {
         _w = weights;
+        _engine = engine;
         _c = weights.Config;
-        _model = new LlamaModel<float>(weights.Slots, options, weights.Embedding, weights.Head);
+        _model = engine.Host;
         _memoryBudget = memoryBudget;
         _scratchDir = scratchDir;
     }
@@ -57,7 +50,7 @@ internal sealed class LayerMajorPass
     /// <summary>Allocates one block's activation buffers for the largest batch at once (never regrown batch by batch).</summary>
     public void Reserve(Workload w)
     {
-        _model.Reserve(w.Batch, w.SeqLen, backward: false);
+        _engine.Reserve(w);
         Work(w.Batch * w.SeqLen * _c.HiddenSize, gradient: false);
         if (w.Gradients) Work(w.Batch * w.SeqLen * _c.HiddenSize, gradient: true);
     }
@@ -82,21 +75,21 @@ internal sealed class LayerMajorPass
     public LossHead<float>.Result[] ForwardAndLoss(IReadOnlyList<Batch> batches, IActivationObserver<float>? observer, Action<int>? afterBlock, IPhaseProgress? phase)
     {
         var ctxs = batches.Select(_model.Prepare).ToList();
-        _model.Observer = observer;
+        _engine.Observer = observer;
         try
         {
             using var store = Forward(ctxs, 0, afterBlock, phase);
             var results = new LossHead<float>.Result[ctxs.Count];
             for (int b = 0; b < ctxs.Count; b++)
             {
-                results[b] = _model.Head(ctxs[b], Load(store.Slot(_c.NumLayers, b)), null, null, null, 1.0);
+                results[b] = _engine.Head(ctxs[b], Load(store.Slot(_c.NumLayers, b)), null, b, 1.0, null);
                 phase?.Advance();
             }
             return results;
         }
         finally
         {
-            _model.Observer = null;
+            _engine.Observer = null;
         }
     }
 
@@ -114,7 +107,7 @@ internal sealed class LayerMajorPass
             throw new InputException("per-batch gradients (fisher, obd, --skip-nonfinite) of a model with tied embeddings need the in-memory mode: use --streaming off");
         using var store = Forward(ctxs, 1, null, phase);
         // The head phase needs the memory of lm_head's sums and scores more than the last block's weights.
-        _w.ReleaseBlocks();
+        _engine.ReleaseBlocks();
         Reclaim();
         // Each phase is its own method, so the 2 GB sums of a vocabulary tensor are unreachable once its phase returns.
         var (losses, live, tiedSums) = HeadPhase(ctxs, store, mode, scale, skipNonFinite, onTensor, phase);
@@ -131,38 +124,30 @@ internal sealed class LayerMajorPass
     /// Final norm, lm_head and loss of every batch, and the gradient down to the last block's output (saved per
     /// batch). lm_head is completed here; a tied embedding's sums are returned to go on accumulating.
     /// </summary>
-    private (BatchLosses Losses, bool[] Live, Sums? TiedSums) HeadPhase(List<LlamaModel<float>.BatchRows> ctxs, HiddenStore store, Accumulation mode, double scale,
-        bool skipNonFinite, Action<CompletedTensor> onTensor, IPhaseProgress? phase)
+    private (BatchLosses Losses, bool[] Live, GradientSums? TiedSums) HeadPhase(List<LlamaModel<float>.BatchRows> ctxs, HiddenStore store, Accumulation mode,
+        double scale, bool skipNonFinite, Action<CompletedTensor> onTensor, IPhaseProgress? phase)
     {
-        int head = _model.HeadIndex, finalNorm = _model.FinalNormIndex, d = _c.HiddenSize;
-        var headSums = new Sums((long)_c.VocabSize * d, mode);
-        var normSums = new Sums(d, mode);
         var results = new LossHead<float>.Result[ctxs.Count];
         var skipped = new List<string>();
         var live = new bool[ctxs.Count];
-        IHeadGradient<float> headGradient = mode == Accumulation.Sum ? new ResidentRows<float>(headSums.Total, d) : new PerBatchHead(headSums, d, scale, Specs[head].Name);
+        _engine.StartHeadSums(mode, scale);
         for (int b = 0; b < ctxs.Count; b++)
         {
             // The final norm's backward adds into dx (as every residual does): it starts from zero.
             var dx = Work(store.Slot(GradientLevel, b).Length, gradient: true);
             Array.Clear(dx);
-            normSums.StartBatch();
-            if (headGradient is PerBatchHead perBatch) perBatch.Batch = b;
             int batch = b;
-            results[b] = _model.Head(ctxs[b], Load(store.Slot(_c.NumLayers, b)), headGradient, normSums.Target, dx, mode == Accumulation.Sum ? scale : 1.0,
-                r => live[batch] = Finite(r, batch, skipNonFinite, skipped));
-            if (live[b])
-            {
-                normSums.EndBatch(scale, b, Specs[finalNorm].Name);
-                Save(dx, store.Slot(GradientLevel, b));
-            }
+            results[b] = _engine.Head(ctxs[b], Load(store.Slot(_c.NumLayers, b)), dx, b, scale, r => live[batch] = Finite(r, batch, skipNonFinite, skipped));
+            if (live[b]) Save(dx, store.Slot(GradientLevel, b));
             phase?.Advance();
         }
         if (live.All(x => !x))
             throw new CwaException($"every calibration batch had a non-finite loss ({skipped[0]})");
-        onTensor(new CompletedTensor(finalNorm, _w.Slots[finalNorm], normSums.Total, normSums.Squares));
+        var (headSums, normSums) = _engine.CompleteHeadSums();
+        _engine.ReleaseBlocks();
+        onTensor(new CompletedTensor(_model.FinalNormIndex, _w.Slots[_model.FinalNormIndex], normSums.Total, normSums.Squares));
         if (_c.TieWordEmbeddings) return (new BatchLosses(results, skipped), live, headSums);
-        onTensor(new CompletedTensor(head, [], headSums.Total, headSums.Squares));
+        onTensor(new CompletedTensor(_model.HeadIndex, [], headSums.Total, headSums.Squares));
         return (new BatchLosses(results, skipped), live, null);
     }
 
@@ -170,46 +155,30 @@ internal sealed class LayerMajorPass
     private void BackwardSweep(List<LlamaModel<float>.BatchRows> ctxs, HiddenStore store, bool[] live, Accumulation mode, double scale,
         Action<CompletedTensor> onTensor, IPhaseProgress? phase)
     {
-        var grads = ModelWeights<float>.Unbound(_c);
-        var blockSums = new Dictionary<string, Sums>();
         for (int l = _c.NumLayers - 1; l >= 0; l--)
         {
-            _w.LoadBlock(l);
-            var members = Enumerable.Range(0, Specs.Count).Where(t => Specs[t].Block == l).ToList();
-            foreach (int t in members)
-            {
-                var sums = blockSums.TryGetValue(Specs[t].Component, out var s) ? s : blockSums[Specs[t].Component] = new Sums(Specs[t].NumElements, mode);
-                sums.Clear();
-                grads.Bind(t, sums.Target);
-            }
+            _engine.LoadBlock(l);
+            _engine.StartBlockSums(l, mode);
             for (int b = 0; b < ctxs.Count; b++)
             {
                 if (!live[b]) continue;
-                foreach (int t in members) blockSums[Specs[t].Component].StartBatch();
-                var cache = _model.Caches(ctxs[b].Batch, 1);
                 var x = Load(store.Slot(l, b));
-                _model.ForwardBlock(l, x, cache[0], ctxs[b], null);
                 var dx = Load(store.Slot(GradientLevel, b), gradient: true);
-                _model.BackwardBlock(l, cache[0], dx, grads, ctxs[b]);
+                _engine.BackwardBlock(l, ctxs[b], x, dx, b, scale);
                 Save(dx, store.Slot(GradientLevel, b));
-                foreach (int t in members) blockSums[Specs[t].Component].EndBatch(scale, b, Specs[t].Name);
                 phase?.Advance();
             }
-            foreach (int t in members)
-            {
-                var sums = blockSums[Specs[t].Component];
+            foreach (var (t, sums) in _engine.CompleteBlockSums(l))
                 onTensor(new CompletedTensor(t, _w.Slots[t], sums.Total, sums.Squares));
-                grads.Bind(t, []);
-            }
         }
-        _w.ReleaseBlocks();
+        _engine.ReleaseBlocks();
     }
 
     /// <summary>Embedding: each batch's rows of the gradient flowing out of block 0 go to their tokens' rows.</summary>
-    private void EmbeddingPhase(List<LlamaModel<float>.BatchRows> ctxs, HiddenStore store, bool[] live, Accumulation mode, double scale, Sums? tiedSums,
+    private void EmbeddingPhase(List<LlamaModel<float>.BatchRows> ctxs, HiddenStore store, bool[] live, Accumulation mode, double scale, GradientSums? tiedSums,
         Action<CompletedTensor> onTensor, IPhaseProgress? phase)
     {
-        var embedSums = tiedSums ?? new Sums((long)_c.VocabSize * _c.HiddenSize, mode);
+        var embedSums = tiedSums ?? new GradientSums((long)_c.VocabSize * _c.HiddenSize, mode);
         for (int b = 0; b < ctxs.Count; b++)
         {
             if (!live[b]) continue;
@@ -232,7 +201,7 @@ internal sealed class LayerMajorPass
     }
 
     /// <summary>The embedding's gradient of one batch, accumulated per token in row order, then added to the sums.</summary>
-    private void PerBatchEmbedding(LlamaModel<float>.BatchRows ctx, float[] dx, Sums sums, double scale, int batch)
+    private void PerBatchEmbedding(LlamaModel<float>.BatchRows ctx, float[] dx, GradientSums sums, double scale, int batch)
     {
         int d = _c.HiddenSize;
         var slot = new Dictionary<int, int>();
@@ -262,12 +231,11 @@ internal sealed class LayerMajorPass
             }
             for (int l = 0; l < L; l++)
             {
-                _w.LoadBlock(l);
+                _engine.LoadBlock(l);
                 for (int b = 0; b < ctxs.Count; b++)
                 {
-                    var cache = _model.Caches(ctxs[b].Batch, 1);
                     var x = Load(store.Slot(l, b));
-                    _model.ForwardBlock(l, x, cache[0], ctxs[b], _model.Observer);
+                    _engine.ForwardBlock(l, ctxs[b], x);
                     Save(x, store.Slot(l + 1, b));
                     phase?.Advance();
                 }
@@ -299,63 +267,4 @@ internal sealed class LayerMajorPass
     }
 
     private static void Save(float[] work, Span<float> slot) => work.AsSpan(0, slot.Length).CopyTo(slot);
-
-    /// <summary>
-    /// The running sums of one tensor. Sum: the engine accumulates straight into Total. PerBatch: into a batch
-    /// buffer, whose scaled values and squares are added to Total and Squares (as the batch-major pass adds them).
-    /// </summary>
-    private sealed class Sums(long length, Accumulation mode)
-    {
-        public float[] Total { get; } = new float[length];
-        public float[]? Squares { get; } = mode == Accumulation.PerBatch ? new float[length] : null;
-        // The batch buffer exists only for tensors the engine writes whole (the vocabulary tensors go by chunks and rows).
-        private float[]? _batch;
-
-        /// <summary>Where the engine accumulates.</summary>
-        public float[] Target => mode == Accumulation.Sum ? Total : _batch ??= new float[length];
-
-        public void Clear()
-        {
-            Array.Clear(Total);
-            if (Squares != null) Array.Clear(Squares);
-        }
-
-        public void StartBatch()
-        {
-            if (_batch != null) Array.Clear(_batch);
-        }
-
-        public void EndBatch(double scale, int batch, string tensor)
-        {
-            if (_batch != null) AddBatch(0, _batch, scale, batch, tensor);
-        }
-
-        public void AddBatch(long offset, ReadOnlySpan<float> g, double scale, int batch, string tensor)
-        {
-            long bad = NonFinite.FirstIndex(g);
-            if (bad >= 0)
-                throw new CwaException($"calibration batch {batch}: gradient of {tensor} not finite at flat index {offset + bad}; check the model weights and data");
-            var total = Total.AsSpan((int)offset, g.Length);
-            var squares = Squares.AsSpan((int)offset, g.Length);
-            TensorPrimitives.MultiplyAdd(g, g, squares, squares);
-            TensorPrimitives.MultiplyAdd(g, (float)scale, total, total);
-        }
-    }
-
-    /// <summary>lm_head's gradient of one batch, chunk by chunk of vocabulary rows, added to the sums as each chunk completes.</summary>
-    private sealed class PerBatchHead(Sums sums, int dim, double scale, string tensor) : IHeadGradient<float>
-    {
-        private float[] _chunk = [];
-        public int Batch { get; set; }
-
-        public (float[] Array, int Offset) Rows(int first, int count)
-        {
-            int n = count * dim;
-            if (_chunk.Length < n) _chunk = new float[n];
-            Array.Clear(_chunk, 0, n);
-            return (_chunk, 0);
-        }
-
-        public void Done(int first, int count) => sums.AddBatch((long)first * dim, _chunk.AsSpan(0, count * dim), scale, Batch, tensor);
-    }
 }

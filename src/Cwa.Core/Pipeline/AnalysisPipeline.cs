@@ -69,7 +69,7 @@ public static class AnalysisPipeline
                 Math.Max(batches.Sum(b => b.Lengths.Sum()), evalBatches.Sum(b => b.Lengths.Sum())));
             model = LoadedModel.Load(source, onDevice, new EngineOptions(r.Threads, r.Recompute), progress, workload,
                 new MemoryPolicy(r.Streaming, r.MemoryBudget, outDir));
-            if (model.Backend is StreamingCpuBackend) StreamingAnalysis.CheckSupported(metric, curvature, r, model.Config);
+            if (model.Backend is StreamedBackend) StreamingAnalysis.CheckSupported(metric, curvature, r, model.Config);
         }
         using (model)
         {
@@ -85,7 +85,7 @@ public static class AnalysisPipeline
             int maxK = Math.Max(Math.Max(r.TopK, r.AblateEach), r.KSweep.Count > 0 ? r.KSweep.Max() : 0);
             var (sources, ranking) = RankingPass.Run(model, batches, metric, curvature, mode, maxK, r,
                 r.DumpScores ? Path.Combine(outDir, "scores.safetensors") : null, progress, timer,
-                model.Backend is StreamingCpuBackend || merged != null ? null : Checkpoint(r, runDir, model, data, batches, progress),
+                model.Backend is StreamedBackend || merged != null ? null : Checkpoint(r, runDir, model, data, batches, progress),
                 new ScoreExtras(r.ScoresParquet, known != null ? Validation.KnownWeights.Probes(known) : null), merged);
             List<RankedWeight> top;
             using (timer.Phase("ranking"))

@@ -118,7 +118,7 @@ public sealed class LoadedModel : IDisposable
         resident.EnsureFits(source.Checkpoint.Directory, budget, "lower --batch-size or --max-length, or raise --memory-budget");
         long hiddenBudget = scratchDir == null ? long.MaxValue : budget - resident.Total;
         long hidden = MemoryEstimate.HiddenBytes(c, w.Tokens, w.Gradients);
-        var backend = new StreamingCpuBackend(source.Checkpoint, source.HeldType, options, hiddenBudget, scratchDir);
+        var backend = StreamedBackend.OnCpu(source.Checkpoint, source.HeldType, options, hiddenBudget, scratchDir);
         backend.Reserve(w);
         var plan = hidden <= hiddenBudget ? MemoryEstimate.ForStreaming(c, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: true) : resident;
         progress.Info($"layer streaming: weights stay mapped and one block at a time is widened (in memory the run would need {MemoryEstimate.Format(inMemory.Total)}, " +

@@ -19,7 +19,7 @@ internal static class RankingPass
     {
         // Forward-only metrics (wanda, act_outlier, magnitude) have no gradient phase: theirs is called forward.
         string pass = metric == SensitivityMetric.Magnitude || metric.NeedsActivations() ? "forward" : "gradients";
-        if (model.Backend is StreamingCpuBackend streamed)
+        if (model.Backend is StreamedBackend streamed)
         {
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var (sources, ranking, scoringSeconds) = StreamingAnalysis.Run(streamed, batches, metric, curvature, mode, maxK, r, dumpPath, progress, extras);

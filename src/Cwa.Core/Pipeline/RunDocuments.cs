@@ -101,7 +101,7 @@ internal static class RunDocuments
         // (which also counts the page cache of the memory-mapped weights).
         resultsJson["peak_rss_anon_bytes"] = f.Memory.PeakAnonymousBytes;
         resultsJson["peak_rss_bytes"] = MemoryMonitor.PeakResidentBytes;
-        resultsJson["layer_streaming"] = model.Backend is Engine.StreamingCpuBackend;
+        resultsJson["layer_streaming"] = model.Backend is Engine.StreamedBackend;
         if (model.MemoryPlan is { } plan) resultsJson["memory_estimate_bytes"] = plan.Total;
         resultsJson["skipped_batches"] = new JsonArray(sources.SkippedBatches.Select(b => (JsonNode)b).ToArray());
         new ExperimentManifest

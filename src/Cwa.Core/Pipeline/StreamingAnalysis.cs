@@ -17,7 +17,7 @@ internal static class StreamingAnalysis
     /// <summary>Rows of a vocabulary tensor scored at a time (its weights are widened chunk by chunk).</summary>
     private const int ScoreRows = 1024;
 
-    public static (ScoreSources Sources, RankingResult Ranking, double ScoringSeconds) Run(StreamingCpuBackend backend, IReadOnlyList<Batch> batches,
+    public static (ScoreSources Sources, RankingResult Ranking, double ScoringSeconds) Run(StreamedBackend backend, IReadOnlyList<Batch> batches,
         SensitivityMetric metric, ObdCurvature curvature, RankingMode mode, int maxK, AnalyzeRequest r, string? dumpPath, IProgressSink progress, ScoreExtras? extras = null)
     {
         CheckSupported(metric, curvature, r, backend.Config);
@@ -154,7 +154,7 @@ internal static class StreamingAnalysis
     /// The embedding or lm_head (2 GB in fp32 at 8B) scored chunk by chunk of rows, its weights widened per chunk, so
     /// only its sums and the scores are whole. Fisher-based scores are computed in place of the Fisher sums.
     /// </summary>
-    private static ScoreSummary ScoreVocabulary(StreamingCpuBackend backend, TensorScorer scorer, CompletedTensor c, ActivationStats? a)
+    private static ScoreSummary ScoreVocabulary(StreamedBackend backend, TensorScorer scorer, CompletedTensor c, ActivationStats? a)
     {
         var spec = backend.Specs[c.Index];
         int n = (int)spec.NumElements, cols = spec.Cols;

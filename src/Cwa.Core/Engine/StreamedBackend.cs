@@ -6,27 +6,38 @@ using Cwa.Core.Pipeline;
 namespace Cwa.Core.Engine;
 
 /// <summary>
-/// The CPU backend for a model that is not held in memory (layer streaming): weights stay memory-mapped in their
-/// stored dtype and whole passes run layer-major (<see cref="LayerMajorPass"/>). Gradients exist only for the block
-/// being processed, so they are never read back per tensor: gradient passes go through
-/// <see cref="StreamingAnalysis"/>, which scores each tensor as it completes.
+/// The backend for a model that is not held whole (layer streaming): weights stay memory-mapped in their stored
+/// dtype and whole passes run layer-major (<see cref="LayerMajorPass"/>), one block resident at a time on the CPU or
+/// on a device (its <see cref="IBlockEngine"/>). Gradients exist only for the block being processed, so they are
+/// never read back per tensor: gradient passes go through <see cref="StreamingAnalysis"/>, which scores each tensor
+/// as it completes.
 /// </summary>
-public sealed class StreamingCpuBackend : IBackend
+public sealed class StreamedBackend : IBackend
 {
+    private readonly IBlockEngine _engine;
     internal StreamedWeights Weights { get; }
     internal LayerMajorPass Pass { get; }
 
     /// <param name="memoryBudget">bytes the saved hidden states may use in memory before they spill to a scratch file</param>
     /// <param name="scratchDir">folder for that scratch file (the run's staging folder)</param>
-    public StreamingCpuBackend(CheckpointFolder checkpoint, DType held, EngineOptions? options, long memoryBudget, string? scratchDir)
+    internal StreamedBackend(StreamedWeights weights, IBlockEngine engine, long memoryBudget, string? scratchDir)
+    {
+        Weights = weights;
+        _engine = engine;
+        Pass = new LayerMajorPass(Weights, engine, memoryBudget, scratchDir);
+    }
+
+    /// <summary>Layer streaming on the CPU: each block is widened to fp32 on the host and run by the CPU engine.</summary>
+    public static StreamedBackend OnCpu(CheckpointFolder checkpoint, DType held, EngineOptions? options, long memoryBudget, string? scratchDir)
     {
         var o = options ?? new EngineOptions();
         Gemm.MaxThreads = o.EffectiveThreads;
-        Weights = new StreamedWeights(checkpoint, held);
-        Pass = new LayerMajorPass(Weights, o, memoryBudget, scratchDir);
+        var weights = new StreamedWeights(checkpoint, held);
+        return new StreamedBackend(weights, new CpuBlockEngine(weights, o), memoryBudget, scratchDir);
     }
 
-    public string Name => "cpu";
+    public string Name => _engine.Name;
+    public string? DeviceDescription => _engine.DeviceDescription;
     public ModelConfig Config => Weights.Config;
     public IReadOnlyList<ParameterSpec> Specs => Weights.Specs;
     public IActivationObserver<float>? Observer { get; set; }
@@ -49,11 +60,12 @@ public sealed class StreamingCpuBackend : IBackend
     public void ReadGradient(int tensorIndex, Span<float> destination) => throw NotPerBatch();
     public void WriteGradient(int tensorIndex, ReadOnlySpan<float> source) => throw NotPerBatch();
 
+    public void Dispose() => _engine.Dispose();
+
     public void ReadWeight(int tensorIndex, Span<float> destination) => Weights.Fill(tensorIndex, 0, destination);
     public void ReadWeightsAt(int tensorIndex, ReadOnlySpan<long> flatIndices, Span<float> values) => Weights.ReadWeightsAt(tensorIndex, flatIndices, values);
     public void WriteWeights(int tensorIndex, ReadOnlySpan<long> flatIndices, ReadOnlySpan<float> values) => Weights.WriteWeights(tensorIndex, flatIndices, values);
 
-    public void Dispose() { }
 
     private static InvalidOperationException NotPerBatch() =>
         new("a streamed model has no whole-model gradient buffers; its gradient passes run layer-major through StreamingAnalysis");

@@ -1,0 +1,105 @@
+using Cwa.Core.Pipeline;
+
+namespace Cwa.Core.Engine;
+
+/// <summary>
+/// The CPU's block engine: the batch-major model's own block operations (<see cref="LlamaModel{T}"/>) on the block
+/// widened into <see cref="StreamedWeights.Slots"/>, accumulating straight into host sums.
+/// </summary>
+internal sealed class CpuBlockEngine : IBlockEngine
+{
+    private readonly StreamedWeights _w;
+    private readonly ModelWeights<float> _grads;
+    private readonly Dictionary<string, GradientSums> _blockSums = new();
+    private readonly int _finalNorm;
+    private GradientSums? _headSums, _normSums;
+    private IHeadGradient<float>? _headGradient;
+
+    public CpuBlockEngine(StreamedWeights weights, EngineOptions options)
+    {
+        _w = weights;
+        Host = new LlamaModel<float>(weights.Slots, options, weights.Embedding, weights.Head);
+        _grads = ModelWeights<float>.Unbound(weights.Config);
+        _finalNorm = Host.FinalNormIndex;
+    }
+
+    public string Name => "cpu";
+    public string? DeviceDescription => null;
+    public LlamaModel<float> Host { get; }
+
+    public void Reserve(Workload workload) => Host.Reserve(workload.Batch, workload.SeqLen, backward: false);
+
+    public void LoadBlock(int layer) => _w.LoadBlock(layer);
+
+    public void ReleaseBlocks()
+    {
+        _w.ReleaseBlocks();
+        _headSums = _normSums = null;
+        _headGradient = null;
+    }
+
+    public IActivationObserver<float>? Observer
+    {
+        get => Host.Observer;
+        set => Host.Observer = value;
+    }
+
+    public void ForwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x) =>
+        Host.ForwardBlock(layer, x, Host.Caches(ctx.Batch, 1)[0], ctx, Host.Observer);
+
+    private IEnumerable<int> Members(int layer) => Enumerable.Range(0, _w.Specs.Count).Where(t => _w.Specs[t].Block == layer);
+
+    public void StartBlockSums(int layer, Accumulation mode)
+    {
+        foreach (int t in Members(layer))
+        {
+            var spec = _w.Specs[t];
+            if (!_blockSums.TryGetValue(spec.Component, out var sums) || sums.Mode != mode)
+                _blockSums[spec.Component] = sums = new GradientSums(spec.NumElements, mode);
+            sums.Clear();
+            _grads.Bind(t, sums.Target);
+        }
+    }
+
+    public void BackwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, float[] dx, int batch, double scale)
+    {
+        var members = Members(layer).ToList();
+        foreach (int t in members) _blockSums[_w.Specs[t].Component].StartBatch();
+        var cache = Host.Caches(ctx.Batch, 1)[0];
+        Host.ForwardBlock(layer, x, cache, ctx, null);
+        Host.BackwardBlock(layer, cache, dx, _grads, ctx);
+        foreach (int t in members) _blockSums[_w.Specs[t].Component].EndBatch(scale, batch, _w.Specs[t].Name);
+    }
+
+    public IReadOnlyList<(int Tensor, GradientSums Sums)> CompleteBlockSums(int layer)
+    {
+        var done = Members(layer).Select(t => (t, _blockSums[_w.Specs[t].Component])).ToList();
+        foreach (var (t, _) in done) _grads.Bind(t, []);
+        return done;
+    }
+
+    public void StartHeadSums(Accumulation mode, double scale)
+    {
+        int d = _w.Config.HiddenSize, head = Host.HeadIndex;
+        _headSums = new GradientSums((long)_w.Config.VocabSize * d, mode);
+        _normSums = new GradientSums(d, mode);
+        _headGradient = mode == Accumulation.Sum ? new ResidentRows<float>(_headSums.Total, d) : new PerBatchHeadGradient(_headSums, d, scale, _w.Specs[head].Name);
+    }
+
+    public LossHead<float>.Result Head(LlamaModel<float>.BatchRows ctx, float[] x, float[]? dx, int batch, double scale, Func<LossHead<float>.Result, bool>? live)
+    {
+        if (dx == null) return Host.Head(ctx, x, null, null, null, 1.0);
+        var norm = _normSums ?? throw new InvalidOperationException("StartHeadSums first");
+        norm.StartBatch();
+        if (_headGradient is PerBatchHeadGradient perBatch) perBatch.Batch = batch;
+        bool counted = false;
+        var result = Host.Head(ctx, x, _headGradient, norm.Target, dx, norm.Mode == Accumulation.Sum ? scale : 1.0, r => counted = live?.Invoke(r) ?? true);
+        if (counted) norm.EndBatch(scale, batch, _w.Specs[_finalNorm].Name);
+        return result;
+    }
+
+    public (GradientSums Head, GradientSums FinalNorm) CompleteHeadSums() =>
+        (_headSums ?? throw new InvalidOperationException("StartHeadSums first"), _normSums!);
+
+    public void Dispose() { }
+}
