@@ -62,7 +62,7 @@ public sealed class CudaBackend : IBackend, IDeviceScoring
             _ops.Dispose();
             throw;
         }
-        _model = new DeviceLlama(_ops, gemm, Config, Specs, _w, options ?? new EngineOptions(), logitsChunkElements);
+        _model = new DeviceLlama(_ops, gemm, Config, Specs, _w, format, options ?? new EngineOptions(), logitsChunkElements);
     }
 
     /// <summary>
@@ -195,24 +195,26 @@ public sealed class CudaBackend : IBackend, IDeviceScoring
     public void WriteWeights(int tensorIndex, ReadOnlySpan<long> flatIndices, ReadOnlySpan<float> values) => _ops.Scatter(_w[tensorIndex], flatIndices, values);
 
     /// <summary>Converts to the held format on all cores (a model-sized loop) and copies in large chunks.</summary>
-    private static void Upload(DeviceTensor t, float[] values)
+    /// <summary>values[0, count) into elements [offset, offset + count) of t (count -1: all of values).</summary>
+    internal static void Upload(DeviceTensor t, float[] values, long offset = 0, int count = -1)
     {
+        if (count < 0) count = values.Length;
         if (t.Format == StorageFormat.F32)
         {
-            t.Floats.CopyFromCPU(values.AsSpan());
+            t.Floats.SubView(offset, count).CopyFromCPU(values.AsSpan(0, count));
             return;
         }
-        var bits = new ushort[Math.Min(TransferChunk, values.Length)];
-        for (int o = 0; o < values.Length; o += bits.Length)
+        var bits = new ushort[Math.Min(TransferChunk, count)];
+        for (int o = 0; o < count; o += bits.Length)
         {
-            int len = Math.Min(bits.Length, values.Length - o), part = 1 << 16, start = o;
+            int len = Math.Min(bits.Length, count - o), part = 1 << 16, start = o;
             bool bf16 = t.Format == StorageFormat.Bf16;
             Parallel.For(0, (len + part - 1) / part, p =>
             {
                 for (int i = p * part; i < Math.Min(len, (p + 1) * part); i++)
                     bits[i] = bf16 ? DTypeConversion.FloatToBf16(values[start + i]) : BitConverter.HalfToUInt16Bits((System.Half)values[start + i]);
             });
-            t.Halves.SubView(o, len).CopyFromCPU(bits.AsSpan(0, len));
+            t.Halves.SubView(offset + o, len).CopyFromCPU(bits.AsSpan(0, len));
         }
     }
 

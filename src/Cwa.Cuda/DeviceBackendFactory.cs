@@ -51,24 +51,42 @@ public sealed class DeviceBackendFactory : IDeviceBackendFactory
 
     public string? Unavailable() => _unavailable();
 
-    public IBackend Create(CheckpointFolder checkpoint, DType held, EngineOptions options, Workload? workload, IProgressSink progress)
+    public IBackend Create(CheckpointFolder checkpoint, DType held, EngineOptions options, Workload? workload, IProgressSink progress, DeviceStreaming? streaming = null)
     {
         var (device, gemm) = _open(held);
         var format = StorageFormats.Of(held);
-        CudaBackend? backend = null;
+        IBackend? backend = null;
         try
         {
-            if (workload is { } w)
+            var w = workload ?? new Workload(1, 16, false);
+            var shape = new WorkspaceShape(w.Batch, w.SeqLen, w.Gradients, options.Recompute, _logitsChunk);
+            var plan = DeviceMemoryPlan.For(device.Accelerator.Name, checkpoint.Config, format, shape, device.Accelerator.MemorySize);
+            string mode = streaming?.Mode ?? "off";
+            bool stream = mode == "on" || mode == "auto" && workload != null && !plan.Fits;
+            if (stream)
             {
-                var shape = new WorkspaceShape(w.Batch, w.SeqLen, w.Gradients, options.Recompute, _logitsChunk);
-                var plan = DeviceMemoryPlan.For(device.Accelerator.Name, checkpoint.Config, format, shape, device.Accelerator.MemorySize);
-                progress.Info(plan.Describe());
-                plan.EnsureFits();
+                var streamed = DeviceMemoryPlan.ForStreaming(device.Accelerator.Name, checkpoint.Config, format, shape, w.PerBatch, device.Accelerator.MemorySize);
+                progress.Info(streamed.Describe() + (mode == "auto" ? $" (the whole model would need {MemoryEstimate.Format(plan.Total)})" : ""));
+                streamed.EnsureFits();
+                streaming?.EnsureHostFits(checkpoint.Directory, streamed: true, w.Gradients);
+                var weights = new StreamedWeights(checkpoint, held);
+                var engine = new DeviceBlockEngine(device, gemm, weights, format, options, _logitsChunk);
+                backend = new StreamedBackend(weights, engine, streaming?.HiddenBudget ?? long.MaxValue, streaming?.ScratchDir);
             }
-            using (var phase = progress.Start("reading weights", LlamaLayout.Parameters(checkpoint.Config).Count))
+            else
+            {
+                if (workload != null)
+                {
+                    progress.Info(plan.Describe());
+                    plan.EnsureFits();
+                    streaming?.EnsureHostFits(checkpoint.Directory, streamed: false, w.Gradients);
+                }
+                using var phase = progress.Start("reading weights", LlamaLayout.Parameters(checkpoint.Config).Count);
                 backend = CudaBackend.FromCheckpoint(device, gemm, checkpoint, held, options, _logitsChunk, name => { phase.Describe(name); phase.Advance(); });
+            }
             if (workload is { } wl) backend.Reserve(wl);
-            progress.Info($"device: {device.Accelerator.Name}; matrix products: {gemm.Name}; weights held as {format.ToString().ToLowerInvariant()}");
+            progress.Info($"device: {device.Accelerator.Name}; matrix products: {gemm.Name}; weights held as {format.ToString().ToLowerInvariant()}" +
+                (stream ? "; layer streaming (one block on the device at a time)" : ""));
             return backend;
         }
         catch (Exception e)

@@ -17,6 +17,7 @@ public sealed class DeviceOps : IDisposable
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _swigluBwd;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int> _rope;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, int> _addBias;
+    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, float> _foldBatch;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<ushort>, int> _toHalf;
     private readonly Action<Index1D, ArrayView<ushort>, ArrayView<float>, int> _fromHalf;
     private readonly Action<Index1D, ArrayView<long>, ArrayView<float>, ArrayView<float>> _scatterF32;
@@ -46,6 +47,7 @@ public sealed class DeviceOps : IDisposable
         _swigluBwd = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(PointwiseKernels.SwiGluBackward);
         _rope = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(PointwiseKernels.Rope);
         _addBias = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, int>(PointwiseKernels.AddBias);
+        _foldBatch = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, float>(PointwiseKernels.FoldBatch);
         _toHalf = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<ushort>, int>(PointwiseKernels.ToHalf);
         _fromHalf = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<ushort>, ArrayView<float>, int>(PointwiseKernels.FromHalf);
         _scatterF32 = acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<long>, ArrayView<float>, ArrayView<float>>(PointwiseKernels.ScatterF32);
@@ -85,6 +87,9 @@ public sealed class DeviceOps : IDisposable
     }
 
     public void Add(ArrayView<float> a, ArrayView<float> b, ArrayView<float> output, int n) { if (n > 0) _add(n, a, b, output); }
+
+    /// <summary>total += scale * g, squares += g * g, g = 0 (one batch's gradient into the per-batch sums).</summary>
+    public void FoldBatch(ArrayView<float> g, ArrayView<float> total, ArrayView<float> squares, float scale, long n) { if (n > 0) _foldBatch(checked((int)n), g, total, squares, scale); }
 
     public void AddBias(ArrayView<float> y, ArrayView<float> bias, int rows, int cols) { if (rows > 0) _addBias(rows * cols, y, bias, cols); }
 

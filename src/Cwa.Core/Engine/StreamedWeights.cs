@@ -24,6 +24,8 @@ internal sealed class StreamedWeights
     public IMatrixRows<float> Head { get; }
     /// <summary>Index of the block whose matrices are bound in <see cref="Slots"/> (-1: none).</summary>
     public int ResidentBlock => _resident;
+    /// <summary>Counts the writes of perturbed values: a device holding copies of the weights re-uploads when it changes.</summary>
+    public long Version { get; private set; }
 
     public StreamedWeights(CheckpointFolder ckpt, DType held)
     {
@@ -93,6 +95,7 @@ internal sealed class StreamedWeights
     /// </summary>
     public void WriteWeights(int t, ReadOnlySpan<long> flatIndices, ReadOnlySpan<float> values)
     {
+        Version++;
         var changed = _overlay.TryGetValue(t, out var c) ? c : _overlay[t] = new Dictionary<long, float>();
         Span<float> original = stackalloc float[1];
         var resident = Slots[t];

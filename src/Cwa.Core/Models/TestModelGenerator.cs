@@ -13,8 +13,8 @@ public delegate void TensorFill(int tensorIndex, ParameterSpec spec, Span<float>
 
 public static class TestModelGenerator
 {
-    /// <summary>The dtype a preset is written in unless asked otherwise: bf16 for the 8B shape (as Llama 3.1 ships), else fp32.</summary>
-    public static Checkpoints.DType DefaultDType(string preset) => preset == "llama-3.1-8b-shape" ? Checkpoints.DType.BF16 : Checkpoints.DType.F32;
+    /// <summary>The dtype a preset is written in unless asked otherwise: bf16 for the Llama shapes (as Llama 3.1 ships), else fp32.</summary>
+    public static Checkpoints.DType DefaultDType(string preset) => preset.EndsWith("-shape", StringComparison.Ordinal) ? Checkpoints.DType.BF16 : Checkpoints.DType.F32;
 
     /// <summary>
     /// A preset's model folder. Small presets get a byte-level BPE tokenizer trained on the built-in corpus with the
@@ -23,8 +23,8 @@ public static class TestModelGenerator
     /// </summary>
     public static ModelConfig WritePreset(string outDir, string preset, Checkpoints.DType dtype, ulong seed, Action<string, double>? progress = null, string? plantSuperWeight = null)
     {
-        int vocab = preset switch { "tiny" => 512, "small" => 8192, "demo" => 2048, _ => 0 };
-        var config = TestModelPresets.Config(preset, Math.Max(vocab, 259));
+        var config = TestModelPresets.Config(preset, TestModelPresets.Vocabulary(preset));
+        int vocab = preset.EndsWith("-shape", StringComparison.Ordinal) ? 0 : config.VocabSize;
         EnsureDiskRoom(outDir, LlamaLayout.ParameterCount(config) * DTypeInfo.Size(dtype));
         var tok = Tokenization.ByteLevelBpeTrainer.Train(Data.BuiltInCorpus.All, vocab > 0 ? vocab : 4096);
         if (vocab > 0) config = config with { BosTokenId = tok.BosId, EosTokenIds = [tok.EosId] };

@@ -3,7 +3,10 @@ namespace Cwa.Core.Models;
 /// <summary>Architectures for generated models. Vocabulary comes from the tokenizer the model is paired with.</summary>
 public static class TestModelPresets
 {
-    public static readonly string[] Names = ["tiny", "small", "demo", "llama-3.1-8b-shape"];
+    public static readonly string[] Names = ["tiny", "small", "demo", "llama-3.1-8b-shape", "llama-3.1-70b-shape"];
+
+    /// <summary>The vocabulary a preset is generated with (the real models' for the -shape presets).</summary>
+    public static int Vocabulary(string preset) => preset switch { "tiny" => 512, "small" => 8192, "demo" => 2048, _ => 128256 };
 
     public static ModelConfig Config(string preset, int vocabSize) => preset switch
     {
@@ -18,6 +21,8 @@ public static class TestModelPresets
             BosTokenId = 128000,
             EosTokenIds = [128001],
         },
+        // Llama-3.1-70B: 140 GB of bf16 weights, the model layer streaming puts on one 80 GB GPU.
+        "llama-3.1-70b-shape" => Config("llama-3.1-8b-shape", vocabSize) with { HiddenSize = 8192, NumLayers = 80, NumHeads = 64, IntermediateSize = 28672, HeadDim = 128 },
         _ => throw new InputException($"unknown preset '{preset}' (valid: {string.Join(", ", Names)})"),
     };
 

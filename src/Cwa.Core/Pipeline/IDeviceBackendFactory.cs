@@ -27,7 +27,24 @@ public interface IDeviceBackendFactory
 
     /// <summary>
     /// Loads the checkpoint's weights onto the device, held as `held` (no host copy of the model), after printing
-    /// the device memory plan; refuses when it cannot fit.
+    /// the device memory plan; refuses when it cannot fit. With streaming "on" (or "auto" when the whole model does
+    /// not fit the device), only one block at a time goes to the device (a <see cref="Engine.StreamedBackend"/>).
     /// </summary>
-    IBackend Create(CheckpointFolder checkpoint, DType held, EngineOptions options, Workload? workload, IProgressSink progress);
+    IBackend Create(CheckpointFolder checkpoint, DType held, EngineOptions options, Workload? workload, IProgressSink progress, DeviceStreaming? streaming = null);
+}
+
+/// <summary>
+/// Layer streaming on a device. Mode: "on", "off" or "auto". Streamed, the host keeps the hidden states (in memory
+/// up to HiddenBudget bytes, beyond it in a scratch file in ScratchDir) and one block's widened weights and sums
+/// (StreamedHostPlan); in memory, at most gradient sums read back for scoring (InMemoryHostPlan). The plan of the
+/// mode chosen must fit HostBudget.
+/// </summary>
+public sealed record DeviceStreaming(string Mode, long HiddenBudget, string? ScratchDir, Models.MemoryEstimate InMemoryHostPlan,
+    Models.MemoryEstimate StreamedHostPlan, long HostBudget)
+{
+    /// <summary>Refuses, naming the model folder, when the host cannot hold the plan of the chosen mode.</summary>
+    public void EnsureHostFits(string modelDir, bool streamed, bool gradients) =>
+        (streamed ? StreamedHostPlan : InMemoryHostPlan).EnsureFits(modelDir, HostBudget, streamed
+            ? "lower --batch-size or --max-length, or raise --memory-budget"
+            : $"try {(Mode == "off" ? "" : "--streaming on (layer streaming), ")}{(gradients ? "--recompute, " : "")}a smaller --batch-size or a shorter --max-length");
 }

@@ -64,25 +64,30 @@ public sealed class LoadedModel : IDisposable
                 "auto" => onDevice == null && workload != null && inMemory.Total > budget,
                 _ => throw new InputException($"--streaming: unknown value '{memory.Streaming}' (valid: auto, on, off)"),
             };
-            if (stream && onDevice != null)
-                throw new InputException("--streaming on: layer streaming runs on the CPU backend only so far; add --device cpu");
-            if (stream) return Streamed(source, options, progress, w, budget, memory.ScratchDir, inMemory);
-            var plan = workload == null ? null : onDevice != null ? inMemory with { Weights = 0, Activations = 0, Logits = 0 } : inMemory;
-            if (workload != null)
-            {
-                // On a device the host holds no weights or activations, at most gradient sums read back for host scoring.
-                // Only what the command can change: eval has no gradients, so no --recompute.
-                string recompute = w.Gradients ? "--recompute, " : "";
-                plan!.EnsureFits(ckpt.Directory, budget, onDevice != null || memory.Streaming == "off"
-                    ? $"try {recompute}a smaller --batch-size or a shorter --max-length"
-                    : $"try --streaming on (layer streaming), {recompute}a smaller --batch-size or a shorter --max-length");
-            }
+            if (stream && onDevice == null) return Streamed(source, options, progress, w, budget, memory.ScratchDir, inMemory);
             if (onDevice != null)
+            {
+                // On a device the host holds no weights or activations, at most gradient sums read back for host scoring;
+                // streamed, one block's widened weights and sums and the hidden states. The device factory picks the mode.
+                var hostStreamed = MemoryEstimate.ForStreaming(ckpt.Config, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: false);
+                var hostInMemory = inMemory with { Weights = 0, Activations = 0, Logits = 0 };
+                var streaming = new DeviceStreaming(memory.Streaming, memory.ScratchDir == null ? long.MaxValue : Math.Max(0, budget - hostStreamed.Total),
+                    memory.ScratchDir, hostInMemory, hostStreamed, workload == null ? 0 : budget);
+                var plan = workload == null ? null : hostInMemory;
                 return new LoadedModel
                 {
                     Path = source.Path, DisplayName = source.DisplayName, Checkpoint = ckpt, Tokenizer = source.Tokenizer, HeldType = source.HeldType,
-                    Backend = onDevice.Create(ckpt, source.HeldType, options, workload, progress), MemoryPlan = plan,
+                    Backend = onDevice.Create(ckpt, source.HeldType, options, workload, progress, streaming), MemoryPlan = plan,
                 };
+            }
+            if (workload != null)
+            {
+                // Only what the command can change: eval has no gradients, so no --recompute.
+                string recompute = w.Gradients ? "--recompute, " : "";
+                inMemory.EnsureFits(ckpt.Directory, budget, memory.Streaming == "off"
+                    ? $"try {recompute}a smaller --batch-size or a shorter --max-length"
+                    : $"try --streaming on (layer streaming), {recompute}a smaller --batch-size or a shorter --max-length");
+            }
             ModelWeights<float> weights;
             using (var phase = progress.Start("reading weights", source.Specs.Count))
                 weights = ReadHostWeights(ckpt, source.HeldType, phase);
@@ -97,7 +102,7 @@ public sealed class LoadedModel : IDisposable
                 Backend = cpu,
                 Weights = weights,
                 HeldType = source.HeldType,
-                MemoryPlan = plan,
+                MemoryPlan = workload == null ? null : inMemory,
             };
         }
         catch

@@ -29,12 +29,20 @@ internal sealed class DeviceLlama : IDisposable
     private readonly DeviceAttention _attention;
     private readonly DeviceLossHead _lossHead;
     private readonly bool _half;
+    private readonly bool _streamed;
     private MemoryBuffer1D<float, Stride1D.Dense>? _cos, _sin;
     private int _ropePositions;
     private DeviceWorkspace? _ws;
 
-    public DeviceLlama(DeviceOps ops, IDeviceGemm gemm, ModelConfig config, IReadOnlyList<ParameterSpec> specs, DeviceTensor[] weights, EngineOptions options, long logitsChunkElements)
+    /// <param name="weights">
+    /// the resident tensors by index; a layer-streamed model binds only the loaded block's, the 1-D tensors and (while
+    /// the head runs) lm_head, and the entry points it uses read nothing else
+    /// </param>
+    /// <param name="format">how the 2-D weights are held (the activations of a product are rounded to it)</param>
+    public DeviceLlama(DeviceOps ops, IDeviceGemm gemm, ModelConfig config, IReadOnlyList<ParameterSpec> specs, DeviceTensor[] weights, StorageFormat format,
+        EngineOptions options, long logitsChunkElements, bool streamed = false)
     {
+        _streamed = streamed;
         _ops = ops;
         _gemm = gemm;
         _c = config;
@@ -50,13 +58,13 @@ internal sealed class DeviceLlama : IDisposable
             throw new InputException($"num_attention_heads {config.NumHeads} is not a multiple of num_key_value_heads {config.NumKvHeads}");
         _attention = new DeviceAttention(gemm, ops, config.NumHeads, config.NumKvHeads, config.HeadDim);
         _lossHead = new DeviceLossHead(gemm, ops);
-        _half = weights[_head].Format != StorageFormat.F32;
+        _half = format != StorageFormat.F32;
     }
 
     public IActivationObserver<float>? Observer { get; set; }
 
     /// <summary>The workspace a batch of this shape needs (what the memory plan counts).</summary>
-    public WorkspaceShape ShapeFor(int batch, int seqLen, bool backward) => new(batch, seqLen, backward, _options.Recompute, _logitsChunk);
+    public WorkspaceShape ShapeFor(int batch, int seqLen, bool backward) => new(batch, seqLen, backward, _options.Recompute, _logitsChunk, _streamed);
 
     /// <summary>Allocates the workspace for batches up to this shape now (Run grows it when a larger batch comes).</summary>
     public void Reserve(WorkspaceShape shape) => Workspace(shape);
@@ -64,18 +72,12 @@ internal sealed class DeviceLlama : IDisposable
     /// <summary>Loss sums of one batch; with grads, adds scale * dLoss/dW into them.</summary>
     public DeviceLossHead.Result Run(Batch batch, DeviceTensor[]? grads, double scale)
     {
-        int bsz = batch.BatchSize, s = batch.SeqLen, n = bsz * s, d = _c.HiddenSize;
+        int n = batch.BatchSize * batch.SeqLen, d = _c.HiddenSize;
         foreach (int tok in batch.Tokens)
             if ((uint)tok >= (uint)_c.VocabSize)
                 throw new InputException($"token id {tok} is outside the model's vocabulary of {_c.VocabSize} (tokenizer and model do not match)");
         bool backward = grads != null;
-        var ws = Workspace(ShapeFor(bsz, s, backward));
-        EnsureRope(s);
-        ws.Tokens.SubView(0, n).CopyFromCPU(batch.Tokens);
-        ws.Lengths.SubView(0, bsz).CopyFromCPU(batch.Lengths);
-        var real = new bool[n];
-        for (int b = 0; b < bsz; b++)
-            for (int t = 0; t < batch.Lengths[b]; t++) real[b * s + t] = true;
+        var (ws, real) = Begin(batch, backward);
 
         _ops.Embed(ws.Tokens, _w[_embed], ws.X, n, d);
         bool keepAll = backward && !_options.Recompute;
@@ -104,6 +106,81 @@ internal sealed class DeviceLlama : IDisposable
         }
         EmbeddingGradient(batch, real, ws, grads[_embed].Floats);
         return result;
+    }
+
+    /// <summary>The workspace for this batch with its tokens, lengths and rope tables on the device, and its real-row mask.</summary>
+    private (DeviceWorkspace Ws, bool[] Real) Begin(Batch batch, bool backward)
+    {
+        int bsz = batch.BatchSize, s = batch.SeqLen, n = bsz * s;
+        var ws = Workspace(ShapeFor(bsz, s, backward));
+        EnsureRope(s);
+        ws.Tokens.SubView(0, n).CopyFromCPU(batch.Tokens);
+        ws.Lengths.SubView(0, bsz).CopyFromCPU(batch.Lengths);
+        var real = new bool[n];
+        for (int b = 0; b < bsz; b++)
+            for (int t = 0; t < batch.Lengths[b]; t++) real[b * s + t] = true;
+        return (ws, real);
+    }
+
+    /// <summary>Layer streaming: block l's forward on a batch's packed rows x (input in, output out).</summary>
+    public void StreamForward(int l, Batch batch, PackedRows rows, float[] x)
+    {
+        var (ws, real) = Begin(batch, backward: false);
+        Upload(batch, rows, x, ws.X);
+        ForwardBlock(l, ws.X, ws.Layers[0], ws, batch, real, Observer);
+        Download(batch, rows, ws.X, x);
+    }
+
+    /// <summary>
+    /// Layer streaming: block l recomputed from its saved input x, then its backward from dx (the output's gradient in,
+    /// the input's out), adding the batch's weight gradients into grads.
+    /// </summary>
+    public void StreamBackward(int l, Batch batch, PackedRows rows, float[] x, float[] dx, DeviceTensor[] grads)
+    {
+        var (ws, real) = Begin(batch, backward: true);
+        Upload(batch, rows, x, ws.X);
+        ForwardBlock(l, ws.X, ws.Layers[0], ws, batch, real, null);
+        Upload(batch, rows, dx, ws.Dx);
+        BackwardBlock(l, ws.Layers[0], ws, grads, batch);
+        Download(batch, rows, ws.Dx, dx);
+    }
+
+    /// <summary>
+    /// Layer streaming: final norm, lm_head and loss of a batch's packed rows x. With dx, the backward too: lm_head's
+    /// gradient into gHead, the final norm's into gNorm, d(loss*scale)/dx into dx (packed rows).
+    /// </summary>
+    public DeviceLossHead.Result StreamHead(Batch batch, PackedRows rows, float[] x, ArrayView<float> gHead, ArrayView<float> gNorm, float[]? dx, double scale)
+    {
+        int n = batch.BatchSize * batch.SeqLen, d = _c.HiddenSize;
+        bool backward = dx != null;
+        var (ws, real) = Begin(batch, backward);
+        Upload(batch, rows, x, ws.X);
+        _ops.RmsNormForward(ws.X, _w[_finalNorm].Floats, ws.Xn, ws.Rf, n, d, (float)_c.RmsNormEps);
+        if (Observer != null && _head != _embed) Observer.OnLinearInput(_specs[_head], Host(ws.Xn, (long)n * d), n, d, real);
+        var result = _lossHead.Run(batch, ws, ws.Xn, d, _w[_head], _c.VocabSize, backward ? gHead : default, backward ? ws.Dxn : default, scale);
+        if (!backward) return result;
+        ws.Dx.SubView(0, (long)n * d).MemSetToZero();
+        _ops.RmsNormBackward(ws.X, _w[_finalNorm].Floats, ws.Rf, ws.Dxn, ws.Dx, gNorm, n, d);
+        Download(batch, rows, ws.Dx, dx!);
+        return result;
+    }
+
+    /// <summary>Packed rows (each sequence's real tokens back to back) into the padded [batch * seqLen, hidden] layout, padding rows zero.</summary>
+    private void Upload(Batch batch, PackedRows rows, float[] packed, ArrayView<float> padded)
+    {
+        int d = _c.HiddenSize;
+        padded.SubView(0, (long)batch.BatchSize * batch.SeqLen * d).MemSetToZero();
+        for (int b = 0; b < batch.BatchSize; b++)
+            if (batch.Lengths[b] > 0)
+                padded.SubView((long)b * batch.SeqLen * d, (long)batch.Lengths[b] * d).CopyFromCPU(packed.AsSpan(rows.Start[b] * d, batch.Lengths[b] * d));
+    }
+
+    private void Download(Batch batch, PackedRows rows, ArrayView<float> padded, float[] packed)
+    {
+        int d = _c.HiddenSize;
+        for (int b = 0; b < batch.BatchSize; b++)
+            if (batch.Lengths[b] > 0)
+                padded.SubView((long)b * batch.SeqLen * d, (long)batch.Lengths[b] * d).CopyToCPU(packed.AsSpan(rows.Start[b] * d, batch.Lengths[b] * d));
     }
 
     private void ForwardBlock(int l, ArrayView<float> x, LayerBuffers c, DeviceWorkspace ws, Batch batch, bool[] real, IActivationObserver<float>? obs)

@@ -4,14 +4,18 @@ using ILGPU.Runtime;
 
 namespace Cwa.Cuda.Engine;
 
-/// <summary>The largest batch a workspace serves and what it must keep for it.</summary>
-public readonly record struct WorkspaceShape(int Batch, int SeqLen, bool Backward, bool Recompute, long LogitsChunkElements)
+/// <summary>
+/// The largest batch a workspace serves and what it must keep for it. Streamed: one block at a time (layer
+/// streaming), so one block's activations and no saved block inputs (the host keeps those).
+/// </summary>
+public readonly record struct WorkspaceShape(int Batch, int SeqLen, bool Backward, bool Recompute, long LogitsChunkElements, bool Streamed = false)
 {
     public int Tokens => Batch * SeqLen;
     public bool Covers(WorkspaceShape s) =>
-        s.Batch <= Batch && s.SeqLen <= SeqLen && s.Tokens <= Tokens && (!s.Backward || Backward) && s.Recompute == Recompute && s.LogitsChunkElements == LogitsChunkElements;
+        s.Batch <= Batch && s.SeqLen <= SeqLen && s.Tokens <= Tokens && (!s.Backward || Backward) && s.Recompute == Recompute && s.LogitsChunkElements == LogitsChunkElements
+        && s.Streamed == Streamed;
     public WorkspaceShape Union(WorkspaceShape s) =>
-        new(Math.Max(Batch, s.Batch), Math.Max(SeqLen, s.SeqLen), Backward || s.Backward, Recompute, LogitsChunkElements);
+        new(Math.Max(Batch, s.Batch), Math.Max(SeqLen, s.SeqLen), Backward || s.Backward, Recompute, LogitsChunkElements, Streamed);
 }
 
 /// <summary>
@@ -43,12 +47,12 @@ internal sealed class DeviceWorkspace : IDisposable
         long n = s.Tokens, d = c.HiddenSize, f = c.IntermediateSize, qd = c.QDim, kd = c.KvDim;
         long probs = (long)s.Batch * c.NumHeads * s.SeqLen * s.SeqLen;
         ChunkRows = (int)Math.Max(1, Math.Min(n, s.LogitsChunkElements / c.VocabSize));
-        int cached = s.Backward && !s.Recompute ? c.NumLayers : 1;
+        int cached = s.Backward && !s.Recompute && !s.Streamed ? c.NumLayers : 1;
         Layers = new LayerBuffers[cached];
         for (int l = 0; l < cached; l++)
             Layers[l] = new LayerBuffers(F(n * d, true), F(n * d, true), F(n, true), F(n * qd, true), F(n * kd, true), F(n * kd, true), F(probs, true),
                 F(n * qd, true), F(n * d, true), F(n * d, true), F(n, true), F(n * f, true), F(n * f, true), F(n * f, true));
-        Saved = s.Backward && s.Recompute ? Enumerable.Range(0, c.NumLayers).Select(_ => F(n * d, true)).ToArray() : [];
+        Saved = s.Backward && s.Recompute && !s.Streamed ? Enumerable.Range(0, c.NumLayers).Select(_ => F(n * d, true)).ToArray() : [];
         X = F(n * d, true);
         Xn = F(n * d, true);
         Rf = F(n, true);

@@ -41,6 +41,18 @@ public static class PointwiseKernels
         x[o + i + half] = b * c + a * s;
     }
 
+    /// <summary>
+    /// One batch's gradient g folded into the running sums as the host's GradientSums folds it: total += scale * g,
+    /// squares += g * g; g is zeroed for the next batch.
+    /// </summary>
+    public static void FoldBatch(Index1D i, ArrayView<float> g, ArrayView<float> total, ArrayView<float> squares, float scale)
+    {
+        float v = g[i];
+        squares[i] += v * v;
+        total[i] += v * scale;
+        g[i] = 0f;
+    }
+
     /// <summary>o = a + b (o may alias a or b).</summary>
     public static void Add(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> o) => o[i] = a[i] + b[i];
 

@@ -172,7 +172,6 @@ public class StreamingTests(VariantModelsFixture models) : IClassFixture<Variant
     [InlineData("untied-gqa", new[] { "--streaming", "sometimes" }, "--streaming: unknown value 'sometimes'")]
     [InlineData("untied-gqa", new[] { "--memory-budget", "lots" }, "--memory-budget: 'lots' is not a size")]
     [InlineData("untied-gqa", new[] { "--memory-budget", "1K" }, "lower --batch-size or --max-length, or raise --memory-budget")]
-    [InlineData("untied-gqa", new[] { "--device", "ilgpu-cpu" }, "layer streaming runs on the CPU backend only so far")]
     public void WhatStreamingCannotDoIsRefusedUpFront(string variant, string[] extra, string expected)
     {
         using var dir = new TempDir();
