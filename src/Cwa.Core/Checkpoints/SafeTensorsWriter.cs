@@ -21,7 +21,12 @@ public sealed class SafeTensorsWriter : IDisposable
     private readonly long _dataStart;
     private bool _committed;
 
-    public SafeTensorsWriter(string path, IReadOnlyList<(string Name, DType DType, long[] Shape)> layout, IReadOnlyDictionary<string, string>? metadata = null)
+    /// <param name="reserveHeaderBytes">
+    /// room left in the header (as trailing spaces, which JSON readers skip) for metadata only known at the end:
+    /// <see cref="Commit(IReadOnlyDictionary{string, string})"/> rewrites the header in place within it
+    /// </param>
+    public SafeTensorsWriter(string path, IReadOnlyList<(string Name, DType DType, long[] Shape)> layout, IReadOnlyDictionary<string, string>? metadata = null,
+        int reserveHeaderBytes = 0)
     {
         _path = path;
         _layout = layout.ToList();
@@ -29,8 +34,8 @@ public sealed class SafeTensorsWriter : IDisposable
             throw new ArgumentException("duplicate tensor names in layout", nameof(layout));
         _tempPath = path + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
-        _stream = new FileStream(_tempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
-        byte[] header = BuildHeader(_layout, metadata);
+        _stream = new FileStream(_tempPath, FileMode.CreateNew, FileAccess.Write, FileShare.Read, 1 << 20);
+        byte[] header = BuildHeader(_layout, metadata, reserveHeaderBytes);
         Span<byte> len = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
         _stream.Write(len);
@@ -44,7 +49,7 @@ public sealed class SafeTensorsWriter : IDisposable
         }
     }
 
-    private static byte[] BuildHeader(List<(string Name, DType DType, long[] Shape)> layout, IReadOnlyDictionary<string, string>? metadata)
+    private static byte[] BuildHeader(List<(string Name, DType DType, long[] Shape)> layout, IReadOnlyDictionary<string, string>? metadata, int reserve = 0)
     {
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms))
@@ -75,7 +80,7 @@ public sealed class SafeTensorsWriter : IDisposable
             w.WriteEndObject();
         }
         // Pad with spaces to a multiple of 8 so the data section is aligned, as the reference implementation does.
-        int pad = (int)((8 - ms.Length % 8) % 8);
+        int pad = reserve + (int)((8 - (ms.Length + reserve) % 8) % 8);
         for (int i = 0; i < pad; i++) ms.WriteByte((byte)' ');
         return ms.ToArray();
     }
@@ -111,6 +116,34 @@ public sealed class SafeTensorsWriter : IDisposable
         long count = entry.Shape.Aggregate(1L, (a, d) => a * d);
         if (count != length) throw new InvalidOperationException($"tensor '{name}' needs {count} values, got {length}");
         return entry.DType;
+    }
+
+    /// <summary>
+    /// The data section as written so far, read back in file order (tensor layout order) in chunks: what a checksum
+    /// over tensors that were written in another order hashes.
+    /// </summary>
+    public void ReadBackData(Action<ReadOnlySpan<byte>> use)
+    {
+        _stream.Flush();
+        using var read = new FileStream(_tempPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 20);
+        read.Position = _dataStart;
+        var buffer = new byte[1 << 22];
+        int n;
+        while ((n = read.Read(buffer)) > 0) use(buffer.AsSpan(0, n));
+    }
+
+    /// <summary>Replaces the metadata (within the room reserved at construction), then commits.</summary>
+    public void Commit(IReadOnlyDictionary<string, string> metadata)
+    {
+        byte[] header = BuildHeader(_layout, metadata);
+        long room = _dataStart - 8;
+        if (header.Length > room) throw new InvalidOperationException($"{_path}: the final metadata needs {header.Length} header bytes, {room} were reserved");
+        var padded = new byte[room];
+        Array.Fill(padded, (byte)' ');
+        header.CopyTo(padded, 0);
+        _stream.Position = 8;
+        _stream.Write(padded);
+        Commit();
     }
 
     public void Commit()

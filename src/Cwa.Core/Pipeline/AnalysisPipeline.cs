@@ -73,20 +73,22 @@ public static class AnalysisPipeline
         }
         using (model)
         {
-            ScoreSources? merged = null;
+            ShardSet? shards = null;
             if (r.Shard != null || r.MergeShards.Count > 0)
             {
-                CheckShardable(r, metric, curvature, model);
+                CheckShardable(r, metric, curvature);
                 if (r.Shard is { } shard) return RunShard(r, shard, model, data, batches, metric, curvature, runDir, timer, progress);
+                // Every shard is checked (run key, 1..N once each, checksums) before any scoring.
                 using (timer.Phase("merge"))
-                    merged = ShardFiles.Merge(r.MergeShards, RunKey(r, model, data, batches, progress), model.Backend.Specs, metric.NeedsFisher(curvature), batches.Count);
+                    shards = ShardSet.Open(r.MergeShards, RunKey(r, model, data, batches, progress), model.Backend.Specs, metric.NeedsFisher(curvature), batches.Count);
             }
+            using var openShards = shards;
             if (r.SaveTokens) CalibrationTokensFile.Write(Path.Combine(outDir, CalibrationTokensFile.Name), batches);
             int maxK = Math.Max(Math.Max(r.TopK, r.AblateEach), r.KSweep.Count > 0 ? r.KSweep.Max() : 0);
             var (sources, ranking) = RankingPass.Run(model, batches, metric, curvature, mode, maxK, r,
                 r.DumpScores ? Path.Combine(outDir, "scores.safetensors") : null, progress, timer,
-                model.Backend is StreamedBackend || merged != null ? null : Checkpoint(r, runDir, model, data, batches, progress),
-                new ScoreExtras(r.ScoresParquet, known != null ? Validation.KnownWeights.Probes(known) : null), merged);
+                model.Backend is StreamedBackend || shards != null ? null : Checkpoint(r, runDir, model, data, batches, progress),
+                new ScoreExtras(r.ScoresParquet, known != null ? Validation.KnownWeights.Probes(known) : null), shards);
             List<RankedWeight> top;
             using (timer.Phase("ranking"))
             {
@@ -252,13 +254,11 @@ public static class AnalysisPipeline
     }
 
     /// <summary>What a sharded run can split today: exact sums of per-batch gradients, on the CPU, in memory.</summary>
-    private static void CheckShardable(AnalyzeRequest r, SensitivityMetric metric, ObdCurvature curvature, LoadedModel model)
+    private static void CheckShardable(AnalyzeRequest r, SensitivityMetric metric, ObdCurvature curvature)
     {
         string what = r.Shard != null ? "--shard" : "cwa merge";
         if (metric == SensitivityMetric.Magnitude || metric.NeedsActivations() || metric.NeedsHessian(curvature))
             throw new InputException($"{what}: --metric {metric.Name()} is not split into shards yet (grad_x_weight, grad_squared, fisher and obd with fisher curvature are)");
-        if (model.Backend is not CpuBackend)
-            throw new InputException($"{what} runs on the CPU in memory for now (--device cpu --streaming off); layer streaming and the GPU are not supported yet");
         if (r.GradReduction != "sum") throw new InputException($"{what} needs --grad-reduction sum (a mean over batches is not a sum of shards)");
         if (r.CheckpointEvery > 0 || r.Resume) throw new InputException($"{what}: --checkpoint-every and --resume do not apply to shards");
     }
@@ -271,11 +271,31 @@ public static class AnalysisPipeline
         if (mine.Count == 0)
             throw new InputException($"--shard {shard.Index}/{shard.Count}: there are only {batches.Count} calibration batches, so this shard has none; use fewer shards");
         string key = RunKey(r, model, data, batches, progress);
+        string path = Path.Combine(runDir.Staging, shard.FileName);
         ScoreSources sources;
-        using (timer.Phase("gradients"))
-            sources = GradientPass.Run(model, mine, metric, curvature, r, progress);
-        using (timer.Phase("writing"))
-            ShardFiles.Write(Path.Combine(runDir.Staging, shard.FileName), key, shard, mine.Count, r, sources, model.Backend.Specs);
+        if (model.Backend is StreamedBackend streamed)
+        {
+            // Each tensor's partial sums go to the shard file as the layer-major pass completes them.
+            using var save = ShardFiles.Begin(path, key, model.Backend.Specs, metric.NeedsFisher(curvature));
+            StreamingAnalysis.SweepSums sums;
+            using (timer.Phase("gradients"))
+            using (var phase = progress.Start("gradients (layer-major)", streamed.Pass.Steps(mine.Count, backward: true)))
+                sums = StreamingAnalysis.GradientSweep(streamed, mine, metric, curvature, r, c => save.Write(c.Index, c.Gradient, c.Fisher ?? []), phase);
+            sources = new ScoreSources
+            {
+                CalibrationLoss = sums.LossSum / sums.Tokens, MeanBatchLoss = sums.BatchLossSum / sums.Used, CalibrationTokens = sums.Tokens,
+                CalibrationInputTokens = GradientPass.InputTokens(mine), CalibrationSequences = mine.Sum(b => b.BatchSize), SkippedBatches = sums.Skipped,
+            };
+            using (timer.Phase("writing"))
+                ShardFiles.Commit(save, key, shard, mine.Count, r with { Device = model.Backend.Name }, sources);
+        }
+        else
+        {
+            using (timer.Phase("gradients"))
+                sources = GradientPass.Run(model, mine, metric, curvature, r, progress);
+            using (timer.Phase("writing"))
+                ShardFiles.Write(path, key, shard, mine.Count, r, sources, model.Backend.Specs, model.Backend);
+        }
         runDir.Publish();
         progress.Info($"shard {shard.Index} of {shard.Count}: {mine.Count} of {batches.Count} batches; merge all shards with `cwa merge .../{shard.FileName} ... --out-dir DIR`");
         return new AnalysisSummary(r.OutDir, model.DisplayName, metric.Name(), r.Mode, r.TopK, sources.CalibrationLoss, sources.CalibrationSequences,

@@ -34,33 +34,77 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
     public void Save(CheckpointPosition position, IReadOnlyList<ParameterSpec> specs, TensorReader gradient, TensorReader? fisher,
         IReadOnlyDictionary<string, string>? extra = null)
     {
-        var layout = new List<(string, DType, long[])>();
+        using var save = BeginSave(specs, fisher != null);
+        var buffer = new float[specs.Max(s => s.NumElements)];
+        var other = fisher != null ? new float[buffer.Length] : null;
         for (int t = 0; t < specs.Count; t++)
         {
-            layout.Add(($"g.{t}", DType.F32, [specs[t].NumElements]));
-            if (fisher != null) layout.Add(($"f.{t}", DType.F32, [specs[t].NumElements]));
+            var g = buffer.AsSpan(0, (int)specs[t].NumElements);
+            gradient(t, g);
+            var f = other.AsSpan(0, other == null ? 0 : g.Length);
+            fisher?.Invoke(t, f);
+            save.Write(t, g, f);
         }
-        var meta = new Dictionary<string, string>
+        save.Commit(position, extra);
+    }
+
+    /// <summary>
+    /// A save whose tensors arrive in any order (a streamed pass completes them block by block) and whose position is
+    /// known only at the end: the data is written as it comes; the metadata and the checksum (over the data read back
+    /// in file order) go into room reserved in the header when it is committed.
+    /// </summary>
+    public StreamedSave BeginSave(IReadOnlyList<ParameterSpec> specs, bool fisher) => new(Path, specs, fisher, runKey);
+
+    public sealed class StreamedSave : IDisposable
+    {
+        // Position, arguments and skipped-batch notes of one run: a few KiB; the room is checked when committed.
+        private const int HeaderRoom = 1 << 16;
+        private readonly SafeTensorsWriter _writer;
+        private readonly bool _fisher;
+        private readonly string _runKey;
+        private readonly int _tensors;
+
+        internal StreamedSave(string path, IReadOnlyList<ParameterSpec> specs, bool fisher, string runKey)
         {
-            ["run_key"] = runKey,
-            ["next_batch"] = position.NextBatch.ToString(CultureInfo.InvariantCulture),
-            ["loss_sum"] = position.LossSum.ToString("R", CultureInfo.InvariantCulture),
-            ["tokens"] = position.Tokens.ToString(CultureInfo.InvariantCulture),
-            ["tensors"] = specs.Count.ToString(CultureInfo.InvariantCulture),
-            ["fisher"] = fisher != null ? "1" : "0",
-            ["skipped"] = string.Join('\u001f', position.Skipped),
-            ["batch_loss_sum"] = position.BatchLossSum.ToString("R", CultureInfo.InvariantCulture),
-            ["batches_used"] = position.BatchesUsed.ToString(CultureInfo.InvariantCulture),
-        };
-        foreach (var (k, v) in extra ?? new Dictionary<string, string>()) meta[k] = v;
-        var buffer = new float[specs.Max(s => s.NumElements)];
-        // The checksum goes into the header, before the data: one pass hashes, a second writes.
-        var hash = Hasher(meta);
-        ForEachSaved(specs, gradient, fisher, buffer, (_, values) => hash.Append(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values)));
-        meta["checksum"] = Convert.ToHexStringLower(hash.GetCurrentHash());
-        using var w = new SafeTensorsWriter(Path, layout, meta);
-        ForEachSaved(specs, gradient, fisher, buffer, w.Write);
-        w.Commit();
+            var layout = new List<(string, DType, long[])>();
+            for (int t = 0; t < specs.Count; t++)
+            {
+                layout.Add(($"g.{t}", DType.F32, [specs[t].NumElements]));
+                if (fisher) layout.Add(($"f.{t}", DType.F32, [specs[t].NumElements]));
+            }
+            (_fisher, _runKey, _tensors) = (fisher, runKey, specs.Count);
+            _writer = new SafeTensorsWriter(path, layout, new Dictionary<string, string> { ["run_key"] = runKey }, HeaderRoom);
+        }
+
+        /// <summary>One tensor's sums (fisher: empty when the save keeps none).</summary>
+        public void Write(int tensor, ReadOnlySpan<float> gradient, ReadOnlySpan<float> fisher)
+        {
+            _writer.Write($"g.{tensor}", gradient);
+            if (_fisher) _writer.Write($"f.{tensor}", fisher);
+        }
+
+        public void Commit(CheckpointPosition position, IReadOnlyDictionary<string, string>? extra = null)
+        {
+            var meta = new Dictionary<string, string>
+            {
+                ["run_key"] = _runKey,
+                ["next_batch"] = position.NextBatch.ToString(CultureInfo.InvariantCulture),
+                ["loss_sum"] = position.LossSum.ToString("R", CultureInfo.InvariantCulture),
+                ["tokens"] = position.Tokens.ToString(CultureInfo.InvariantCulture),
+                ["tensors"] = _tensors.ToString(CultureInfo.InvariantCulture),
+                ["fisher"] = _fisher ? "1" : "0",
+                ["skipped"] = string.Join('\u001f', position.Skipped),
+                ["batch_loss_sum"] = position.BatchLossSum.ToString("R", CultureInfo.InvariantCulture),
+                ["batches_used"] = position.BatchesUsed.ToString(CultureInfo.InvariantCulture),
+            };
+            foreach (var (k, v) in extra ?? new Dictionary<string, string>()) meta[k] = v;
+            var hash = Hasher(meta);
+            _writer.ReadBackData(bytes => hash.Append(bytes));
+            meta["checksum"] = Convert.ToHexStringLower(hash.GetCurrentHash());
+            _writer.Commit(meta);
+        }
+
+        public void Dispose() => _writer.Dispose();
     }
 
     /// <summary>
@@ -70,8 +114,52 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
     /// </summary>
     public CheckpointPosition? Load(IReadOnlyList<ParameterSpec> specs, int batchCount, TensorWriter gradient, TensorWriter? fisher)
     {
+        using var saved = Open(specs, batchCount, fisher != null);
+        if (saved == null) return null;
+        var buffer = new float[specs.Max(s => s.NumElements)];
+        for (int t = 0; t < specs.Count; t++)
+        {
+            var values = buffer.AsSpan(0, (int)specs[t].NumElements);
+            saved.ReadGradient(t, values);
+            gradient(t, values);
+            if (fisher == null) continue;
+            saved.ReadFisher(t, values);
+            fisher(t, values);
+        }
+        return saved.Position;
+    }
+
+    /// <summary>
+    /// The saved file, checked whole (run key, metadata, every tensor's shape, the checksum over every byte), kept
+    /// open so its sums can be read tensor by tensor; null when there is none.
+    /// </summary>
+    public SavedSums? Open(IReadOnlyList<ParameterSpec> specs, int batchCount, bool fisher)
+    {
         if (!File.Exists(Path)) return null;
-        using var f = SafeTensorsFile.Open(Path);
+        var f = SafeTensorsFile.Open(Path);
+        try
+        {
+            return new SavedSums(f, Check(f, specs, batchCount, fisher));
+        }
+        catch
+        {
+            f.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A checked save: its position and metadata, and its sums tensor by tensor.</summary>
+    public sealed class SavedSums(SafeTensorsFile file, CheckpointPosition position) : IDisposable
+    {
+        public CheckpointPosition Position => position;
+        public IReadOnlyDictionary<string, string> Metadata => file.Metadata;
+        public void ReadGradient(int tensor, Span<float> into) => file.Read($"g.{tensor}", into);
+        public void ReadFisher(int tensor, Span<float> into) => file.Read($"f.{tensor}", into);
+        public void Dispose() => file.Dispose();
+    }
+
+    private CheckpointPosition Check(SafeTensorsFile f, IReadOnlyList<ParameterSpec> specs, int batchCount, bool fisher)
+    {
         if (!f.Metadata.TryGetValue("run_key", out var key) || key != runKey)
             throw new InputException($"{Path}: checkpoint belongs to a different run (model weights, data or arguments changed); delete it or drop --resume");
         var meta = new Dictionary<string, string> { ["run_key"] = key };
@@ -86,7 +174,7 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
         int batchesUsed = Parse<int>(meta, "batches_used", int.TryParse, n => n >= 0 && n <= next);
         Parse<int>(meta, "tensors", int.TryParse, n => n == specs.Count);
         bool hasFisher = Parse<int>(meta, "fisher", int.TryParse, n => n is 0 or 1) == 1;
-        if (hasFisher != (fisher != null)) throw Damaged($"metadata 'fisher' is {meta["fisher"]} but this run {(fisher != null ? "needs" : "keeps no")} Fisher sums");
+        if (hasFisher != fisher) throw Damaged($"metadata 'fisher' is {meta["fisher"]} but this run {(fisher ? "needs" : "keeps no")} Fisher sums");
         var names = new List<string>();
         for (int t = 0; t < specs.Count; t++)
             foreach (var name in hasFisher ? new[] { $"g.{t}", $"f.{t}" } : [$"g.{t}"])
@@ -105,35 +193,12 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
         }
         if (!f.Metadata.TryGetValue("checksum", out var sum) || sum != Convert.ToHexStringLower(hash.GetCurrentHash()))
             throw Damaged("checksum mismatch: the file was changed or damaged");
-        var buffer = new float[specs.Max(s => s.NumElements)];
-        for (int t = 0; t < specs.Count; t++)
-        {
-            var values = buffer.AsSpan(0, (int)specs[t].NumElements);
-            f.Read($"g.{t}", values);
-            gradient(t, values);
-            if (fisher == null) continue;
-            f.Read($"f.{t}", values);
-            fisher(t, values);
-        }
         return new CheckpointPosition(next, lossSum, tokens, meta["skipped"].Length == 0 ? [] : meta["skipped"].Split('\u001f'), batchLossSum, batchesUsed);
     }
 
     public void Delete()
     {
         if (File.Exists(Path)) File.Delete(Path);
-    }
-
-    private static void ForEachSaved(IReadOnlyList<ParameterSpec> specs, TensorReader gradient, TensorReader? fisher, float[] buffer, Action<string, ReadOnlySpan<float>> use)
-    {
-        for (int t = 0; t < specs.Count; t++)
-        {
-            var values = buffer.AsSpan(0, (int)specs[t].NumElements);
-            gradient(t, values);
-            use($"g.{t}", values);
-            if (fisher == null) continue;
-            fisher(t, values);
-            use($"f.{t}", values);
-        }
     }
 
     /// <summary>XxHash128 seeded with the run key and position, so metadata edits fail the checksum too.</summary>

@@ -15,20 +15,23 @@ internal static class RankingPass
 {
     public static (ScoreSources Sources, RankingResult Ranking) Run(LoadedModel model, IReadOnlyList<Batch> batches, SensitivityMetric metric,
         ObdCurvature curvature, RankingMode mode, int maxK, AnalyzeRequest r, string? dumpPath, IProgressSink progress,
-        PhaseTimer? timer = null, GradientCheckpoint? checkpoint = null, ScoreExtras? extras = null, ScoreSources? merged = null)
+        PhaseTimer? timer = null, GradientCheckpoint? checkpoint = null, ScoreExtras? extras = null, ShardSet? shards = null)
     {
         // Forward-only metrics (wanda, act_outlier, magnitude) have no gradient phase: theirs is called forward.
         string pass = metric == SensitivityMetric.Magnitude || metric.NeedsActivations() ? "forward" : "gradients";
         if (model.Backend is StreamedBackend streamed)
         {
             var sw = System.Diagnostics.Stopwatch.StartNew();
-            var (sources, ranking, scoringSeconds) = StreamingAnalysis.Run(streamed, batches, metric, curvature, mode, maxK, r, dumpPath, progress, extras);
+            var (sources, ranking, scoringSeconds) = StreamingAnalysis.Run(streamed, batches, metric, curvature, mode, maxK, r, dumpPath, progress, extras, shards);
             timer?.Record(pass, sw.Elapsed.TotalSeconds - scoringSeconds);
             timer?.Record("scoring", scoringSeconds);
             return (sources, ranking);
         }
         ScoreSources s;
-        if (merged != null) s = merged; // cwa merge: the shards' summed partial sums stand for the gradient pass
+        // cwa merge: the shards' summed partial sums stand for the gradient pass.
+        if (shards != null)
+            using (timer?.Phase("merge"))
+                s = ShardFiles.Merge(shards, model.Backend.Specs, metric.NeedsFisher(curvature));
         else
             using (timer?.Phase(pass))
                 s = GradientPass.Run(model, batches, metric, curvature, r, progress, checkpoint);

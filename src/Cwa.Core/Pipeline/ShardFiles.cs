@@ -13,7 +13,36 @@ namespace Cwa.Core.Pipeline;
 /// </summary>
 public static class ShardFiles
 {
-    public static void Write(string path, string runKey, ShardSpec shard, int shardBatches, AnalyzeRequest r, ScoreSources s, IReadOnlyList<ParameterSpec> specs)
+    /// <param name="backend">where the sums are read when they stayed on a device (sources without host gradients)</param>
+    public static void Write(string path, string runKey, ShardSpec shard, int shardBatches, AnalyzeRequest r, ScoreSources s, IReadOnlyList<ParameterSpec> specs,
+        Engine.IBackend backend)
+    {
+        r = r with { Device = backend.Name };
+        using var save = new GradientCheckpoint(path, runKey, 1).BeginSave(specs, s.Fisher != null);
+        var g = new float[specs.Max(x => x.NumElements)];
+        var f = s.Fisher != null ? new float[g.Length] : [];
+        for (int t = 0; t < specs.Count; t++)
+        {
+            int n = (int)specs[t].NumElements;
+            if (s.Gradient != null) s.Gradient[t].CopyTo(g, 0);
+            else backend.ReadGradient(t, g.AsSpan(0, n));
+            if (s.Fisher != null)
+            {
+                if (s.Fisher.Sums[t] is { } sum) sum.CopyTo(f, 0);
+                else Array.Clear(f, 0, n);
+            }
+            save.Write(t, g.AsSpan(0, n), f.AsSpan(0, s.Fisher != null ? n : 0));
+        }
+        Commit(save, runKey, shard, shardBatches, r, s);
+    }
+
+    /// <summary>A shard file whose tensors a streamed pass writes as they complete (<see cref="Commit"/> finishes it).</summary>
+    public static GradientCheckpoint.StreamedSave Begin(string path, string runKey, IReadOnlyList<ParameterSpec> specs, bool fisher) =>
+        new GradientCheckpoint(path, runKey, 1).BeginSave(specs, fisher);
+
+    /// <summary>The shard's position (loss and token sums) and identity, covered by the checksum; the file then appears.</summary>
+    /// <param name="r">the run's arguments, with Device the backend that computed the sums (cpu, cuda or ilgpu-cpu), which the merge uses again</param>
+    public static void Commit(GradientCheckpoint.StreamedSave save, string runKey, ShardSpec shard, int shardBatches, AnalyzeRequest r, ScoreSources s)
     {
         int used = shardBatches - s.SkippedBatches.Count;
         var position = new CheckpointPosition(shardBatches, s.CalibrationLoss * s.CalibrationTokens, s.CalibrationTokens, s.SkippedBatches, s.MeanBatchLoss * used, used);
@@ -29,8 +58,7 @@ public static class ShardFiles
                 Shard = null, OutDir = "results", Model = Full(r.Model), DataFile = Full(r.DataFile), EvalFile = Full(r.EvalFile), KnownWeights = r.KnownWeights == "builtin" ? "builtin" : Full(r.KnownWeights),
             }),
         };
-        new GradientCheckpoint(path, runKey, 1).Save(position, specs, (t, into) => s.Gradient![t].CopyTo(into),
-            s.Fisher == null ? null : (t, into) => { if (s.Fisher.Sums[t] is { } f) f.CopyTo(into); else into.Clear(); }, extra);
+        save.Commit(position, extra);
     }
 
     private static string? Full(string? path) => path == null ? null : Path.GetFullPath(path);
@@ -47,51 +75,16 @@ public static class ShardFiles
         catch (JsonException e) { throw new InputException($"{path}: not a cwa shard file ({e.Message.Split('\n')[0]})"); }
     }
 
-    public static ScoreSources Merge(IReadOnlyList<string> paths, string runKey, IReadOnlyList<ParameterSpec> specs, bool fisherNeeded, int totalBatches)
+    /// <summary>Every shard's sums added into model-sized host arrays (the in-memory merge).</summary>
+    public static ScoreSources Merge(ShardSet set, IReadOnlyList<ParameterSpec> specs, bool fisherNeeded)
     {
-        var byIndex = new SortedDictionary<int, string>();
-        var metadata = new Dictionary<string, IReadOnlyDictionary<string, string>>();
-        int count = 0;
-        foreach (var p in paths)
-        {
-            var meta = metadata[p] = Metadata(p);
-            if (!meta.TryGetValue("run_key", out var key) || key != runKey)
-                throw new InputException($"{p}: this shard was computed for another run (model weights, data or arguments differ from the other shards')");
-            int index = int.TryParse(meta.GetValueOrDefault("shard_index"), out int i) ? i : throw new InputException($"{p}: not a cwa shard file (no shard_index)");
-            int n = int.TryParse(meta.GetValueOrDefault("shard_count"), out int c) ? c : throw new InputException($"{p}: not a cwa shard file (no shard_count)");
-            if (count != 0 && n != count) throw new InputException($"{p}: is shard {index} of {n}, but {byIndex.First().Value} is of {count}");
-            count = n;
-            if (!byIndex.TryAdd(index, p)) throw new InputException($"shard {index} of {n} is given twice ({byIndex[index]} and {p})");
-        }
-        var missing = Enumerable.Range(1, count).Where(i => !byIndex.ContainsKey(i)).ToList();
-        if (missing.Count > 0) throw new InputException($"shard{(missing.Count > 1 ? "s" : "")} {string.Join(", ", missing)} of {count} {(missing.Count > 1 ? "are" : "is")} missing");
-
         var gradient = specs.Select(s => new float[s.NumElements]).ToArray();
         var fisher = fisherNeeded ? new FisherAccumulator(specs.Select(s => (float[]?)new float[s.NumElements]).ToArray()) : null;
-        double lossSum = 0, batchLossSum = 0;
-        long tokens = 0, inputTokens = 0;
-        int used = 0, sequences = 0;
-        var skipped = new List<string>();
-        // Fixed order (shard 1, 2, ...): the merged sums do not depend on the order the files were named in.
-        foreach (var (_, p) in byIndex)
-        {
-            var pos = new GradientCheckpoint(p, runKey, 1).Load(specs, totalBatches,
-                (t, v) => System.Numerics.Tensors.TensorPrimitives.Add(gradient[t], v, gradient[t]),
-                fisher == null ? null : (t, v) => System.Numerics.Tensors.TensorPrimitives.Add(fisher.Sums[t]!, v, fisher.Sums[t]!))!;
-            (lossSum, tokens, batchLossSum, used) = (lossSum + pos.LossSum, tokens + pos.Tokens, batchLossSum + pos.BatchLossSum, used + pos.BatchesUsed);
-            skipped.AddRange(pos.Skipped);
-            var meta = metadata[p];
-            inputTokens += long.Parse(meta["input_tokens"], CultureInfo.InvariantCulture);
-            sequences += int.Parse(meta["sequences"], CultureInfo.InvariantCulture);
-        }
-        return new ScoreSources
-        {
-            CalibrationLoss = lossSum / tokens, MeanBatchLoss = batchLossSum / used, CalibrationTokens = tokens, CalibrationInputTokens = inputTokens,
-            CalibrationSequences = sequences, Gradient = gradient, Fisher = fisher, SkippedBatches = skipped,
-        };
+        for (int t = 0; t < specs.Count; t++) set.Sum(t, gradient[t], fisher?.Sums[t]);
+        return set.Sources(gradient, fisher);
     }
 
-    private static IReadOnlyDictionary<string, string> Metadata(string path)
+    internal static IReadOnlyDictionary<string, string> Metadata(string path)
     {
         if (!File.Exists(path)) throw new InputException($"{path}: shard file not found");
         using var f = SafeTensorsFile.Open(path);

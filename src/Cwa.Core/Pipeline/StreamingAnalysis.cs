@@ -17,8 +17,10 @@ internal static class StreamingAnalysis
     /// <summary>Rows of a vocabulary tensor scored at a time (its weights are widened chunk by chunk).</summary>
     private const int ScoreRows = 1024;
 
+    /// <param name="shards">cwa merge: the shards' sums stand for the gradient pass, read tensor by tensor</param>
     public static (ScoreSources Sources, RankingResult Ranking, double ScoringSeconds) Run(StreamedBackend backend, IReadOnlyList<Batch> batches,
-        SensitivityMetric metric, ObdCurvature curvature, RankingMode mode, int maxK, AnalyzeRequest r, string? dumpPath, IProgressSink progress, ScoreExtras? extras = null)
+        SensitivityMetric metric, ObdCurvature curvature, RankingMode mode, int maxK, AnalyzeRequest r, string? dumpPath, IProgressSink progress, ScoreExtras? extras = null,
+        ShardSet? shards = null)
     {
         CheckSupported(metric, curvature, r, backend.Config);
         var specs = backend.Specs;
@@ -55,31 +57,21 @@ internal static class StreamingAnalysis
         var loop = Stopwatch.StartNew();
         bool gradients = metric != SensitivityMetric.Magnitude && !metric.NeedsActivations();
         bool magnitude = metric == SensitivityMetric.Magnitude;
+        if (shards != null)
+        {
+            using (var phase = progress.Start("scoring the merged shards (streamed)", specs.Count))
+                MergedSweep(backend, shards, metric.NeedsFisher(curvature), Score, phase);
+            scorer.Release();
+            dump?.Commit();
+            return (shards.Sources(null, null, captured), builder.Build(scorer.Quantiles), scoring.Elapsed.TotalSeconds);
+        }
         using (var phase = magnitude ? progress.Start("scoring |W| (streamed)", backend.Config.NumLayers)
                    : progress.Start(gradients ? "gradients (layer-major)" : "forward (layer-major)", pass.Steps(batches.Count, gradients)))
         {
             if (gradients)
             {
-                double scale = r.GradReduction switch
-                {
-                    "sum" => 1.0,
-                    "mean" => 1.0 / batches.Count,
-                    _ => throw new InputException($"--grad-reduction: unknown value '{r.GradReduction}' (valid: sum, mean)"),
-                };
-                var mode2 = metric.NeedsFisher(curvature) || r.SkipNonFinite ? Accumulation.PerBatch : Accumulation.Sum;
-                var losses = pass.Gradients(batches, mode2, scale, r.SkipNonFinite, Score, phase);
-                skipped = losses.Skipped;
-                for (int b = 0; b < batches.Count; b++)
-                {
-                    var res = losses.Results[b];
-                    double loss = res.Targets == 0 ? 0 : res.SumNll / res.Targets;
-                    if (!double.IsFinite(loss)) continue;
-                    lossSum += loss * batches[b].TargetCount;
-                    tokens += batches[b].TargetCount;
-                    batchLossSum += loss;
-                    used++;
-                    flops += FlopCount.ForwardBackward(backend.Config, batches[b]);
-                }
+                var sums = GradientSweep(backend, batches, metric, curvature, r, Score, phase);
+                (lossSum, tokens, batchLossSum, used, flops, skipped) = (sums.LossSum, sums.Tokens, sums.BatchLossSum, sums.Used, sums.Flops, sums.Skipped);
             }
             else if (magnitude)
             {
@@ -129,6 +121,70 @@ internal static class StreamingAnalysis
             ForwardBackwardSeconds = gradients ? seconds - scoring.Elapsed.TotalSeconds : 0, ForwardBackwardFlops = flops,
         };
         return (sources, builder.Build(scorer.Quantiles), scoring.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Loss and token sums of a layer-major gradient sweep over the used batches.</summary>
+    internal sealed record SweepSums(double LossSum, long Tokens, double BatchLossSum, int Used, double Flops, IReadOnlyList<string> Skipped);
+
+    /// <summary>
+    /// One layer-major gradient pass: each tensor's sums over every batch go to consume as soon as they are complete
+    /// (scoring, or a shard file).
+    /// </summary>
+    internal static SweepSums GradientSweep(StreamedBackend backend, IReadOnlyList<Batch> batches, SensitivityMetric metric, ObdCurvature curvature, AnalyzeRequest r,
+        Action<CompletedTensor> consume, IPhaseProgress? phase)
+    {
+        double scale = r.GradReduction switch
+        {
+            "sum" => 1.0,
+            "mean" => 1.0 / batches.Count,
+            _ => throw new InputException($"--grad-reduction: unknown value '{r.GradReduction}' (valid: sum, mean)"),
+        };
+        var mode = metric.NeedsFisher(curvature) || r.SkipNonFinite ? Accumulation.PerBatch : Accumulation.Sum;
+        var losses = backend.Pass.Gradients(batches, mode, scale, r.SkipNonFinite, consume, phase);
+        double lossSum = 0, batchLossSum = 0, flops = 0;
+        long tokens = 0;
+        int used = 0;
+        for (int b = 0; b < batches.Count; b++)
+        {
+            var res = losses.Results[b];
+            double loss = res.Targets == 0 ? 0 : res.SumNll / res.Targets;
+            if (!double.IsFinite(loss)) continue;
+            lossSum += loss * batches[b].TargetCount;
+            tokens += batches[b].TargetCount;
+            batchLossSum += loss;
+            used++;
+            flops += FlopCount.ForwardBackward(backend.Config, batches[b]);
+        }
+        return new SweepSums(lossSum, tokens, batchLossSum, used, flops, losses.Skipped);
+    }
+
+    /// <summary>
+    /// A streamed cwa merge: every tensor's sums added over the shards and handed to consume, block by block (each
+    /// block's weights widened once), then the 1-D and vocabulary tensors; one tensor's sums in memory at a time.
+    /// </summary>
+    private static void MergedSweep(StreamedBackend backend, ShardSet shards, bool fisher, Action<CompletedTensor> consume, IPhaseProgress phase)
+    {
+        var specs = backend.Specs;
+        var buffers = new Dictionary<long, (float[] G, float[] F)>();
+        void Merge(int t, float[] weights)
+        {
+            long n = specs[t].NumElements;
+            if (!buffers.TryGetValue(n, out var b)) buffers[n] = b = (new float[n], fisher ? new float[n] : []);
+            shards.Sum(t, b.G, b.F);
+            consume(new CompletedTensor(t, weights, b.G, fisher ? b.F : null));
+            // The vocabulary tensors' sums (2 GB each at 8B) are not kept for the next one.
+            if (weights.Length == 0) buffers.Remove(n);
+            phase.Advance();
+        }
+        for (int l = 0; l < backend.Config.NumLayers; l++)
+        {
+            backend.Weights.LoadBlock(l);
+            for (int t = 0; t < specs.Count; t++)
+                if (specs[t].Block == l) Merge(t, backend.Weights.Slots[t]);
+        }
+        backend.Weights.ReleaseBlocks();
+        for (int t = 0; t < specs.Count; t++)
+            if (specs[t].Block < 0) Merge(t, specs[t].Is2D ? [] : backend.Weights.Slots[t]);
     }
 
     /// <summary>What a streamed run cannot do, refused before any work with what to do instead.</summary>
