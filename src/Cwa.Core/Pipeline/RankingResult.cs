@@ -31,8 +31,8 @@ public sealed class RankingResult
     public IReadOnlyList<ScoredIndex> Dumped { get; init; } = [];
     /// <summary>Probed (known) weights scored on the host, with their exact rank within their tensor.</summary>
     public IReadOnlyList<ProbedWeight> Probed { get; init; } = [];
-    /// <summary>OverallStats' quantiles come from the 16-bit radix counts (within ±0.4%), not the log histogram's bin edges.</summary>
-    public bool OverallQuantilesPrecise { get; init; }
+    /// <summary>How OverallStats' quantiles were found.</summary>
+    public QuantileAccuracy OverallQuantiles { get; init; }
 
     /// <summary>The top-k set for the run's mode, best first within each group.</summary>
     public List<ScoredIndex> Select(int k)
@@ -55,3 +55,6 @@ public sealed class RankingResult
 
     public HashSet<(int, long)> AsSet(int k) => Select(k).Select(s => (s.TensorIndex, s.FlatIndex)).ToHashSet();
 }
+
+/// <summary>How the model-wide quantiles were found: exactly (a second pass), within a radix bucket (±0.4%), or as log-histogram bin edges.</summary>
+public enum QuantileAccuracy { BinEdge, Bucket, Exact }

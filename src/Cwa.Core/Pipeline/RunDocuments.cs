@@ -92,6 +92,16 @@ internal static class RunDocuments
         if (pert?.TopMinusRandomCi95High is double margin) Put("top_minus_random_ci95_high_delta_ppl", margin);
         if (notes.Count > 0) resultsJson["notes"] = notes;
         resultsJson["num_selected_weights"] = top.Count;
+        // Model-wide score quantiles (nearest rank over every scored weight), with how they were found.
+        var q = ranking.OverallStats;
+        resultsJson["overall_score_quantiles"] = new JsonObject
+        {
+            ["method"] = ranking.OverallQuantiles switch
+            {
+                QuantileAccuracy.Exact => "exact", QuantileAccuracy.Bucket => "radix_bucket_midpoint_within_0.4pct", _ => "histogram_bin_upper_edge",
+            },
+            ["p50"] = JsonOutput.Number(q.P50), ["p95"] = JsonOutput.Number(q.P95), ["p99"] = JsonOutput.Number(q.P99), ["p99_9"] = JsonOutput.Number(q.P999),
+        };
         if (sources.ForwardBackwardSeconds > 0)
         {
             resultsJson["forward_backward_seconds"] = sources.ForwardBackwardSeconds;

@@ -33,7 +33,7 @@ internal sealed class RunOutputs(string outDir, string prefix)
     {
         var summaries = ranking.Stats.Select(s => new TensorScoreSummary(s.Block, s.Component, s.Mean, s.Max)).ToList();
         Add(Plots.LayerComparison(Png("layer_comparison"), $"{metric}: mean score per tensor by block", summaries), "Mean score of each tensor, grouped by transformer block and component.");
-        Add(Plots.Distribution(Png("sensitivity_distribution"), $"{metric}: distribution of all scores", ranking.Histogram, ranking.OverallStats, ranking.OverallQuantilesPrecise), "Histogram of every weight's score (log-spaced bins, log counts).");
+        Add(Plots.Distribution(Png("sensitivity_distribution"), $"{metric}: distribution of all scores", ranking.Histogram, ranking.OverallStats, ranking.OverallQuantiles), "Histogram of every weight's score (log-spaced bins, log counts).");
         var blocks = summaries.Select(s => s.Block).Distinct().Order().ToList();
         var comps = Plots.ComponentOrder.Where(c => summaries.Any(s => s.Component == c)).ToList();
         var values = new double[blocks.Count, comps.Count];

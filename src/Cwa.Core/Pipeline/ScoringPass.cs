@@ -33,7 +33,16 @@ public static class ScoringPass
             }
         }
         dump?.Commit();
-        return builder.Build(onDevice == null ? scorer.Quantiles : null);
+        if (onDevice != null) return builder.Build();
+        // The scores are computed again (cheap next to summarising them) to find the model-wide quantiles exactly.
+        var exact = scorer.Quantiles.Refine(RankingBuilder.OverallQuantiles);
+        using (var phase = progress.Start("exact model-wide quantiles", scored.Count))
+            foreach (int t in scored)
+            {
+                exact.Add(scorer.Compute(Input(backend, t, sources)));
+                phase.Advance();
+            }
+        return builder.Build(scorer.Quantiles, exact);
     }
 
     /// <summary>The tensors this metric scores, in tensor order; k must fit the largest.</summary>
@@ -54,14 +63,16 @@ public static class ScoringPass
             new Dictionary<string, string> { ["metric"] = metric.Name() });
 
     /// <summary>One tensor scored on the host from the sources (and the backend's weights), then summarised.</summary>
-    private static ScoreSummary OnHost(IBackend backend, int t, ScoreSources sources, TensorScorer scorer)
+    private static ScoreSummary OnHost(IBackend backend, int t, ScoreSources sources, TensorScorer scorer) => scorer.Score(t, Input(backend, t, sources));
+
+    private static TensorScoreInput Input(IBackend backend, int t, ScoreSources sources)
     {
         var spec = backend.Specs[t];
         // The CPU backend holds its weights as host arrays (read-only here); other backends copy the tensor out.
         float[] w;
         if (backend is CpuBackend cpu) w = cpu.Weights[t];
         else backend.ReadWeight(t, w = new float[spec.NumElements]);
-        return scorer.Score(t, new TensorScoreInput
+        return new TensorScoreInput
         {
             Spec = spec,
             Weights = w,
@@ -70,7 +81,7 @@ public static class ScoringPass
             HessianDiag = sources.HessianDiag?[t],
             InputNorms = sources.Activations?.InputNorms(spec.Name),
             InputMaxAbs = sources.Activations?.InputMaxAbs(spec.Name),
-        });
+        };
     }
 
     /// <summary>

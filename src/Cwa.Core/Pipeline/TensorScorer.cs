@@ -24,12 +24,15 @@ internal sealed class TensorScorer(SensitivityMetric metric, ObdCurvature curvat
     /// <summary>Drops the buffer (a streamed run frees the 2 GB buffer of a vocabulary tensor before the next phase).</summary>
     public void Release() => _scores = [];
 
-    public ScoreSummary Score(int t, TensorScoreInput input)
+    public ScoreSummary Score(int t, TensorScoreInput input) => Summarise(t, input.Spec, Buffer(input.Spec.NumElements), Compute(input).Length);
+
+    /// <summary>The tensor's scores only (in the reused buffer): what a second pass for exact quantiles reads again.</summary>
+    public ReadOnlySpan<float> Compute(TensorScoreInput input)
     {
         int n = (int)input.Spec.NumElements;
-        var scores = Buffer(n);
-        ScoreFunctions.Compute(metric, input, scores.AsSpan(0, n), curvature);
-        return Summarise(t, input.Spec, scores, n);
+        var scores = Buffer(n).AsSpan(0, n);
+        ScoreFunctions.Compute(metric, input, scores, curvature);
+        return scores;
     }
 
     /// <summary>The summary of scores[0 .. n) of tensor t (already computed, e.g. chunk by chunk).</summary>
@@ -77,8 +80,12 @@ internal sealed class RankingBuilder(IReadOnlyList<ParameterSpec> specs, Ranking
 
     public void Add(int t, ScoreSummary summary) => _summaries.Add(t, summary);
 
+    /// <summary>The model-wide quantiles reported in OverallStats (a second scoring pass finds them exactly).</summary>
+    public static readonly double[] OverallQuantiles = [0.5, 0.95, 0.99, 0.999];
+
     /// <param name="quantiles">model-wide quantiles of every scored weight (null when some tensor was scored on the device)</param>
-    public RankingResult Build(RadixQuantiles? quantiles = null)
+    /// <param name="exact">the second pass over the same scores, when one was run</param>
+    public RankingResult Build(RadixQuantiles? quantiles = null, RadixRefinement? exact = null)
     {
         var top = new Dictionary<int, List<ScoredIndex>>();
         var bottom = new Dictionary<int, List<ScoredIndex>>();
@@ -118,7 +125,13 @@ internal sealed class RankingBuilder(IReadOnlyList<ParameterSpec> specs, Ranking
         var overall = overallAgg.Rows()[0];
         var h = histogram.Build();
         bool precise = quantiles != null && quantiles.Total == overall.NumWeights;
-        double Q(double q) => precise ? quantiles!.Quantile(q) : HistogramQuantile(h, q);
+        var accuracy = !precise ? QuantileAccuracy.BinEdge : exact != null ? QuantileAccuracy.Exact : QuantileAccuracy.Bucket;
+        double Q(double q) => accuracy switch
+        {
+            QuantileAccuracy.Exact => exact!.Quantile(q),
+            QuantileAccuracy.Bucket => quantiles!.Quantile(q),
+            _ => HistogramQuantile(h, q),
+        };
         return new RankingResult
         {
             Mode = mode,
@@ -134,7 +147,7 @@ internal sealed class RankingBuilder(IReadOnlyList<ParameterSpec> specs, Ranking
             Overall = overall,
             OverallStats = new TensorStats("all", -1, "all", overall.NumWeights, overall.Mean, overall.Std, overallMin, overall.Max,
                 Q(0.5), Q(0.95), Q(0.99), Q(0.999), h.Zeros, overall.Sum),
-            OverallQuantilesPrecise = precise,
+            OverallQuantiles = accuracy,
             Histogram = h,
             Concentration = concentration,
             Dumped = dumped,

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Cwa.Core.Pipeline;
 using Cwa.Core.Sensitivity;
 using ScottPlot;
 
@@ -48,7 +49,7 @@ public static class Plots
         return Save(plt, path);
     }
 
-    public static IReadOnlyList<string> Distribution(string path, string title, LogHistogram h, TensorStats overall, bool preciseQuantiles = false)
+    public static IReadOnlyList<string> Distribution(string path, string title, LogHistogram h, TensorStats overall, QuantileAccuracy quantiles = QuantileAccuracy.BinEdge)
     {
         var plt = NewPlot(title, "score (log10 bins)", "weights per bin (log10)");
         var bars = new List<Bar>();
@@ -66,8 +67,8 @@ public static class Plots
             $"weights: {overall.NumWeights:N0}",
             $"zeros: {h.Zeros:N0}",
             $"mean: {overall.Mean:G4}",
-            preciseQuantiles ? $"median: {overall.P50:G4} (±0.4%)" : $"median: ≤ {overall.P50:G3} (bin edge)",
-            preciseQuantiles ? $"p99: {overall.P99:G4} (±0.4%)" : $"p99: ≤ {overall.P99:G3} (bin edge)",
+            Quantile("median", overall.P50, quantiles),
+            Quantile("p99", overall.P99, quantiles),
             $"max: {overall.Max:G4}");
         var note = plt.Add.Annotation(text, Alignment.UpperRight);
         note.LabelFontSize = 15;
@@ -77,6 +78,14 @@ public static class Plots
         if (bars.Count > 0) plt.Axes.SetLimitsY(0, bars.Max(b => b.Value) + 2.2);
         return Save(plt, path);
     }
+
+    /// <summary>A model-wide quantile for the summary box, saying how it was found unless exactly.</summary>
+    private static string Quantile(string name, double value, QuantileAccuracy accuracy) => accuracy switch
+    {
+        QuantileAccuracy.Exact => $"{name}: {value:G4}",
+        QuantileAccuracy.Bucket => $"{name}: {value:G4} (±0.4%)",
+        _ => $"{name}: ≤ {value:G3} (bin edge)",
+    };
 
     public static IReadOnlyList<string> Heatmap(string path, string title, string[] rowLabels, string[] colLabels, double[,] values, string colorbarLabel, bool logScale, bool annotate = false, bool unitRange = false)
     {

@@ -3,7 +3,9 @@ namespace Cwa.Core.Sensitivity;
 /// <summary>
 /// Model-wide order statistics of all scores in one streaming pass: counts of the top 16 bits of each score's
 /// order-preserving bit key (sign, exponent and 7 mantissa bits), so a quantile is known to within one bucket, a
-/// relative width of 2^-7; the midpoint is reported, off by at most ±0.4%. (The per-tensor quantiles are exact.)
+/// relative width of 2^-7; the midpoint is reported, off by at most ±0.4%. A second pass over the same scores
+/// (<see cref="Refine"/>) counts the low 16 bits inside the buckets that hold the wanted ranks, which gives the exact
+/// values. (The per-tensor quantiles are exact.)
 /// </summary>
 public sealed class RadixQuantiles
 {
@@ -43,11 +45,69 @@ public sealed class RadixQuantiles
         return double.NaN;
     }
 
-    private static uint Key(float v)
+    /// <summary>The rank ceil(q * n) of each quantile and the bucket it falls in, for a second pass that finds the exact values.</summary>
+    public RadixRefinement Refine(IReadOnlyList<double> qs)
+    {
+        var targets = new Dictionary<double, (int Bucket, long Rank)>();
+        foreach (double q in qs)
+        {
+            if (Total == 0) continue;
+            long target = Math.Max(1, (long)Math.Ceiling(q * Total)), seen = 0;
+            for (int b = 0; b < _counts.Length; b++)
+            {
+                if (b == 0x8000 && (seen += _zeros) >= target) { targets[q] = (-1, 0); break; }
+                if (seen + _counts[b] >= target) { targets[q] = (b, target - seen); break; }
+                seen += _counts[b];
+            }
+        }
+        return new RadixRefinement(targets);
+    }
+
+    internal static uint Key(float v)
     {
         uint bits = BitConverter.SingleToUInt32Bits(v);
         return (bits & 0x8000_0000) != 0 ? ~bits : bits | 0x8000_0000;
     }
 
-    private static float FromKey(uint key) => BitConverter.UInt32BitsToSingle((key & 0x8000_0000) != 0 ? key & 0x7FFF_FFFF : ~key);
+    internal static float FromKey(uint key) => BitConverter.UInt32BitsToSingle((key & 0x8000_0000) != 0 ? key & 0x7FFF_FFFF : ~key);
+}
+
+/// <summary>
+/// The second pass of <see cref="RadixQuantiles"/>: the same scores again, of which only those in a wanted bucket
+/// are counted by their low 16 bits; the wanted rank inside the bucket then names one exact float.
+/// </summary>
+public sealed class RadixRefinement
+{
+    private readonly Dictionary<double, (int Bucket, long Rank)> _targets;
+    private readonly Dictionary<int, long[]> _low = new();
+
+    internal RadixRefinement(Dictionary<double, (int Bucket, long Rank)> targets)
+    {
+        _targets = targets;
+        foreach (var (bucket, _) in targets.Values)
+            if (bucket >= 0) _low.TryAdd(bucket, new long[1 << 16]);
+    }
+
+    public void Add(ReadOnlySpan<float> scores)
+    {
+        if (_low.Count == 0) return;
+        foreach (float v in scores)
+        {
+            if (float.IsNaN(v) || v == 0) continue;
+            uint key = RadixQuantiles.Key(v);
+            if (_low.TryGetValue((int)(key >> 16), out var low)) low[key & 0xFFFF]++;
+        }
+    }
+
+    /// <summary>The exact value at rank ceil(q * n) (NaN for a quantile not asked for, or when the pass saw fewer scores).</summary>
+    public double Quantile(double q)
+    {
+        if (!_targets.TryGetValue(q, out var t)) return double.NaN;
+        if (t.Bucket < 0) return 0;
+        var low = _low[t.Bucket];
+        long seen = 0;
+        for (int i = 0; i < low.Length; i++)
+            if ((seen += low[i]) >= t.Rank) return RadixQuantiles.FromKey(((uint)t.Bucket << 16) | (uint)i);
+        return double.NaN;
+    }
 }

@@ -26,6 +26,29 @@ public class RadixQuantilesTests
         }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ASecondPassGivesTheExactNearestRankValues(bool signed)
+    {
+        var rng = new Random(7);
+        // Many values in few buckets (a narrow distribution), ties, zeros and a NaN.
+        var values = Enumerable.Range(0, 60_000).Select(_ => (float)((1 + rng.NextDouble() * 0.05) * (signed && rng.Next(3) == 0 ? -1 : 1))).ToList();
+        values.AddRange(Enumerable.Repeat(1.01f, 300));
+        values.AddRange(Enumerable.Repeat(0f, 700));
+        values.Add(float.NaN);
+        var chunks = values.Chunk(7_000).ToList();
+        var q = new RadixQuantiles();
+        foreach (var c in chunks) q.Add(c);
+        double[] ps = [0.001, 0.01, 0.3, 0.5, 0.95, 0.99, 0.999, 1.0];
+        var exact = q.Refine(ps);
+        foreach (var c in chunks) exact.Add(c);
+        var sorted = values.Where(v => !float.IsNaN(v)).Order().ToArray();
+        foreach (double p in ps)
+            Assert.Equal(sorted[(int)Math.Ceiling(p * sorted.Length) - 1], exact.Quantile(p));
+        Assert.True(double.IsNaN(exact.Quantile(0.42)), "a quantile not asked for has no value");
+    }
+
     [Fact]
     public void AllZerosGiveZeroAndNothingGivesNaN()
     {
