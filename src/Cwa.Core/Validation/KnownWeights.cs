@@ -32,7 +32,8 @@ public static class KnownWeights
             return new KnownWeightSet(BuiltIn, [], $"no published super weights for this model's shape (hidden {config.HiddenSize}, {config.NumLayers} layers, " +
                 $"intermediate {config.IntermediateSize}, vocabulary {config.VocabSize}); the built-in list covers {string.Join(", ", root["models"]!.AsArray().Select(m => m!["name"]!.GetValue<string>()))}");
         var targets = matches.SelectMany(m => m["weights"]!.AsArray().Select(w => new WeightTarget(w!["tensor"]!.GetValue<string>(), w["row"]!.GetValue<long>(),
-            w["col"]!.GetValue<long>(), w["label"]!.GetValue<string>(), $"{source}; published for {m["name"]!.GetValue<string>()}", $"built-in known weights ({m["name"]})"))).ToList();
+            w["col"]!.GetValue<long>(), w["label"]!.GetValue<string>(), $"{source}; {m["name"]!.GetValue<string>()} coordinates from {m["source"]?.GetValue<string>() ?? "the paper"}",
+            $"built-in known weights ({m["name"]})"))).ToList();
         return new KnownWeightSet($"{BuiltIn}: {string.Join(", ", matches.Select(m => m["name"]!.GetValue<string>()))}", WeightTargets.Resolve(targets, specs), null);
     }
 

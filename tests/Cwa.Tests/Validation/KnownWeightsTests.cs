@@ -23,6 +23,16 @@ public class KnownWeightsTests(TinyModelFixture tiny) : IClassFixture<TinyModelF
         var mistral = llama with { VocabSize = 32000 };
         Assert.Equal((2070L, 7310L), KnownWeights.Load(KnownWeights.BuiltIn, mistral, LlamaLayout.Parameters(mistral)).Weights.Select(w => (w.Row, w.Col)).Single());
 
+        // LLaMA-7B and Llama-2-7B share a shape: both lists apply, each saying where its coordinates come from.
+        var llama7 = llama with { VocabSize = 32000, IntermediateSize = 11008, RopeScaling = null };
+        var both = KnownWeights.Load(KnownWeights.BuiltIn, llama7, LlamaLayout.Parameters(llama7));
+        Assert.Equal("builtin: Llama-2-7B, LLaMA-7B", both.Origin);
+        Assert.Equal([("model.layers.1.mlp.down_proj.weight", 2533L, 7890L), ("model.layers.2.mlp.down_proj.weight", 3968L, 7003L)],
+            both.Weights.Select(w => (w.Tensor, w.Row, w.Col)));
+        Assert.Contains("unchecked", both.Weights[0].Source);
+        Assert.Contains("mengxiayu/LLMSuperWeight", both.Weights[1].Source);
+        Assert.All(set.Weights, w => Assert.Contains("mengxiayu/LLMSuperWeight", w.Source));
+
         var demo = TestModelPresets.Config("demo", 1024);
         var none = KnownWeights.Load(KnownWeights.BuiltIn, demo, LlamaLayout.Parameters(demo));
         Assert.Empty(none.Weights);
