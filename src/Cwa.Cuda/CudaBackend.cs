@@ -182,8 +182,13 @@ public sealed class CudaBackend : IBackend, IDeviceScoring
 
     public bool CanScore(SensitivityMetric metric) => metric is SensitivityMetric.GradXWeight or SensitivityMetric.GradSquared;
 
-    public ScoreSummary Score(int tensorIndex, SensitivityMetric metric, int maxK) =>
-        Scorer.Score(Specs[tensorIndex], tensorIndex, Gradients[tensorIndex], _w[tensorIndex], metric == SensitivityMetric.GradSquared ? ScoreKernels.GradSquared : ScoreKernels.GradXWeight, maxK);
+    public ScoreSummary Score(int tensorIndex, SensitivityMetric metric, int maxK, RadixQuantiles? modelWide = null) =>
+        Scorer.Score(Specs[tensorIndex], tensorIndex, Gradients[tensorIndex], _w[tensorIndex], Kernel(metric), maxK, modelWide);
+
+    public void Refine(int tensorIndex, SensitivityMetric metric, RadixRefinement refinement) =>
+        Scorer.Refine(Specs[tensorIndex], Gradients[tensorIndex], _w[tensorIndex], Kernel(metric), refinement);
+
+    private static int Kernel(SensitivityMetric metric) => metric == SensitivityMetric.GradSquared ? ScoreKernels.GradSquared : ScoreKernels.GradXWeight;
 
     public void ReadGradientAt(int tensorIndex, ReadOnlySpan<long> flatIndices, Span<float> values) => _ops.Gather(Gradients[tensorIndex], flatIndices, values);
 

@@ -28,18 +28,18 @@ public static class ScoringPass
             {
                 var spec = specs[t];
                 phase.Describe(spec.Name);
-                builder.Add(t, onDevice?.Score(t, metric, maxK) ?? OnHost(backend, t, sources, scorer));
+                builder.Add(t, onDevice?.Score(t, metric, maxK, scorer.Quantiles) ?? OnHost(backend, t, sources, scorer));
                 phase.Advance();
             }
         }
         dump?.Commit();
-        if (onDevice != null) return builder.Build();
         // The scores are computed again (cheap next to summarising them) to find the model-wide quantiles exactly.
         var exact = scorer.Quantiles.Refine(RankingBuilder.OverallQuantiles);
         using (var phase = progress.Start("exact model-wide quantiles", scored.Count))
             foreach (int t in scored)
             {
-                exact.Add(scorer.Compute(Input(backend, t, sources)));
+                if (onDevice != null) onDevice.Refine(t, metric, exact);
+                else exact.Add(scorer.Compute(Input(backend, t, sources)));
                 phase.Advance();
             }
         return builder.Build(scorer.Quantiles, exact);

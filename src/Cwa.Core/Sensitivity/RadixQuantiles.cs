@@ -23,9 +23,21 @@ public sealed class RadixQuantiles
             if (float.IsNaN(v)) continue;
             n++;
             if (v == 0) { _zeros++; continue; }
-            _counts[Key(v) >> 16]++;
+            _counts[RadixPercentiles.Key(v) >> 16]++;
         }
         Total += n;
+    }
+
+    /// <summary>Counts made elsewhere (a device's radix pass over one tensor): non-zero scores by top 16 key bits, and the zeros.</summary>
+    public void AddCounts(ReadOnlySpan<long> high, long zeros)
+    {
+        for (int b = 0; b < _counts.Length; b++)
+        {
+            _counts[b] += high[b];
+            Total += high[b];
+        }
+        _zeros += zeros;
+        Total += zeros;
     }
 
     /// <summary>The value at rank ceil(q * n) (nearest rank), as its bucket's midpoint.</summary>
@@ -39,7 +51,7 @@ public sealed class RadixQuantiles
             if (b == 0x8000 && (seen += _zeros) >= target) return 0;
             seen += _counts[b];
             if (seen < target) continue;
-            float lo = FromKey((uint)b << 16), hi = FromKey(((uint)b << 16) | 0xFFFF);
+            float lo = RadixPercentiles.FromKey((uint)b << 16), hi = RadixPercentiles.FromKey(((uint)b << 16) | 0xFFFF);
             return lo == hi ? lo : (lo + (double)hi) / 2;
         }
         return double.NaN;
@@ -62,14 +74,6 @@ public sealed class RadixQuantiles
         }
         return new RadixRefinement(targets);
     }
-
-    internal static uint Key(float v)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(v);
-        return (bits & 0x8000_0000) != 0 ? ~bits : bits | 0x8000_0000;
-    }
-
-    internal static float FromKey(uint key) => BitConverter.UInt32BitsToSingle((key & 0x8000_0000) != 0 ? key & 0x7FFF_FFFF : ~key);
 }
 
 /// <summary>
@@ -88,13 +92,23 @@ public sealed class RadixRefinement
             if (bucket >= 0) _low.TryAdd(bucket, new long[1 << 16]);
     }
 
+    /// <summary>The top-16-bit buckets whose low bits this pass counts.</summary>
+    public IReadOnlyList<int> Buckets => _low.Keys.Order().ToList();
+
+    /// <summary>Low-16-bit counts of one bucket made elsewhere (a device's radix pass over one tensor).</summary>
+    public void AddCounts(int bucket, ReadOnlySpan<int> low)
+    {
+        var into = _low[bucket];
+        for (int i = 0; i < into.Length; i++) into[i] += low[i];
+    }
+
     public void Add(ReadOnlySpan<float> scores)
     {
         if (_low.Count == 0) return;
         foreach (float v in scores)
         {
             if (float.IsNaN(v) || v == 0) continue;
-            uint key = RadixQuantiles.Key(v);
+            uint key = RadixPercentiles.Key(v);
             if (_low.TryGetValue((int)(key >> 16), out var low)) low[key & 0xFFFF]++;
         }
     }
@@ -107,7 +121,7 @@ public sealed class RadixRefinement
         var low = _low[t.Bucket];
         long seen = 0;
         for (int i = 0; i < low.Length; i++)
-            if ((seen += low[i]) >= t.Rank) return RadixQuantiles.FromKey(((uint)t.Bucket << 16) | (uint)i);
+            if ((seen += low[i]) >= t.Rank) return RadixPercentiles.FromKey(((uint)t.Bucket << 16) | (uint)i);
         return double.NaN;
     }
 }

@@ -28,8 +28,14 @@ public interface IDeviceScoring
     /// <summary>Whether the metric is computed from this backend's own gradient sums and weights.</summary>
     bool CanScore(SensitivityMetric metric);
 
-    /// <summary>Scores tensor t; throws naming the tensor and flat index when its gradient sum is not finite.</summary>
-    ScoreSummary Score(int tensorIndex, SensitivityMetric metric, int maxK);
+    /// <summary>
+    /// Scores tensor t; throws naming the tensor and flat index when its gradient sum is not finite. The tensor's
+    /// radix counts are added to the model-wide quantiles when given.
+    /// </summary>
+    ScoreSummary Score(int tensorIndex, SensitivityMetric metric, int maxK, RadixQuantiles? modelWide = null);
+
+    /// <summary>Scores tensor t again and adds the low-16-bit counts of the refinement's buckets (exact model-wide quantiles).</summary>
+    void Refine(int tensorIndex, SensitivityMetric metric, RadixRefinement refinement);
 
     /// <summary>Gradient sums at the given flat indices (for the CSV's gradient column).</summary>
     void ReadGradientAt(int tensorIndex, ReadOnlySpan<long> flatIndices, Span<float> values);

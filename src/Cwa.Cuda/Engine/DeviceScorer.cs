@@ -50,22 +50,11 @@ internal sealed class DeviceScorer : IDisposable
     /// <summary>Device bytes the score buffer takes for a model (the largest scored tensor, fp32).</summary>
     public static long Bytes(ModelConfig c) => LlamaLayout.Parameters(c).Where(s => s.Is2D).Max(s => s.NumElements) * sizeof(float);
 
-    public ScoreSummary Score(ParameterSpec spec, int tensorIndex, DeviceTensor gradient, DeviceTensor weight, int metric, int maxK)
+    /// <param name="modelWide">the model-wide quantiles the tensor's radix counts are added to</param>
+    public ScoreSummary Score(ParameterSpec spec, int tensorIndex, DeviceTensor gradient, DeviceTensor weight, int metric, int maxK, RadixQuantiles? modelWide = null)
     {
         int n = checked((int)spec.NumElements);
-        if (_scores == null || _scores.Length < n)
-        {
-            _scores?.Dispose();
-            _scores = _acc.Allocate1D<float>(n);
-        }
-        var s = _scores.View.SubView(0, n);
-        using (var first = _acc.Allocate1D([long.MaxValue]))
-        {
-            bool f32 = weight.Format == StorageFormat.F32;
-            _score(n, gradient.Floats, f32 ? weight.Floats : gradient.Floats, f32 ? _noHalves.View : weight.Halves, (int)weight.Format, s, metric, first.View);
-            long bad = first.GetAsArray1D()[0];
-            if (bad != long.MaxValue) throw new CwaException(GradientPass.NonFiniteGradient(spec.Name, bad));
-        }
+        var s = Compute(spec, gradient, weight, metric);
 
         var (total, min, max, zeros, negatives) = Moments(s, n);
         double mean = total / n;
@@ -78,7 +67,7 @@ internal sealed class DeviceScorer : IDisposable
             ranks.Add(n - k);
             ranks.Add(k - 1);
         }
-        var order = OrderStatistics(s, n, ranks, zeros);
+        var order = OrderStatistics(s, n, ranks, zeros, modelWide);
         var p = TensorStatsCalculator.Percents.Select(pc => RadixPercentiles.Interpolate(n, pc, r => order[r])).ToArray();
 
         var histogram = new LogHistogramBuilder();
@@ -94,6 +83,48 @@ internal sealed class DeviceScorer : IDisposable
         var stats = new TensorStats(spec.Name, spec.Block, spec.Component, n, mean, Math.Sqrt(m2 / n), min, max, p[0], p[1], p[2], p[3], zeros, total) { Q25 = p[4], Q75 = p[5] }
             .WithMoments(m2, m3, m4);
         return new ScoreSummary(stats, squares, histogram, top, bottom);
+    }
+
+    /// <summary>The tensor's scores into the reused device buffer; a non-finite gradient is refused naming the tensor.</summary>
+    private ArrayView<float> Compute(ParameterSpec spec, DeviceTensor gradient, DeviceTensor weight, int metric)
+    {
+        int n = checked((int)spec.NumElements);
+        if (_scores == null || _scores.Length < n)
+        {
+            _scores?.Dispose();
+            _scores = _acc.Allocate1D<float>(n);
+        }
+        var s = _scores.View.SubView(0, n);
+        using (var first = _acc.Allocate1D([long.MaxValue]))
+        {
+            bool f32 = weight.Format == StorageFormat.F32;
+            _score(n, gradient.Floats, f32 ? weight.Floats : gradient.Floats, f32 ? _noHalves.View : weight.Halves, (int)weight.Format, s, metric, first.View);
+            long bad = first.GetAsArray1D()[0];
+            if (bad != long.MaxValue) throw new CwaException(GradientPass.NonFiniteGradient(spec.Name, bad));
+        }
+        return s;
+    }
+
+    /// <summary>Second pass for exact model-wide quantiles: the tensor's scores again, counted by their low 16 bits in the wanted buckets.</summary>
+    public void Refine(ParameterSpec spec, DeviceTensor gradient, DeviceTensor weight, int metric, RadixRefinement refinement)
+    {
+        var wanted = refinement.Buckets;
+        if (wanted.Count == 0) return;
+        var s = Compute(spec, gradient, weight, metric);
+        var low = LowCounts(s, checked((int)spec.NumElements), wanted);
+        for (int w = 0; w < wanted.Count; w++) refinement.AddCounts(wanted[w], low.AsSpan(w * 65536, 65536));
+    }
+
+    /// <summary>Counts of the low 16 key bits of the non-zero scores in each wanted top-16-bit bucket, [wanted, 65536].</summary>
+    private int[] LowCounts(ArrayView<float> s, int n, IReadOnlyList<int> wanted)
+    {
+        var slot = Enumerable.Repeat(-1, 65536).ToArray();
+        for (int w = 0; w < wanted.Count; w++) slot[wanted[w]] = w;
+        using var slotView = _acc.Allocate1D(slot);
+        using var counts = _acc.Allocate1D<int>(wanted.Count * 65536);
+        counts.MemSetToZero();
+        _radixLow(n, s, slotView.View, counts.View);
+        return counts.GetAsArray1D();
     }
 
     private (double Total, float Min, float Max, long Zeros, long Negatives) Moments(ArrayView<float> s, int n)
@@ -133,7 +164,7 @@ internal sealed class DeviceScorer : IDisposable
     /// bucket holds each rank, the low 16 bits within the wanted buckets give the exact key. Zeros are not
     /// counted on the device (see ScoreKernels) and are added to +0's bucket here.
     /// </summary>
-    private Dictionary<long, float> OrderStatistics(ArrayView<float> s, int n, SortedSet<long> ranks, long zeros)
+    private Dictionary<long, float> OrderStatistics(ArrayView<float> s, int n, SortedSet<long> ranks, long zeros, RadixQuantiles? modelWide)
     {
         const int zeroBucket = 0x8000;
         long[] high;
@@ -143,19 +174,13 @@ internal sealed class DeviceScorer : IDisposable
             _radixHigh(n, s, counts.View);
             high = counts.GetAsArray1D().Select(c => (long)c).ToArray();
         }
+        modelWide?.AddCounts(high, zeros);
         high[zeroBucket] += zeros;
         var bucketOf = RadixPercentiles.Locate(ranks, high);
         var wanted = bucketOf.Values.Select(v => v.Bucket).Distinct().Order().ToArray();
         var slot = Enumerable.Repeat(-1, 65536).ToArray();
         for (int w = 0; w < wanted.Length; w++) slot[wanted[w]] = w;
-        int[] low;
-        using (var slotView = _acc.Allocate1D(slot))
-        using (var counts = _acc.Allocate1D<int>(wanted.Length * 65536))
-        {
-            counts.MemSetToZero();
-            _radixLow(n, s, slotView.View, counts.View);
-            low = counts.GetAsArray1D();
-        }
+        var low = LowCounts(s, n, wanted);
         if (slot[zeroBucket] >= 0) low[slot[zeroBucket] * 65536] += (int)zeros;
         var result = new Dictionary<long, float>();
         foreach (var (rank, (b, within)) in bucketOf)

@@ -115,4 +115,32 @@ public sealed class DeviceScoringTests : AcceleratorTest
             Assert.Equal(at.Select(i => g[i]), values);
         }
     }
+
+    [Fact]
+    public void ModelWideQuantilesFromTheDeviceAreTheExactValuesOfEveryScore()
+    {
+        var config = TinyModels.Config(bias: true);
+        var w = ModelWeights<float>.Random(config, 13, std: 0.3);
+        var device = Cwa.Cuda.DeviceContext.CreateCpu();
+        using var dev = new CudaBackend(device, new FallbackGemm(device.Accelerator), w, StorageFormat.F32);
+        dev.ForwardBackward(TinyModels.Padded(), 1);
+        var modelWide = new RadixQuantiles();
+        var all = new List<float>();
+        for (int t = 0; t < w.Count; t++)
+        {
+            dev.Score(t, SensitivityMetric.GradXWeight, 3, modelWide);
+            var g = new float[w[t].Length];
+            dev.ReadGradient(t, g);
+            var s = new float[g.Length];
+            ScoreFunctions.Compute(SensitivityMetric.GradXWeight, new TensorScoreInput { Spec = w.Specs[t], Weights = w[t], Gradient = g }, s);
+            all.AddRange(s);
+        }
+        double[] ps = [0.5, 0.95, 0.99, 0.999];
+        var exact = modelWide.Refine(ps);
+        for (int t = 0; t < w.Count; t++) dev.Refine(t, SensitivityMetric.GradXWeight, exact);
+        var sorted = all.Order().ToArray();
+        Assert.Equal(sorted.Length, modelWide.Total);
+        foreach (double p in ps)
+            Assert.Equal(sorted[(int)Math.Ceiling(p * sorted.Length) - 1], exact.Quantile(p));
+    }
 }
