@@ -80,7 +80,7 @@ public static class AnalysisPipeline
                 if (r.Shard is { } shard) return RunShard(r, shard, model, data, batches, metric, curvature, runDir, timer, progress);
                 // Every shard is checked (run key, 1..N once each, checksums) before any scoring.
                 using (timer.Phase("merge"))
-                    shards = ShardSet.Open(r.MergeShards, RunKey(r, model, data, batches, progress), model.Backend.Specs, metric.NeedsFisher(curvature), batches.Count);
+                    shards = ShardSet.Open(r.MergeShards, RunKey(r, model, data, batches, progress), ShardFiles.Layout(model.Backend.Specs, metric, curvature), batches.Count);
             }
             using var openShards = shards;
             if (r.SaveTokens) CalibrationTokensFile.Write(Path.Combine(outDir, CalibrationTokensFile.Name), batches);
@@ -257,8 +257,10 @@ public static class AnalysisPipeline
     private static void CheckShardable(AnalyzeRequest r, SensitivityMetric metric, ObdCurvature curvature)
     {
         string what = r.Shard != null ? "--shard" : "cwa merge";
-        if (metric == SensitivityMetric.Magnitude || metric.NeedsActivations() || metric.NeedsHessian(curvature))
-            throw new InputException($"{what}: --metric {metric.Name()} is not split into shards yet (grad_x_weight, grad_squared, fisher and obd with fisher curvature are)");
+        if (metric == SensitivityMetric.Magnitude)
+            throw new InputException($"{what}: --metric magnitude needs no calibration data, so there is nothing to split into shards; run it once");
+        if (metric.NeedsHessian(curvature))
+            throw new InputException($"{what}: --metric {metric.Name()} is not split into shards (its Hessian pass needs the whole model in fp64); grad_x_weight, grad_squared, fisher, obd with fisher curvature, wanda and act_outlier are");
         if (r.GradReduction != "sum") throw new InputException($"{what} needs --grad-reduction sum (a mean over batches is not a sum of shards)");
         if (r.CheckpointEvery > 0 || r.Resume) throw new InputException($"{what}: --checkpoint-every and --resume do not apply to shards");
     }
@@ -273,7 +275,15 @@ public static class AnalysisPipeline
         string key = RunKey(r, model, data, batches, progress);
         string path = Path.Combine(runDir.Staging, shard.FileName);
         ScoreSources sources;
-        if (model.Backend is StreamedBackend streamed)
+        if (metric.NeedsActivations())
+        {
+            // Activation statistics are small (one value pair per input channel): computed whole, then written.
+            using (timer.Phase("forward"))
+                sources = model.Backend is StreamedBackend s ? StreamingAnalysis.Observe(s, mine, progress) : GradientPass.Run(model, mine, metric, curvature, r, progress);
+            using (timer.Phase("writing"))
+                ShardFiles.WriteActivations(path, key, shard, mine.Count, r with { Device = model.Backend.Name }, sources, model.Backend.Specs, metric);
+        }
+        else if (model.Backend is StreamedBackend streamed)
         {
             // Each tensor's partial sums go to the shard file as the layer-major pass completes them.
             using var save = ShardFiles.Begin(path, key, model.Backend.Specs, metric.NeedsFisher(curvature));

@@ -9,6 +9,19 @@ namespace Cwa.Core.Pipeline;
 /// <param name="BatchLossSum">sum of the used batches' mean losses (for avg_loss), over BatchesUsed batches</param>
 public sealed record CheckpointPosition(int NextBatch, double LossSum, long Tokens, IReadOnlyList<string> Skipped, double BatchLossSum = 0, int BatchesUsed = 0);
 
+/// <summary>
+/// What a save holds, in file order: each entry's name, dtype, element count and what it stands for (for messages).
+/// Tensors: the model's tensor count, recorded so a save of another model is refused.
+/// </summary>
+public sealed record SavedLayout(IReadOnlyList<(string Name, DType DType, long Count, string What)> Entries, int Tensors, bool Fisher)
+{
+    /// <summary>Gradient sums g.t (and Fisher sums f.t) of every tensor.</summary>
+    public static SavedLayout Gradients(IReadOnlyList<ParameterSpec> specs, bool fisher) =>
+        new(specs.SelectMany((s, t) => fisher
+            ? new[] { ($"g.{t}", DType.F32, s.NumElements, s.Name), ($"f.{t}", DType.F32, s.NumElements, s.Name) }
+            : [($"g.{t}", DType.F32, s.NumElements, s.Name)]).ToList(), specs.Count, fisher);
+}
+
 /// <summary>Copies one tensor's running sum (gradient or Fisher) into a buffer of its size.</summary>
 public delegate void TensorReader(int tensor, Span<float> into);
 
@@ -53,35 +66,35 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
     /// known only at the end: the data is written as it comes; the metadata and the checksum (over the data read back
     /// in file order) go into room reserved in the header when it is committed.
     /// </summary>
-    public StreamedSave BeginSave(IReadOnlyList<ParameterSpec> specs, bool fisher) => new(Path, specs, fisher, runKey);
+    public StreamedSave BeginSave(IReadOnlyList<ParameterSpec> specs, bool fisher) => BeginSave(SavedLayout.Gradients(specs, fisher));
+
+    /// <summary>A save of any layout (a shard of activation statistics has no gradients).</summary>
+    public StreamedSave BeginSave(SavedLayout layout) => new(Path, layout, runKey);
 
     public sealed class StreamedSave : IDisposable
     {
         // Position, arguments and skipped-batch notes of one run: a few KiB; the room is checked when committed.
         private const int HeaderRoom = 1 << 16;
         private readonly SafeTensorsWriter _writer;
-        private readonly bool _fisher;
+        private readonly SavedLayout _layout;
         private readonly string _runKey;
-        private readonly int _tensors;
 
-        internal StreamedSave(string path, IReadOnlyList<ParameterSpec> specs, bool fisher, string runKey)
+        internal StreamedSave(string path, SavedLayout layout, string runKey)
         {
-            var layout = new List<(string, DType, long[])>();
-            for (int t = 0; t < specs.Count; t++)
-            {
-                layout.Add(($"g.{t}", DType.F32, [specs[t].NumElements]));
-                if (fisher) layout.Add(($"f.{t}", DType.F32, [specs[t].NumElements]));
-            }
-            (_fisher, _runKey, _tensors) = (fisher, runKey, specs.Count);
-            _writer = new SafeTensorsWriter(path, layout, new Dictionary<string, string> { ["run_key"] = runKey }, HeaderRoom);
+            (_layout, _runKey) = (layout, runKey);
+            _writer = new SafeTensorsWriter(path, layout.Entries.Select(e => (e.Name, e.DType, new[] { e.Count })).ToList(),
+                new Dictionary<string, string> { ["run_key"] = runKey }, HeaderRoom);
         }
 
         /// <summary>One tensor's sums (fisher: empty when the save keeps none).</summary>
         public void Write(int tensor, ReadOnlySpan<float> gradient, ReadOnlySpan<float> fisher)
         {
             _writer.Write($"g.{tensor}", gradient);
-            if (_fisher) _writer.Write($"f.{tensor}", fisher);
+            if (_layout.Fisher) _writer.Write($"f.{tensor}", fisher);
         }
+
+        public void Write(string name, ReadOnlySpan<float> values) => _writer.Write(name, values);
+        public void Write(string name, ReadOnlySpan<double> values) => _writer.Write(name, values);
 
         public void Commit(CheckpointPosition position, IReadOnlyDictionary<string, string>? extra = null)
         {
@@ -91,8 +104,8 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
                 ["next_batch"] = position.NextBatch.ToString(CultureInfo.InvariantCulture),
                 ["loss_sum"] = position.LossSum.ToString("R", CultureInfo.InvariantCulture),
                 ["tokens"] = position.Tokens.ToString(CultureInfo.InvariantCulture),
-                ["tensors"] = _tensors.ToString(CultureInfo.InvariantCulture),
-                ["fisher"] = _fisher ? "1" : "0",
+                ["tensors"] = _layout.Tensors.ToString(CultureInfo.InvariantCulture),
+                ["fisher"] = _layout.Fisher ? "1" : "0",
                 ["skipped"] = string.Join('\u001f', position.Skipped),
                 ["batch_loss_sum"] = position.BatchLossSum.ToString("R", CultureInfo.InvariantCulture),
                 ["batches_used"] = position.BatchesUsed.ToString(CultureInfo.InvariantCulture),
@@ -114,16 +127,16 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
     /// </summary>
     public CheckpointPosition? Load(IReadOnlyList<ParameterSpec> specs, int batchCount, TensorWriter gradient, TensorWriter? fisher)
     {
-        using var saved = Open(specs, batchCount, fisher != null);
+        using var saved = Open(SavedLayout.Gradients(specs, fisher != null), batchCount);
         if (saved == null) return null;
         var buffer = new float[specs.Max(s => s.NumElements)];
         for (int t = 0; t < specs.Count; t++)
         {
             var values = buffer.AsSpan(0, (int)specs[t].NumElements);
-            saved.ReadGradient(t, values);
+            saved.Read($"g.{t}", values);
             gradient(t, values);
             if (fisher == null) continue;
-            saved.ReadFisher(t, values);
+            saved.Read($"f.{t}", values);
             fisher(t, values);
         }
         return saved.Position;
@@ -133,13 +146,13 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
     /// The saved file, checked whole (run key, metadata, every tensor's shape, the checksum over every byte), kept
     /// open so its sums can be read tensor by tensor; null when there is none.
     /// </summary>
-    public SavedSums? Open(IReadOnlyList<ParameterSpec> specs, int batchCount, bool fisher)
+    public SavedSums? Open(SavedLayout layout, int batchCount)
     {
         if (!File.Exists(Path)) return null;
         var f = SafeTensorsFile.Open(Path);
         try
         {
-            return new SavedSums(f, Check(f, specs, batchCount, fisher));
+            return new SavedSums(f, Check(f, layout, batchCount));
         }
         catch
         {
@@ -153,13 +166,15 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
     {
         public CheckpointPosition Position => position;
         public IReadOnlyDictionary<string, string> Metadata => file.Metadata;
-        public void ReadGradient(int tensor, Span<float> into) => file.Read($"g.{tensor}", into);
-        public void ReadFisher(int tensor, Span<float> into) => file.Read($"f.{tensor}", into);
+        public string Path => file.Path;
+        public void Read(string name, Span<float> into) => file.Read(name, into);
+        public void Read(string name, Span<double> into) => file.Read(name, into);
         public void Dispose() => file.Dispose();
     }
 
-    private CheckpointPosition Check(SafeTensorsFile f, IReadOnlyList<ParameterSpec> specs, int batchCount, bool fisher)
+    private CheckpointPosition Check(SafeTensorsFile f, SavedLayout layout, int batchCount)
     {
+        bool fisher = layout.Fisher;
         if (!f.Metadata.TryGetValue("run_key", out var key) || key != runKey)
             throw new InputException($"{Path}: checkpoint belongs to a different run (model weights, data or arguments changed); delete it or drop --resume");
         var meta = new Dictionary<string, string> { ["run_key"] = key };
@@ -172,23 +187,20 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
         long tokens = Parse<long>(meta, "tokens", long.TryParse, n => n >= 0);
         double batchLossSum = Parse<double>(meta, "batch_loss_sum", double.TryParse, x => double.IsFinite(x) && x >= 0);
         int batchesUsed = Parse<int>(meta, "batches_used", int.TryParse, n => n >= 0 && n <= next);
-        Parse<int>(meta, "tensors", int.TryParse, n => n == specs.Count);
+        Parse<int>(meta, "tensors", int.TryParse, n => n == layout.Tensors);
         bool hasFisher = Parse<int>(meta, "fisher", int.TryParse, n => n is 0 or 1) == 1;
         if (hasFisher != fisher) throw Damaged($"metadata 'fisher' is {meta["fisher"]} but this run {(fisher ? "needs" : "keeps no")} Fisher sums");
-        var names = new List<string>();
-        for (int t = 0; t < specs.Count; t++)
-            foreach (var name in hasFisher ? new[] { $"g.{t}", $"f.{t}" } : [$"g.{t}"])
-            {
-                if (!f.Contains(name)) throw Damaged($"tensor {name} ({specs[t].Name}) is missing");
-                var info = f.Info(name);
-                if (info.DType != DType.F32 || info.ElementCount != specs[t].NumElements)
-                    throw Damaged($"tensor {name} holds {info.ElementCount} {info.DType} values, {specs[t].Name} needs {specs[t].NumElements} F32");
-                names.Add(name);
-            }
-        var hash = Hasher(meta);
-        foreach (var name in names)
+        foreach (var (name, dtype, count, what) in layout.Entries)
         {
-            long bytes = f.Info(name).ElementCount * 4;
+            if (!f.Contains(name)) throw Damaged($"tensor {name} ({what}) is missing");
+            var info = f.Info(name);
+            if (info.DType != dtype || info.ElementCount != count)
+                throw Damaged($"tensor {name} holds {info.ElementCount} {info.DType} values, {what} needs {count} {dtype}");
+        }
+        var hash = Hasher(meta);
+        foreach (var name in layout.Entries.Select(e => e.Name))
+        {
+            long bytes = f.Info(name).ElementCount * DTypeInfo.Size(f.Info(name).DType);
             for (long o = 0; o < bytes; o += 1 << 26) hash.Append(f.RawSlice(name, o, (int)Math.Min(1 << 26, bytes - o)));
         }
         if (!f.Metadata.TryGetValue("checksum", out var sum) || sum != Convert.ToHexStringLower(hash.GetCurrentHash()))

@@ -31,7 +31,8 @@ internal static class RankingPass
         // cwa merge: the shards' summed partial sums stand for the gradient pass.
         if (shards != null)
             using (timer?.Phase("merge"))
-                s = ShardFiles.Merge(shards, model.Backend.Specs, metric.NeedsFisher(curvature));
+                s = metric.NeedsActivations() ? shards.Sources(null, null, activations: shards.Activations(model.Backend.Specs))
+                    : ShardFiles.Merge(shards, model.Backend.Specs, metric.NeedsFisher(curvature));
         else
             using (timer?.Phase(pass))
                 s = GradientPass.Run(model, batches, metric, curvature, r, progress, checkpoint);

@@ -36,13 +36,44 @@ public static class ShardFiles
         Commit(save, runKey, shard, shardBatches, r, s);
     }
 
+    /// <summary>What a shard of this metric holds: gradient (and Fisher) sums, or the activation statistics of every linear layer.</summary>
+    public static SavedLayout Layout(IReadOnlyList<ParameterSpec> specs, SensitivityMetric metric, ObdCurvature curvature) =>
+        metric.NeedsActivations()
+            ? new SavedLayout(Observed(specs).SelectMany(t => new[]
+            {
+                ($"a2.{t}", DType.F64, (long)specs[t].Cols, $"{specs[t].Name} input sums of squares"), ($"am.{t}", DType.F32, (long)specs[t].Cols, $"{specs[t].Name} input maxima"),
+            }).ToList(), specs.Count, false)
+            : SavedLayout.Gradients(specs, metric.NeedsFisher(curvature));
+
+    /// <summary>The linear layers whose inputs a forward pass observes: every 2-D tensor but the embedding (a tied lm_head is the embedding).</summary>
+    internal static IEnumerable<int> Observed(IReadOnlyList<ParameterSpec> specs) =>
+        Enumerable.Range(0, specs.Count).Where(t => specs[t].Is2D && specs[t].Role != ParameterRole.Embedding);
+
+    /// <summary>A shard of activation statistics: per linear layer its input sums of squares and maxima, the down_proj peaks in the metadata.</summary>
+    public static void WriteActivations(string path, string runKey, ShardSpec shard, int shardBatches, AnalyzeRequest r, ScoreSources s, IReadOnlyList<ParameterSpec> specs,
+        SensitivityMetric metric)
+    {
+        var stats = s.Activations ?? throw new InvalidOperationException("no activation statistics");
+        using var save = new GradientCheckpoint(path, runKey, 1).BeginSave(Layout(specs, metric, ObdCurvature.Fisher));
+        foreach (int t in Observed(specs))
+        {
+            var raw = stats.Raw(specs[t].Name) ?? throw new CwaException($"the forward pass did not observe the input of {specs[t].Name}");
+            save.Write($"a2.{t}", raw.SumSq);
+            save.Write($"am.{t}", raw.MaxAbs);
+        }
+        Commit(save, runKey, shard, shardBatches, r, s, new Dictionary<string, string> { [PeaksKey] = JsonSerializer.Serialize(stats.DownProjPeaks) });
+    }
+
+    internal const string PeaksKey = "down_proj_peaks";
+
     /// <summary>A shard file whose tensors a streamed pass writes as they complete (<see cref="Commit"/> finishes it).</summary>
     public static GradientCheckpoint.StreamedSave Begin(string path, string runKey, IReadOnlyList<ParameterSpec> specs, bool fisher) =>
         new GradientCheckpoint(path, runKey, 1).BeginSave(specs, fisher);
 
     /// <summary>The shard's position (loss and token sums) and identity, covered by the checksum; the file then appears.</summary>
     /// <param name="r">the run's arguments, with Device the backend that computed the sums (cpu, cuda or ilgpu-cpu), which the merge uses again</param>
-    public static void Commit(GradientCheckpoint.StreamedSave save, string runKey, ShardSpec shard, int shardBatches, AnalyzeRequest r, ScoreSources s)
+    public static void Commit(GradientCheckpoint.StreamedSave save, string runKey, ShardSpec shard, int shardBatches, AnalyzeRequest r, ScoreSources s,
+        IReadOnlyDictionary<string, string>? more = null)
     {
         int used = shardBatches - s.SkippedBatches.Count;
         var position = new CheckpointPosition(shardBatches, s.CalibrationLoss * s.CalibrationTokens, s.CalibrationTokens, s.SkippedBatches, s.MeanBatchLoss * used, used);
@@ -58,6 +89,7 @@ public static class ShardFiles
                 Shard = null, OutDir = "results", Model = Full(r.Model), DataFile = Full(r.DataFile), EvalFile = Full(r.EvalFile), KnownWeights = r.KnownWeights == "builtin" ? "builtin" : Full(r.KnownWeights),
             }),
         };
+        foreach (var (k, v) in more ?? new Dictionary<string, string>()) extra[k] = v;
         save.Commit(position, extra);
     }
 

@@ -17,7 +17,7 @@ public sealed class ShardSet : IDisposable
 
     private ShardSet(List<GradientCheckpoint.SavedSums> shards) => _shards = shards;
 
-    public static ShardSet Open(IReadOnlyList<string> paths, string runKey, IReadOnlyList<ParameterSpec> specs, bool fisherNeeded, int totalBatches)
+    public static ShardSet Open(IReadOnlyList<string> paths, string runKey, SavedLayout layout, int totalBatches)
     {
         var byIndex = new SortedDictionary<int, string>();
         int count = 0;
@@ -38,7 +38,7 @@ public sealed class ShardSet : IDisposable
         try
         {
             foreach (var (_, p) in byIndex)
-                opened.Add(new GradientCheckpoint(p, runKey, 1).Open(specs, totalBatches, fisherNeeded) ?? throw new InputException($"{p}: shard file not found"));
+                opened.Add(new GradientCheckpoint(p, runKey, 1).Open(layout, totalBatches) ?? throw new InputException($"{p}: shard file not found"));
         }
         catch
         {
@@ -57,19 +57,48 @@ public sealed class ShardSet : IDisposable
         fisher.Clear();
         foreach (var shard in _shards)
         {
-            shard.ReadGradient(t, part);
+            shard.Read($"g.{t}", part);
             TensorPrimitives.Add(gradient, part, gradient);
             if (fisher.Length == 0) continue;
-            shard.ReadFisher(t, part);
+            shard.Read($"f.{t}", part);
             TensorPrimitives.Add(fisher, part, fisher);
         }
+    }
+
+    /// <summary>Every shard's activation statistics merged in shard order (sums add, maxima take the larger).</summary>
+    public ActivationStats Activations(IReadOnlyList<ParameterSpec> specs)
+    {
+        var stats = new ActivationStats();
+        foreach (var shard in _shards)
+        {
+            foreach (int t in ShardFiles.Observed(specs))
+            {
+                var sumSq = new double[specs[t].Cols];
+                var maxAbs = new float[specs[t].Cols];
+                shard.Read($"a2.{t}", sumSq);
+                shard.Read($"am.{t}", maxAbs);
+                stats.Merge(specs[t].Name, sumSq, maxAbs);
+            }
+            List<DownProjPeak> peaks;
+            try
+            {
+                peaks = System.Text.Json.JsonSerializer.Deserialize<List<DownProjPeak>>(shard.Metadata.GetValueOrDefault(ShardFiles.PeaksKey) ?? "[]") ?? [];
+            }
+            catch (System.Text.Json.JsonException e)
+            {
+                throw new InputException($"{shard.Path}: the down_proj peaks in the shard's metadata are not valid ({e.Message.Split('\n')[0]})");
+            }
+            foreach (var p in peaks) stats.Merge(p);
+        }
+        return stats;
     }
 
     /// <summary>
     /// The merged run's loss and token counts, with the given merged sums; a streamed merge gives none, only the
     /// gradients it captured for the selected weights.
     /// </summary>
-    public ScoreSources Sources(float[][]? gradient, FisherAccumulator? fisher, IReadOnlyDictionary<Ranking.ScoredIndex, float>? captured = null)
+    public ScoreSources Sources(float[][]? gradient, FisherAccumulator? fisher, IReadOnlyDictionary<Ranking.ScoredIndex, float>? captured = null,
+        ActivationStats? activations = null)
     {
         double lossSum = 0, batchLossSum = 0;
         long tokens = 0, inputTokens = 0;
@@ -87,6 +116,7 @@ public sealed class ShardSet : IDisposable
         {
             CalibrationLoss = lossSum / tokens, MeanBatchLoss = batchLossSum / used, CalibrationTokens = tokens, CalibrationInputTokens = inputTokens,
             CalibrationSequences = sequences, Gradient = gradient, Fisher = fisher, SkippedBatches = skipped, CapturedGradients = captured,
+            Activations = activations,
         };
     }
 

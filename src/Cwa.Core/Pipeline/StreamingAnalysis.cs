@@ -59,11 +59,13 @@ internal static class StreamingAnalysis
         bool magnitude = metric == SensitivityMetric.Magnitude;
         if (shards != null)
         {
+            // Score reads the statistics through this variable: the merged ones replace the empty ones.
+            if (activations != null) activations = shards.Activations(specs);
             using (var phase = progress.Start("scoring the merged shards (streamed)", specs.Count))
-                MergedSweep(backend, shards, metric.NeedsFisher(curvature), Score, phase);
+                MergedSweep(backend, shards, activations != null ? null : metric.NeedsFisher(curvature), Score, phase);
             scorer.Release();
             dump?.Commit();
-            return (shards.Sources(null, null, captured), builder.Build(scorer.Quantiles), scoring.Elapsed.TotalSeconds);
+            return (shards.Sources(null, null, activations != null ? null : captured, activations), builder.Build(scorer.Quantiles), scoring.Elapsed.TotalSeconds);
         }
         using (var phase = magnitude ? progress.Start("scoring |W| (streamed)", backend.Config.NumLayers)
                    : progress.Start(gradients ? "gradients (layer-major)" : "forward (layer-major)", pass.Steps(batches.Count, gradients)))
@@ -94,16 +96,8 @@ internal static class StreamingAnalysis
                     for (int t = 0; t < specs.Count; t++)
                         if (specs[t].Block == l) Score(new CompletedTensor(t, backend.Weights.Slots[t], null, null));
                 }, phase);
-                for (int b = 0; b < batches.Count; b++)
-                {
-                    double loss = results[b].Targets == 0 ? 0 : results[b].SumNll / results[b].Targets;
-                    if (!double.IsFinite(loss))
-                        throw new CwaException($"calibration batch {b} produced a non-finite loss ({loss}); check the model weights and data (or pass --skip-nonfinite)");
-                    lossSum += loss * batches[b].TargetCount;
-                    tokens += batches[b].TargetCount;
-                    batchLossSum += loss;
-                    used++;
-                }
+                (lossSum, tokens, batchLossSum) = ForwardLosses(results, batches);
+                used = batches.Count;
                 for (int t = 0; t < specs.Count; t++)
                     if (specs[t].Block < 0) Score(new CompletedTensor(t, specs[t].Is2D ? [] : backend.Weights.Slots[t], null, null));
             }
@@ -121,6 +115,38 @@ internal static class StreamingAnalysis
             ForwardBackwardSeconds = gradients ? seconds - scoring.Elapsed.TotalSeconds : 0, ForwardBackwardFlops = flops,
         };
         return (sources, builder.Build(scorer.Quantiles), scoring.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>A layer-major forward pass that only observes: the activation statistics and the loss (a shard of wanda or act_outlier).</summary>
+    internal static ScoreSources Observe(StreamedBackend backend, IReadOnlyList<Batch> batches, IProgressSink progress)
+    {
+        var activations = new ActivationStats();
+        LossHead<float>.Result[] results;
+        using (var phase = progress.Start("forward (layer-major)", backend.Pass.Steps(batches.Count, backward: false)))
+            results = backend.Pass.ForwardAndLoss(batches, activations, null, phase);
+        var (lossSum, tokens, batchLossSum) = ForwardLosses(results, batches);
+        return new ScoreSources
+        {
+            CalibrationLoss = lossSum / tokens, MeanBatchLoss = batchLossSum / batches.Count, CalibrationTokens = tokens,
+            CalibrationInputTokens = GradientPass.InputTokens(batches), CalibrationSequences = batches.Sum(b => b.BatchSize), Activations = activations,
+        };
+    }
+
+    /// <summary>Loss sums of a forward-only pass; a forward pass skips no batch, so a non-finite loss stops the run.</summary>
+    private static (double LossSum, long Tokens, double BatchLossSum) ForwardLosses(LossHead<float>.Result[] results, IReadOnlyList<Batch> batches)
+    {
+        double lossSum = 0, batchLossSum = 0;
+        long tokens = 0;
+        for (int b = 0; b < batches.Count; b++)
+        {
+            double loss = results[b].Targets == 0 ? 0 : results[b].SumNll / results[b].Targets;
+            if (!double.IsFinite(loss))
+                throw new CwaException($"calibration batch {b} produced a non-finite loss ({loss}); check the model weights and data");
+            lossSum += loss * batches[b].TargetCount;
+            tokens += batches[b].TargetCount;
+            batchLossSum += loss;
+        }
+        return (lossSum, tokens, batchLossSum);
     }
 
     /// <summary>Loss and token sums of a layer-major gradient sweep over the used batches.</summary>
@@ -162,16 +188,23 @@ internal static class StreamingAnalysis
     /// A streamed cwa merge: every tensor's sums added over the shards and handed to consume, block by block (each
     /// block's weights widened once), then the 1-D and vocabulary tensors; one tensor's sums in memory at a time.
     /// </summary>
-    private static void MergedSweep(StreamedBackend backend, ShardSet shards, bool fisher, Action<CompletedTensor> consume, IPhaseProgress phase)
+    /// <param name="fisher">whether the shards hold Fisher sums too; null: they hold activation statistics, and tensors come without sums</param>
+    private static void MergedSweep(StreamedBackend backend, ShardSet shards, bool? fisher, Action<CompletedTensor> consume, IPhaseProgress phase)
     {
         var specs = backend.Specs;
         var buffers = new Dictionary<long, (float[] G, float[] F)>();
         void Merge(int t, float[] weights)
         {
             long n = specs[t].NumElements;
-            if (!buffers.TryGetValue(n, out var b)) buffers[n] = b = (new float[n], fisher ? new float[n] : []);
+            if (fisher is not { } withFisher)
+            {
+                consume(new CompletedTensor(t, weights, null, null));
+                phase.Advance();
+                return;
+            }
+            if (!buffers.TryGetValue(n, out var b)) buffers[n] = b = (new float[n], withFisher ? new float[n] : []);
             shards.Sum(t, b.G, b.F);
-            consume(new CompletedTensor(t, weights, b.G, fisher ? b.F : null));
+            consume(new CompletedTensor(t, weights, b.G, withFisher ? b.F : null));
             // The vocabulary tensors' sums (2 GB each at 8B) are not kept for the next one.
             if (weights.Length == 0) buffers.Remove(n);
             phase.Advance();

@@ -56,6 +56,31 @@ public sealed class ActivationStats : IActivationObserver<float>
     public float[]? InputMaxAbs(string tensorName) => _inputs.TryGetValue(tensorName, out var a) ? a.MaxAbs : null;
 
     public IReadOnlyList<DownProjPeak> DownProjPeaks => _down.Values.OrderBy(p => p.Layer).ToList();
+
+    /// <summary>The raw sums of one linear layer's input (null when it was not observed): what a shard file keeps.</summary>
+    internal (double[] SumSq, float[] MaxAbs)? Raw(string tensorName) => _inputs.TryGetValue(tensorName, out var a) ? a : null;
+
+    /// <summary>
+    /// Adds statistics observed elsewhere (another shard's tokens): sums of squares add, maxima take the larger. Merged
+    /// in shard order, a tie keeps the earlier shard's channel, as the first occurrence wins within one pass.
+    /// </summary>
+    internal void Merge(string tensorName, ReadOnlySpan<double> sumSq, ReadOnlySpan<float> maxAbs)
+    {
+        if (!_inputs.TryGetValue(tensorName, out var acc))
+            _inputs[tensorName] = acc = (new double[sumSq.Length], new float[maxAbs.Length]);
+        for (int j = 0; j < sumSq.Length; j++)
+        {
+            acc.SumSq[j] += sumSq[j];
+            if (maxAbs[j] > acc.MaxAbs[j]) acc.MaxAbs[j] = maxAbs[j];
+        }
+    }
+
+    internal void Merge(DownProjPeak other)
+    {
+        var peak = Peak(other.Layer);
+        if (other.MaxAbsInput > peak.MaxAbsInput) (peak.MaxAbsInput, peak.InputChannel) = (other.MaxAbsInput, other.InputChannel);
+        if (other.MaxAbsOutput > peak.MaxAbsOutput) (peak.MaxAbsOutput, peak.OutputChannel) = (other.MaxAbsOutput, other.OutputChannel);
+    }
 }
 
 /// <summary>Largest |input| and |output| of one layer's mlp.down_proj over the calibration tokens.</summary>

@@ -35,6 +35,19 @@ public class CliErrorTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixtu
         Assert.Single(err.Trim().Split('\n'));
     }
 
+    [Theory]
+    [InlineData(new[] { "--device-memory", "lots" }, "--device-memory: 'lots' is not a size")]
+    [InlineData(new[] { "--device-memory", "-5G" }, "--device-memory: '-5G' is not a size")]
+    [InlineData(new[] { "--preset", "gpt-5" }, "unknown preset 'gpt-5'")]
+    [InlineData(new[] { "--preset", "tiny", "--model", "somewhere" }, "--preset and --model: give one")]
+    public void InspectRefusesBadPlansInOneLine(string[] args, string expected)
+    {
+        var (code, _, err) = Cli.Run(["inspect", .. args]);
+        Assert.Equal(2, code);
+        Assert.Contains(expected, err);
+        Assert.Single(err.Trim().Split('\n'));
+    }
+
     [Fact]
     public void CudaWithoutAGpuFailsBeforeLoadingAndAutoFallsBackToTheCpu()
     {

@@ -24,6 +24,10 @@ public class ShardTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>
     // One device per shard: the device path on ILGPU's CPU accelerator, in memory and streamed.
     [InlineData("grad_x_weight", 2, "ilgpu-cpu", "off")]
     [InlineData("fisher", 2, "ilgpu-cpu", "on")]
+    // Activation statistics: sums of squares add, maxima and down_proj peaks take the larger.
+    [InlineData("wanda", 3, "cpu", "off")]
+    [InlineData("act_outlier", 2, "cpu", "on")]
+    [InlineData("act_outlier", 2, "ilgpu-cpu", "off")]
     public void MergedShardsEqualTheSingleRun(string metric, int n, string device, string streaming)
     {
         using var dir = new TempDir();
@@ -64,6 +68,8 @@ public class ShardTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>
         Assert.Equal(ma.RootElement.GetProperty("data").GetProperty("num_target_tokens").GetInt64(), mb.RootElement.GetProperty("data").GetProperty("num_target_tokens").GetInt64());
         if (device == "cpu")
             Assert.Equal(ma.RootElement.GetProperty("results").GetProperty("baseline_perplexity").GetDouble(), mb.RootElement.GetProperty("results").GetProperty("baseline_perplexity").GetDouble());
+        if (metric == "act_outlier")
+            Assert.Equal(File.ReadAllText(Path.Combine(dir.File("single"), "super_weights.json")), File.ReadAllText(Path.Combine(dir.File("merged"), "super_weights.json")));
         using var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.File("merged"), "config.json")));
         Assert.Equal(device, config.RootElement.GetProperty("device").GetString());
     }
@@ -96,7 +102,8 @@ public class ShardTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>
     [Theory]
     [InlineData("--shard 3/2", "--shard: shard 3 of 2 is not in 1..2")]
     [InlineData("--shard two", "--shard expects I/N (e.g. 2/8) or auto")]
-    [InlineData("--shard 1/2 --metric wanda", "--metric wanda is not split into shards yet")]
+    [InlineData("--shard 1/2 --metric magnitude", "--metric magnitude needs no calibration data")]
+    [InlineData("--shard 1/2 --metric hutchinson_diag", "--metric hutchinson_diag is not split into shards")]
     [InlineData("--shard 1/2 --grad-reduction mean", "needs --grad-reduction sum")]
     [InlineData("--shard 30/30", "there are only 12 calibration batches, so this shard has none")]
     public void UnsupportedShardsAreInputErrors(string extra, string message)
