@@ -132,18 +132,46 @@ public sealed class SafeTensorsWriter : IDisposable
         while ((n = read.Read(buffer)) > 0) use(buffer.AsSpan(0, n));
     }
 
-    /// <summary>Replaces the metadata (within the room reserved at construction), then commits.</summary>
+    /// <summary>
+    /// Replaces the metadata, then commits. Within the room reserved at construction the header is rewritten in place;
+    /// a larger one (a run that skipped thousands of batches) goes into a new file with the data copied behind it.
+    /// </summary>
     public void Commit(IReadOnlyDictionary<string, string> metadata)
     {
         byte[] header = BuildHeader(_layout, metadata);
         long room = _dataStart - 8;
-        if (header.Length > room) throw new InvalidOperationException($"{_path}: the final metadata needs {header.Length} header bytes, {room} were reserved");
-        var padded = new byte[room];
-        Array.Fill(padded, (byte)' ');
-        header.CopyTo(padded, 0);
-        _stream.Position = 8;
-        _stream.Write(padded);
-        Commit();
+        if (header.Length <= room)
+        {
+            var padded = new byte[room];
+            Array.Fill(padded, (byte)' ');
+            header.CopyTo(padded, 0);
+            _stream.Position = 8;
+            _stream.Write(padded);
+            Commit();
+            return;
+        }
+        if (_written.Count != _layout.Count) throw new InvalidOperationException($"only {_written.Count} of {_layout.Count} tensors were written to {_path}");
+        string larger = _tempPath + "-h";
+        try
+        {
+            using (var output = new FileStream(larger, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            {
+                Span<byte> len = stackalloc byte[8];
+                BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
+                output.Write(len);
+                output.Write(header);
+                ReadBackData(output.Write);
+                output.Flush(flushToDisk: true);
+            }
+            _stream.Dispose();
+            File.Delete(_tempPath);
+            File.Move(larger, _path, overwrite: true);
+            _committed = true;
+        }
+        finally
+        {
+            if (File.Exists(larger)) File.Delete(larger);
+        }
     }
 
     public void Commit()

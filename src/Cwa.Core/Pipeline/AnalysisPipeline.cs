@@ -253,7 +253,7 @@ public static class AnalysisPipeline
             r.GradReduction, r.SkipNonFinite.ToString(), model.HeldType.ToString(), model.Backend.Name, batches.Count.ToString()]);
     }
 
-    /// <summary>What a sharded run can split today: exact sums of per-batch gradients, on the CPU, in memory.</summary>
+    /// <summary>What a sharded run can split: sums over batches (gradients, Fisher, activation statistics), on any backend, streamed or not.</summary>
     private static void CheckShardable(AnalyzeRequest r, SensitivityMetric metric, ObdCurvature curvature)
     {
         string what = r.Shard != null ? "--shard" : "cwa merge";

@@ -35,8 +35,11 @@ public delegate void TensorWriter(int tensor, ReadOnlySpan<float> values);
 /// that changes the sums) guards against resuming a different run; a checksum over the metadata and every saved
 /// byte refuses a damaged file instead of continuing from garbage.
 /// </summary>
-public sealed class GradientCheckpoint(string path, string runKey, int every)
+/// <param name="kind">what the file is, for messages: a resume checkpoint or a shard of a sharded run</param>
+public sealed class GradientCheckpoint(string path, string runKey, int every, string kind = GradientCheckpoint.CheckpointKind)
 {
+    public const string CheckpointKind = "gradient checkpoint", ShardKind = "shard file";
+
     public string Path { get; } = path;
     public int Every { get; } = every;
 
@@ -168,6 +171,7 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
         public IReadOnlyDictionary<string, string> Metadata => file.Metadata;
         public string Path => file.Path;
         public void Read(string name, Span<float> into) => file.Read(name, into);
+        public void ReadRange(string name, long start, Span<float> into) => file.ReadRange(name, start, into);
         public void Read(string name, Span<double> into) => file.Read(name, into);
         public void Dispose() => file.Dispose();
     }
@@ -176,7 +180,9 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
     {
         bool fisher = layout.Fisher;
         if (!f.Metadata.TryGetValue("run_key", out var key) || key != runKey)
-            throw new InputException($"{Path}: checkpoint belongs to a different run (model weights, data or arguments changed); delete it or drop --resume");
+            throw new InputException(kind == ShardKind
+                ? $"{Path}: this shard was computed for another run (model weights, data or arguments differ)"
+                : $"{Path}: checkpoint belongs to a different run (model weights, data or arguments changed); delete it or drop --resume");
         var meta = new Dictionary<string, string> { ["run_key"] = key };
         foreach (var k in PositionKeys)
             meta[k] = f.Metadata.TryGetValue(k, out var v) ? v : throw Damaged($"metadata '{k}' is missing");
@@ -235,5 +241,7 @@ public sealed class GradientCheckpoint(string path, string runKey, int every)
     }
 
     private InputException Damaged(string what) =>
-        new($"{Path}: the gradient checkpoint is damaged ({what}); delete it and run without --resume");
+        new(kind == ShardKind
+            ? $"{Path}: the shard file is damaged ({what}); compute this shard again"
+            : $"{Path}: the gradient checkpoint is damaged ({what}); delete it and run without --resume");
 }

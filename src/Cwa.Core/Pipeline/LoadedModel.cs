@@ -73,11 +73,11 @@ public sealed class LoadedModel : IDisposable
                 var hostInMemory = inMemory with { Weights = 0, Activations = 0, Logits = 0 };
                 var streaming = new DeviceStreaming(memory.Streaming, memory.ScratchDir == null ? long.MaxValue : Math.Max(0, budget - hostStreamed.Total),
                     memory.ScratchDir, hostInMemory, hostStreamed, workload == null ? 0 : budget);
-                var plan = workload == null ? null : hostInMemory;
+                var backend = onDevice.Create(ckpt, source.HeldType, options, workload, progress, streaming);
                 return new LoadedModel
                 {
                     Path = source.Path, DisplayName = source.DisplayName, Checkpoint = ckpt, Tokenizer = source.Tokenizer, HeldType = source.HeldType,
-                    Backend = onDevice.Create(ckpt, source.HeldType, options, workload, progress, streaming), MemoryPlan = plan,
+                    Backend = backend, MemoryPlan = workload == null ? null : backend is StreamedBackend ? hostStreamed : hostInMemory,
                 };
             }
             if (workload != null)

@@ -28,6 +28,7 @@ public sealed class ShardSet : IDisposable
                 throw new InputException($"{p}: this shard was computed for another run (model weights, data or arguments differ from the other shards')");
             int index = int.TryParse(meta.GetValueOrDefault("shard_index"), out int i) ? i : throw new InputException($"{p}: not a cwa shard file (no shard_index)");
             int n = int.TryParse(meta.GetValueOrDefault("shard_count"), out int c) ? c : throw new InputException($"{p}: not a cwa shard file (no shard_count)");
+            if (n < 1 || index < 1 || index > n) throw new InputException($"{p}: not a valid cwa shard file (shard {index} of {n})");
             if (count != 0 && n != count) throw new InputException($"{p}: is shard {index} of {n}, but {byIndex.First().Value} is of {count}");
             count = n;
             if (!byIndex.TryAdd(index, p)) throw new InputException($"shard {index} of {n} is given twice ({byIndex[index]} and {p})");
@@ -38,7 +39,7 @@ public sealed class ShardSet : IDisposable
         try
         {
             foreach (var (_, p) in byIndex)
-                opened.Add(new GradientCheckpoint(p, runKey, 1).Open(layout, totalBatches) ?? throw new InputException($"{p}: shard file not found"));
+                opened.Add(new GradientCheckpoint(p, runKey, 1, GradientCheckpoint.ShardKind).Open(layout, totalBatches) ?? throw new InputException($"{p}: shard file not found"));
         }
         catch
         {
@@ -51,17 +52,26 @@ public sealed class ShardSet : IDisposable
     /// <summary>Tensor t's gradient (and Fisher) sums over every shard, into the given buffers (overwritten).</summary>
     public void Sum(int t, Span<float> gradient, Span<float> fisher)
     {
-        if (_buffer.Length < gradient.Length) _buffer = new float[gradient.Length];
-        var part = _buffer.AsSpan(0, gradient.Length);
         gradient.Clear();
         fisher.Clear();
         foreach (var shard in _shards)
         {
-            shard.Read($"g.{t}", part);
-            TensorPrimitives.Add(gradient, part, gradient);
-            if (fisher.Length == 0) continue;
-            shard.Read($"f.{t}", part);
-            TensorPrimitives.Add(fisher, part, fisher);
+            Add(shard, $"g.{t}", gradient);
+            if (fisher.Length > 0) Add(shard, $"f.{t}", fisher);
+        }
+    }
+
+    /// <summary>Adds a saved tensor into sum through one small buffer (a vocabulary tensor is gigabytes at 8B).</summary>
+    private void Add(GradientCheckpoint.SavedSums shard, string name, Span<float> sum)
+    {
+        if (_buffer.Length == 0) _buffer = new float[1 << 22];
+        for (long o = 0; o < sum.Length; o += _buffer.Length)
+        {
+            int n = (int)Math.Min(_buffer.Length, sum.Length - o);
+            var part = _buffer.AsSpan(0, n);
+            shard.ReadRange(name, o, part);
+            var into = sum.Slice((int)o, n);
+            TensorPrimitives.Add(into, part, into);
         }
     }
 
@@ -104,11 +114,13 @@ public sealed class ShardSet : IDisposable
         long tokens = 0, inputTokens = 0;
         int used = 0, sequences = 0;
         var skipped = new List<string>();
-        foreach (var shard in _shards)
+        for (int i = 0; i < _shards.Count; i++)
         {
+            var shard = _shards[i];
             var pos = shard.Position;
             (lossSum, tokens, batchLossSum, used) = (lossSum + pos.LossSum, tokens + pos.Tokens, batchLossSum + pos.BatchLossSum, used + pos.BatchesUsed);
-            skipped.AddRange(pos.Skipped);
+            // A shard numbers its own batches: say which shard a skipped one belongs to.
+            skipped.AddRange(pos.Skipped.Select(note => $"shard {i + 1}, {note}"));
             inputTokens += long.Parse(shard.Metadata["input_tokens"], CultureInfo.InvariantCulture);
             sequences += int.Parse(shard.Metadata["sequences"], CultureInfo.InvariantCulture);
         }

@@ -14,7 +14,7 @@ internal sealed class TensorScorer(SensitivityMetric metric, ObdCurvature curvat
     private float[] _scores = [];
 
     public SensitivityMetric Metric => metric;
-    /// <summary>Model-wide quantiles of every score summarised here (host scoring; a device-scored tensor is not in it).</summary>
+    /// <summary>Model-wide quantiles of every score summarised here (a device-scored tensor adds its own radix counts).</summary>
     public RadixQuantiles Quantiles { get; } = new();
     public ObdCurvature Curvature => curvature;
 
@@ -83,7 +83,7 @@ internal sealed class RankingBuilder(IReadOnlyList<ParameterSpec> specs, Ranking
     /// <summary>The model-wide quantiles reported in OverallStats (a second scoring pass finds them exactly).</summary>
     public static readonly double[] OverallQuantiles = [0.5, 0.95, 0.99, 0.999];
 
-    /// <param name="quantiles">model-wide quantiles of every scored weight (null when some tensor was scored on the device)</param>
+    /// <param name="quantiles">model-wide radix counts of every scored weight (null: the bin edges of the histogram are used)</param>
     /// <param name="exact">the second pass over the same scores, when one was run</param>
     public RankingResult Build(RadixQuantiles? quantiles = null, RadixRefinement? exact = null)
     {

@@ -81,7 +81,8 @@ internal sealed class DeviceBlockEngine : IBlockEngine
     public void LoadBlock(int layer)
     {
         SyncSmallTensors();
-        if (_resident == layer) return;
+        // The host copy must be this block too: scoring passes load host blocks without the engine.
+        if (_resident == layer && _host.ResidentBlock == layer) return;
         _host.LoadBlock(layer);
         for (int t = 0; t < _specs.Count; t++)
         {

@@ -65,4 +65,28 @@ public class SafeTensorsRoundTripTests
             w.Write("a", new float[] { 1, 2 });
         Assert.Empty(Directory.GetFiles(dir.Path));
     }
+
+    [Fact]
+    public void MetadataLargerThanTheReservedRoomIsWrittenIntoANewFileWithTheDataIntact()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("big.safetensors");
+        var values = Enumerable.Range(0, 1000).Select(i => i * 0.5f).ToArray();
+        using (var w = new SafeTensorsWriter(path, [("b", DType.F32, [1000]), ("a", DType.F64, [3])], new Dictionary<string, string> { ["k"] = "v" }, reserveHeaderBytes: 16))
+        {
+            w.Write("a", new double[] { 1, 2, 3 });
+            w.Write("b", values);
+            w.Commit(new Dictionary<string, string> { ["k"] = new string('x', 5000), ["more"] = "y" });
+        }
+        Assert.Empty(Directory.EnumerateFiles(dir.Path, "*.tmp-*"));
+        using var f = SafeTensorsFile.Open(path);
+        Assert.Equal(5000, f.Metadata["k"].Length);
+        Assert.Equal("y", f.Metadata["more"]);
+        var back = new float[1000];
+        f.Read("b", back);
+        Assert.Equal(values, back);
+        var a = new double[3];
+        f.Read("a", a);
+        Assert.Equal([1.0, 2, 3], a);
+    }
 }
