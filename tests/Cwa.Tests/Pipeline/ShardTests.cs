@@ -28,7 +28,10 @@ public class ShardTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>
     [InlineData("wanda", 3, "cpu", "off")]
     [InlineData("act_outlier", 2, "cpu", "on")]
     [InlineData("act_outlier", 2, "ilgpu-cpu", "off")]
-    public void MergedShardsEqualTheSingleRun(string metric, int n, string device, string streaming)
+    // The built-in trained demo model (no --model), in memory and streamed.
+    [InlineData("grad_x_weight", 2, "cpu", "off", "demo")]
+    [InlineData("fisher", 3, "cpu", "on", "demo")]
+    public void MergedShardsEqualTheSingleRun(string metric, int n, string device, string streaming, string model = "tiny")
     {
         using var dir = new TempDir();
         // The single run is the in-memory run on the same device (streamed equals it; tested elsewhere).
@@ -38,7 +41,7 @@ public class ShardTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>
             var args = Args(outDir, ["--metric", metric, .. device == "cpu" ? ["--perturb", "zero"] : Array.Empty<string>(), .. extra]);
             args[Array.IndexOf(args, "--device") + 1] = device;
             if (device != "cpu") args[Array.IndexOf(args, "--max-samples") + 1] = "6";
-            return args;
+            return model == "demo" ? [.. args.Where((a, i) => a != "--model" && (i == 0 || args[i - 1] != "--model"))] : args;
         }
         Ok(EndToEnd.Cli.Run(Run(dir.File("single"), "--streaming", "off")));
         var files = new List<string>();
@@ -74,6 +77,13 @@ public class ShardTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>
         Assert.Equal(device, config.RootElement.GetProperty("device").GetString());
     }
 
+    private static byte[] Replace(byte[] bytes, string from, string to)
+    {
+        var text = System.Text.Encoding.Latin1.GetString(bytes);
+        Assert.Contains(from, text);
+        return System.Text.Encoding.Latin1.GetBytes(text.Replace(from, to));
+    }
+
     [Fact]
     public void MissingDuplicateAndForeignShardsAreRefusedByName()
     {
@@ -96,6 +106,19 @@ public class ShardTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>
         (code, _, err) = EndToEnd.Cli.Run("merge", dir.File("none.safetensors"), "--out-dir", dir.File("m4"));
         Assert.Equal(2, code);
         Assert.Contains("shard file not found", err);
+        // An index outside 1..N, and a changed byte, name the file and say what to do.
+        string zero = dir.File("zero.safetensors"), flipped = dir.File("flipped.safetensors");
+        var bytes = File.ReadAllBytes(a);
+        File.WriteAllBytes(zero, Replace(bytes, "\"shard_index\":\"1\"", "\"shard_index\":\"0\""));
+        (code, _, err) = EndToEnd.Cli.Run("merge", zero, b, "--out-dir", dir.File("m5"));
+        Assert.Equal(2, code);
+        Assert.Contains("zero.safetensors: not a valid cwa shard file (shard 0 of 2)", err);
+        bytes[^1] ^= 0x40;
+        File.WriteAllBytes(flipped, bytes);
+        (code, _, err) = EndToEnd.Cli.Run("merge", flipped, b, "--out-dir", dir.File("m6"));
+        Assert.Equal(2, code);
+        Assert.Contains("flipped.safetensors: the shard file is damaged (checksum mismatch", err);
+        Assert.Contains("compute this shard again", err);
         Assert.False(Directory.Exists(dir.File("m1")) || Directory.Exists(dir.File("m2")) || Directory.Exists(dir.File("m3")));
     }
 
