@@ -11,7 +11,7 @@ internal static class CreateTestModelCommand
     private static readonly Option<string> Preset = new("--preset") { Description = $"Architecture: {string.Join(", ", TestModelPresets.Names)}.", DefaultValueFactory = _ => "tiny" };
     private static readonly Option<string?> Dtype = new("--dtype") { Description = "Stored dtype: bf16, f16 or f32 (default: bf16 for the llama-3.1-*-shape presets, as the real models ship; f32 otherwise)." };
     private static readonly Option<int> Seed = new("--seed") { Description = "Seed for the weights.", DefaultValueFactory = _ => 0 };
-    private static readonly Option<string?> Plant = new("--plant-super-weight") { Description = "LAYER,ROW,COL: plant a super weight at mlp.down_proj [ROW, COL] of that layer: a massive output (on every token) that the model cannot live without (ground truth for tests; see README)." };
+    private static readonly Option<string?> Plant = new("--plant-super-weight") { Description = "LAYER,ROW,COL: plant a super weight at mlp.down_proj [ROW, COL] of that layer (not the last): a massive output on the BOS token that the next layer makes every token depend on, so the model cannot live without it (ground truth for tests; see README)." };
     private static readonly Option<bool> FromDemo = new("--from-demo") { Description = "Start from the built-in trained demo model instead of random weights (with --plant-super-weight: a trained model with known ground truth)." };
     private static readonly Option<string> Out = new("--out", "-o") { Description = "Folder to write (created).", Required = true };
 

@@ -15,17 +15,19 @@ public class PlantedSuperWeightTests
     public void ActOutlierAndGradXWeightFindThePlantedWeightInAGeneratedModel()
     {
         using var dir = new TempDir();
-        var (code, _, err) = EndToEnd.Cli.Run("create-test-model", "--preset", "tiny", "--seed", "3", "--plant-super-weight", "1,7,100", "--out", dir.File("m"), "--quiet");
+        var (code, _, err) = EndToEnd.Cli.Run("create-test-model", "--preset", "tiny", "--seed", "3", "--plant-super-weight", "0,7,100", "--out", dir.File("m"), "--quiet");
         Assert.True(code == 0, err);
-        File.WriteAllText(dir.File("known.csv"), "tensor,row,col,label\nlayers.1.mlp.down_proj,7,100,planted\n");
-        string[] common = ["analyze", "--model", dir.File("m"), "--quiet", "--save-plots", "false", "--max-samples", "16", "--max-length", "64", "--topk", "5"];
+        File.WriteAllText(dir.File("known.csv"), "tensor,row,col,label\nlayers.0.mlp.down_proj,7,100,planted\n");
+        // Every weight on the planted path (marker embedding, gate, up, the weight, the sink's value and o_proj) is a factor
+        // of one product, so they share one grad x weight: the global top-10 holds the whole path.
+        string[] common = ["analyze", "--model", dir.File("m"), "--quiet", "--save-plots", "false", "--max-samples", "16", "--max-length", "64", "--topk", "10"];
 
         (code, _, err) = EndToEnd.Cli.Run([.. common, "--metric", "act_outlier", "--out-dir", dir.File("ao")]);
         Assert.True(code == 0, err);
         var layers = Json(Path.Combine(dir.File("ao"), "super_weights.json")).GetProperty("layers").EnumerateArray().ToList();
-        var layer1 = layers.Single(l => l.GetProperty("layer").GetInt32() == 1);
-        Assert.Equal((7, 100), (layer1.GetProperty("row").GetInt32(), layer1.GetProperty("col").GetInt32()));
-        Assert.True(layer1.GetProperty("max_abs_output").GetDouble() > 100 * layers.Where(l => l.GetProperty("layer").GetInt32() != 1).Max(l => l.GetProperty("max_abs_output").GetDouble()));
+        var planted = layers.Single(l => l.GetProperty("layer").GetInt32() == 0);
+        Assert.Equal((7, 100), (planted.GetProperty("row").GetInt32(), planted.GetProperty("col").GetInt32()));
+        Assert.True(planted.GetProperty("max_abs_output").GetDouble() > 100 * layers.Where(l => l.GetProperty("layer").GetInt32() != 0).Max(l => l.GetProperty("max_abs_output").GetDouble()));
 
         (code, _, err) = EndToEnd.Cli.Run([.. common, "--out-dir", dir.File("g"), "--known-weights", dir.File("known.csv")]);
         Assert.True(code == 0, err);
@@ -57,11 +59,54 @@ public class PlantedSuperWeightTests
         Assert.True(planted > 50 && planted > 1000 * random.Max(), $"planted Δppl {planted}, random single weights up to {random.Max()}");
     }
 
+    [Fact]
+    public void TheMassiveActivationIsOnBosAloneAndTheNextLayerCarriesItToEveryToken()
+    {
+        using var dir = new TempDir();
+        var (code, _, err) = EndToEnd.Cli.Run("create-test-model", "--preset", "tiny", "--seed", "5", "--plant-super-weight", "0,7,100", "--out", dir.File("m"), "--quiet");
+        Assert.True(code == 0, err);
+        using var model = Cwa.Core.Pipeline.LoadedModel.Open(dir.File("m"), "f32", "cpu", new Cwa.Core.Engine.EngineOptions(), new Cwa.Core.Pipeline.NullProgress());
+        int bos = model.Config.BosTokenId!.Value, h = model.Config.HiddenSize;
+        var seen = new Activations();
+        model.Backend.Observer = seen;
+        int[] tokens = [bos, 40, 41, 300, 7, 99, 250, 12];
+        var batch = new Cwa.Core.Data.Batch(1, tokens.Length, tokens, [tokens.Length]);
+        model.Backend.ForwardLoss(batch);
+        // Layer 0's down_proj writes about +1000 on row 7 for BOS and exactly nothing there for any other token.
+        var layer0 = seen.DownOutputs[0];
+        Assert.InRange(layer0[7], 900f, 1100f);
+        for (int t = 1; t < tokens.Length; t++) Assert.Equal(0f, layer0[t * h + 7]);
+        // The sink heads' contributions cancel: layer 1's MLP sees no offset on row 7.
+        for (int t = 1; t < tokens.Length; t++) Assert.InRange(seen.GateInputs[1][t * h + 7], -0.5f, 0.5f);
+
+        // Without the planted weight BOS carries no super activation and every token's row 7 dominates its normalised state.
+        var spec = model.Backend.Specs.Select((s, i) => (s, i)).Single(x => x.s.Name == "model.layers.0.mlp.down_proj.weight");
+        model.Backend.WriteWeights(spec.i, [7L * spec.s.Cols + 100], [0f]);
+        model.Backend.ForwardLoss(batch);
+        model.Backend.Observer = null;
+        for (int t = 1; t < tokens.Length; t++) Assert.InRange(seen.GateInputs[1][t * h + 7], -10f, -6f);
+    }
+
+    /// <summary>Each layer's down_proj output and MLP input (gate_proj's) of the last forward pass, [tokens, hidden].</summary>
+    private sealed class Activations : Cwa.Core.Engine.IActivationObserver<float>
+    {
+        public Dictionary<int, float[]> DownOutputs { get; } = new();
+        public Dictionary<int, float[]> GateInputs { get; } = new();
+
+        public void OnLinearInput(Cwa.Core.Models.ParameterSpec spec, ReadOnlySpan<float> x, int tokens, int features, ReadOnlySpan<bool> tokenIsReal)
+        {
+            if (spec.Role == Cwa.Core.Models.ParameterRole.GateProj) GateInputs[spec.Block] = x[..(tokens * features)].ToArray();
+        }
+
+        public void OnLinearOutput(Cwa.Core.Models.ParameterSpec spec, ReadOnlySpan<float> y, int tokens, int features, ReadOnlySpan<bool> tokenIsReal) =>
+            DownOutputs[spec.Block] = y[..(tokens * features)].ToArray();
+    }
+
     [Theory]
     [InlineData("1,7", "--plant-super-weight expects LAYER,ROW,COL (got '1,7')")]
-    [InlineData("2,7,100", "--plant-super-weight: layer 2 is outside 0..1")]
-    [InlineData("1,64,100", "--plant-super-weight: row 64 is outside the hidden size 0..63")]
-    [InlineData("1,7,176", "--plant-super-weight: col 176 is outside the intermediate size 0..175")]
+    [InlineData("1,7,100", "--plant-super-weight: layer 1 is outside 0..0 (the next layer's attention carries the BOS activation)")]
+    [InlineData("0,64,100", "--plant-super-weight: row 64 is outside the hidden size 0..63")]
+    [InlineData("0,7,176", "--plant-super-weight: col 176 is outside the intermediate size 0..175")]
     public void BadPlantsAreInputErrors(string spec, string message)
     {
         using var dir = new TempDir();
