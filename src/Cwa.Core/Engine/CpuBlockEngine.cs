@@ -31,9 +31,11 @@ internal sealed class CpuBlockEngine : IBlockEngine
 
     public void LoadBlock(int layer) => _w.LoadBlock(layer);
 
+    /// <summary>Also drops the block sums: at 8B one block's Fisher sums are 2.6 GB that the embedding phase must not hold.</summary>
     public void ReleaseBlocks()
     {
         _w.ReleaseBlocks();
+        _blockSums.Clear();
         _headSums = _normSums = null;
         _headGradient = null;
     }

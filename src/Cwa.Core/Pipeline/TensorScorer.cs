@@ -40,8 +40,7 @@ internal sealed class TensorScorer(SensitivityMetric metric, ObdCurvature curvat
     {
         var s = scores.AsSpan(0, n);
         dump?.Write(spec.Name, s);
-        Quantiles.Add(s);
-        var (st, sumSq) = TensorStatsCalculator.Compute(spec, scores, n, threads);
+        var (st, sumSq) = TensorStatsCalculator.Compute(spec, scores, n, threads, Quantiles);
         var histogram = new LogHistogramBuilder();
         histogram.Add(scores, n, threads);
         var high = new TopKCollector(maxK);

@@ -16,11 +16,13 @@ internal static class RadixPercentiles
     }
 
     /// <summary>numpy 'linear' percentiles of values[0 .. n) (any order), computed exactly.</summary>
-    public static void Compute(float[] values, int n, ReadOnlySpan<double> percents, Span<double> results, int threads)
+    /// <param name="onHigh">sees the counts of the top 16 key bits (the model-wide quantiles reuse them: no second pass)</param>
+    public static void Compute(float[] values, int n, ReadOnlySpan<double> percents, Span<double> results, int threads, Action<long[]>? onHigh = null)
     {
         int parts = Math.Max(1, Math.Min(threads, (n + (1 << 20) - 1) >> 20));
         // Integer counts summed over contiguous parts: the result does not depend on the thread count.
         var high = Count(values, n, parts, 1, null)[0];
+        onHigh?.Invoke(high);
         var ranks = Ranks(n, percents);
         var bucketOf = Locate(ranks, high);
         var wanted = bucketOf.Values.Select(v => v.Bucket).Distinct().Order().ToArray();

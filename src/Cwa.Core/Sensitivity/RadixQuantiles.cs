@@ -28,6 +28,25 @@ public sealed class RadixQuantiles
         Total += n;
     }
 
+    /// <summary>
+    /// Counts of all of one tensor's keys by their top 16 bits, zeros included (a host tensor's exact percentiles make
+    /// them): the zeros, all in +0's bucket since scores are never -0 (they are absolute values, squares or products of
+    /// them), are moved to the zero count.
+    /// </summary>
+    public void AddKeyCounts(ReadOnlySpan<long> high, long zeros)
+    {
+        const int positiveZero = 0x8000;
+        if (high[positiveZero] < zeros) throw new InvalidOperationException("scores hold -0: the zero count does not fit +0's bucket");
+        for (int b = 0; b < _counts.Length; b++)
+        {
+            long c = b == positiveZero ? high[b] - zeros : high[b];
+            _counts[b] += c;
+            Total += c;
+        }
+        _zeros += zeros;
+        Total += zeros;
+    }
+
     /// <summary>Counts made elsewhere (a device's radix pass over one tensor): non-zero scores by top 16 key bits, and the zeros.</summary>
     public void AddCounts(ReadOnlySpan<long> high, long zeros)
     {

@@ -9,7 +9,8 @@ public static class TensorStatsCalculator
     public static readonly double[] Percents = [50, 95, 99, 99.9, 25, 75];
 
     /// <summary>Statistics of scores[0 .. n); the scores are only read (no copy: at 8B one tensor's scores are 2 GB).</summary>
-    public static (TensorStats Stats, double SumSquares) Compute(ParameterSpec spec, float[] scores, int n, int threads = 0)
+    /// <param name="modelWide">the model-wide quantiles, which take this tensor's radix counts (made here anyway)</param>
+    public static (TensorStats Stats, double SumSquares) Compute(ParameterSpec spec, float[] scores, int n, int threads = 0, RadixQuantiles? modelWide = null)
     {
         if (n == 0) return (new TensorStats(spec.Name, spec.Block, spec.Component, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), 0);
         var scratch = scores;
@@ -49,9 +50,10 @@ public static class TensorStatsCalculator
         });
         double m2Total = moments.Sum(m => m.M2), sumSq = moments.Sum(m => m.SumSq);
         Span<double> p = stackalloc double[Percents.Length];
-        RadixPercentiles.Compute(scratch, n, Percents, p, t);
+        long zeros = part.Sum(x => x.Zeros);
+        RadixPercentiles.Compute(scratch, n, Percents, p, t, modelWide == null ? null : high => modelWide.AddKeyCounts(high, zeros));
         var stats = new TensorStats(spec.Name, spec.Block, spec.Component, n, mean, Math.Sqrt(m2Total / n), part.Min(x => x.Min), part.Max(x => x.Max),
-            p[0], p[1], p[2], p[3], part.Sum(x => x.Zeros), total) { Q25 = p[4], Q75 = p[5] };
+            p[0], p[1], p[2], p[3], zeros, total) { Q25 = p[4], Q75 = p[5] };
         return (stats.WithMoments(m2Total, moments.Sum(m => m.M3), moments.Sum(m => m.M4)), sumSq);
     }
 }
