@@ -34,7 +34,10 @@ public sealed record PlantedSuperWeight(int Layer, int Row, int Col, int BosToke
             throw new InputException($"--plant-super-weight: layer {l} is outside 0..{config.NumLayers - 2} (the next layer's attention carries the BOS activation)");
         if (r < 0 || r >= config.HiddenSize) throw new InputException($"--plant-super-weight: row {r} is outside the hidden size 0..{config.HiddenSize - 1}");
         if (c < 0 || c >= config.IntermediateSize) throw new InputException($"--plant-super-weight: col {c} is outside the intermediate size 0..{config.IntermediateSize - 1}");
-        if (config.BosTokenId is not { } bos) throw new InputException("--plant-super-weight needs a model with a bos_token_id (the super activation sits on BOS)");
+        if (config.BosTokenId is not { } bos || bos < 0 || bos >= config.VocabSize)
+            throw new InputException("--plant-super-weight needs a model with a bos_token_id inside its vocabulary (the super activation sits on BOS)");
+        if (config.HiddenSize < 4 || config.HeadDim < 2)
+            throw new InputException("--plant-super-weight needs a hidden size of at least 4 and a head dimension of at least 2 (it uses three hidden channels and a rotary pair)");
         if (config.TieWordEmbeddings) throw new InputException("--plant-super-weight needs untied embeddings (the planted embedding channels would change lm_head)");
         if (config.NumKvHeads < 2) throw new InputException("--plant-super-weight needs at least two key/value heads (the sink uses two)");
         return new PlantedSuperWeight(l, r, c, bos);
@@ -52,8 +55,8 @@ public sealed record PlantedSuperWeight(int Layer, int Row, int Col, int BosToke
         var (marker, query) = Channels(config);
         // Heads A and B are the first query heads of key/value heads 0 and 1; the rest of those two groups are silenced.
         int group = config.NumHeads / config.NumKvHeads, headA = 0, headB = group, groupHeads = 2 * group;
-        // The slowest-rotating dimension of a head (rotate-half RoPE pairs i with i + hd/2; i = hd/2 - 1 turns by under a
-        // tenth of a radian over thousands of positions), so the sink does not depend on position.
+        // The slowest-rotating dimension of a head (rotate-half RoPE pairs i with i + hd/2; i = hd/2 - 1 turns by
+        // base^(-(hd-2)/hd) radians per position), so the sink's logit margin of 30 holds at every position.
         int slow = hd / 2 - 1;
         // A normalised hidden state has RMS 1: a channel holding all of it reads sqrt(H); BOS at the sink holds two
         // channels of equal size (marker and super activation), each reading sqrt(H / 2).

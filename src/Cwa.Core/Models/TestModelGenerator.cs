@@ -28,7 +28,9 @@ public static class TestModelGenerator
         EnsureDiskRoom(outDir, LlamaLayout.ParameterCount(config) * DTypeInfo.Size(dtype));
         var tok = Tokenization.ByteLevelBpeTrainer.Train(Data.BuiltInCorpus.All, vocab > 0 ? vocab : 4096);
         if (vocab > 0) config = config with { BosTokenId = tok.BosId, EosTokenIds = [tok.EosId] };
-        var plant = plantSuperWeight == null ? null : PlantedSuperWeight.Parse(plantSuperWeight, config);
+        // The plant sits on the BOS the tokenizer prepends (a shape preset keeps the real model's bos_token_id in its
+        // config, but its generated tokenizer is small and has its own).
+        var plant = plantSuperWeight == null ? null : PlantedSuperWeight.Parse(plantSuperWeight, config with { BosTokenId = tok.BosId });
         Write(outDir, config, dtype, (i, spec, values) =>
         {
             Fill(values, spec, seed, i);

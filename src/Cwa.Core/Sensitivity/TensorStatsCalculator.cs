@@ -18,11 +18,11 @@ public static class TensorStatsCalculator
         // Fixed chunks reduced in chunk order: the double sums do not depend on thread scheduling.
         const int chunk = 1 << 20;
         int chunks = (n + chunk - 1) / chunk;
-        var part = new (double Sum, double Min, double Max, long Zeros)[chunks];
+        var part = new (double Sum, double Min, double Max, long Zeros, long NaNs)[chunks];
         Engine.Gemm.ParallelFor(chunks, t, c =>
         {
             double sum = 0, min = double.PositiveInfinity, max = double.NegativeInfinity;
-            long zeros = 0;
+            long zeros = 0, nans = 0;
             for (int i = c * chunk, end = Math.Min(n, (c + 1) * chunk); i < end; i++)
             {
                 float v = scratch[i];
@@ -30,8 +30,9 @@ public static class TensorStatsCalculator
                 if (v < min) min = v;
                 if (v > max) max = v;
                 if (v == 0) zeros++;
+                if (float.IsNaN(v)) nans++;
             }
-            part[c] = (sum, min, max, zeros);
+            part[c] = (sum, min, max, zeros, nans);
         });
         double total = part.Sum(p => p.Sum), mean = total / n;
         var moments = new (double M2, double M3, double M4, double SumSq)[chunks];
@@ -51,7 +52,11 @@ public static class TensorStatsCalculator
         double m2Total = moments.Sum(m => m.M2), sumSq = moments.Sum(m => m.SumSq);
         Span<double> p = stackalloc double[Percents.Length];
         long zeros = part.Sum(x => x.Zeros);
-        RadixPercentiles.Compute(scratch, n, Percents, p, t, modelWide == null ? null : high => modelWide.AddKeyCounts(high, zeros));
+        // NaN scores must not count as values: such a tensor is counted apart, skipping them (the model-wide quantiles
+        // then fall short of every weight and are reported as histogram bin edges).
+        bool nans = part.Any(x => x.NaNs > 0);
+        if (nans) modelWide?.Add(scratch.AsSpan(0, n));
+        RadixPercentiles.Compute(scratch, n, Percents, p, t, modelWide == null || nans ? null : high => modelWide.AddKeyCounts(high, zeros));
         var stats = new TensorStats(spec.Name, spec.Block, spec.Component, n, mean, Math.Sqrt(m2Total / n), part.Min(x => x.Min), part.Max(x => x.Max),
             p[0], p[1], p[2], p[3], zeros, total) { Q25 = p[4], Q75 = p[5] };
         return (stats.WithMoments(m2Total, moments.Sum(m => m.M3), moments.Sum(m => m.M4)), sumSq);

@@ -57,4 +57,23 @@ public class RadixQuantilesTests
         q.Add([0f, -0f, 0f]);
         Assert.Equal(0, q.Quantile(0.5));
     }
+
+    [Fact]
+    public void ATensorsOwnPercentileCountsGiveTheSameModelWideQuantilesAndNaNIsNeverCounted()
+    {
+        var spec = new Cwa.Core.Models.ParameterSpec("t", [300, 100], Cwa.Core.Models.ParameterRole.DownProj, 0, "mlp.down_proj");
+        var rng = new Random(3);
+        var values = Enumerable.Range(0, 30_000).Select(i => i % 7 == 0 ? 0f : (float)Math.Exp(rng.NextDouble() * 10 - 5)).ToArray();
+        var direct = new RadixQuantiles();
+        direct.Add(values);
+        var reused = new RadixQuantiles();
+        Cwa.Core.Sensitivity.TensorStatsCalculator.Compute(spec, values, values.Length, 2, reused);
+        Assert.Equal(direct.Total, reused.Total);
+        foreach (double p in new[] { 0.1, 0.5, 0.99 }) Assert.Equal(direct.Quantile(p), reused.Quantile(p));
+
+        values[5] = float.NaN;
+        var withNaN = new RadixQuantiles();
+        Cwa.Core.Sensitivity.TensorStatsCalculator.Compute(spec, values, values.Length, 2, withNaN);
+        Assert.Equal(values.Length - 1, withNaN.Total);
+    }
 }

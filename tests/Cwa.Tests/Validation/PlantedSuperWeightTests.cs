@@ -98,8 +98,26 @@ public class PlantedSuperWeightTests
             if (spec.Role == Cwa.Core.Models.ParameterRole.GateProj) GateInputs[spec.Block] = x[..(tokens * features)].ToArray();
         }
 
-        public void OnLinearOutput(Cwa.Core.Models.ParameterSpec spec, ReadOnlySpan<float> y, int tokens, int features, ReadOnlySpan<bool> tokenIsReal) =>
-            DownOutputs[spec.Block] = y[..(tokens * features)].ToArray();
+        public void OnLinearOutput(Cwa.Core.Models.ParameterSpec spec, ReadOnlySpan<float> y, int tokens, int features, ReadOnlySpan<bool> tokenIsReal)
+        {
+            if (spec.Role == Cwa.Core.Models.ParameterRole.DownProj) DownOutputs[spec.Block] = y[..(tokens * features)].ToArray();
+        }
+    }
+
+    [Fact]
+    public void PlantsThatCannotWorkAreRefusedBeforeWriting()
+    {
+        var c = Cwa.Core.Models.TestModelPresets.Config("tiny", 512) with { BosTokenId = 509 };
+        Assert.Equal(509, Cwa.Core.Models.PlantedSuperWeight.Parse("0,7,100", c).BosToken);
+        foreach (var (bad, message) in new (Cwa.Core.Models.ModelConfig, string)[]
+        {
+            (c with { BosTokenId = 600 }, "bos_token_id inside its vocabulary"),
+            (c with { BosTokenId = null }, "bos_token_id inside its vocabulary"),
+            (c with { NumKvHeads = 1 }, "at least two key/value heads"),
+            (c with { TieWordEmbeddings = true }, "needs untied embeddings"),
+            (c with { HeadDim = 1 }, "head dimension of at least 2"),
+        })
+            Assert.Contains(message, Assert.Throws<Cwa.Core.InputException>(() => Cwa.Core.Models.PlantedSuperWeight.Parse("0,7,100", bad)).Message);
     }
 
     [Theory]
