@@ -54,34 +54,32 @@ internal static class InspectCommand
     /// <summary>The architecture and the memory plans of every way an analyze run can hold the model.</summary>
     private static void Describe(TextWriter w, ModelConfig c, IReadOnlyList<ParameterSpec> specs, DType storedType, ParseResult parse, long? deviceMemory, string? storedSize = null)
     {
+        w.WriteLine($"architecture: {c.Architecture} (model_type {c.ModelType})");
+        w.WriteLine($"layers {c.NumLayers}, hidden {c.HiddenSize}, heads {c.NumHeads} (kv {c.NumKvHeads}, head_dim {c.HeadDim}), intermediate {c.IntermediateSize}, vocab {c.VocabSize}");
+        w.WriteLine($"rope_theta {c.RopeTheta}{(c.RopeScaling is { } rs ? $", rope_scaling {rs.Type} x{rs.Factor}" : "")}, tied embeddings: {(c.TieWordEmbeddings ? "yes" : "no")}, attention bias: {(c.AttentionBias ? "yes" : "no")}");
+        w.WriteLine($"parameters:   {specs.Sum(s => s.NumElements):N0} in {specs.Count} tensors ({specs.Count(s => s.Is2D)} two-dimensional)");
+        w.WriteLine($"stored:       {storedType}{(storedSize != null ? $", {storedSize}" : "")}");
+        int batch = parse.GetValue(BatchSize), length = parse.GetValue(MaxLength);
+        var m = MemoryEstimate.ForAnalysis(c, batch, length);
+        w.WriteLine($"analyze (CPU, batch {batch} x {length} tokens): weights {MemoryEstimate.Format(m.Weights)}, gradients {MemoryEstimate.Format(m.Gradients)}, activations {MemoryEstimate.Format(m.Activations)}, logits {MemoryEstimate.Format(m.Logits)}, total {MemoryEstimate.Format(m.Total)}");
+        foreach (bool perBatch in new[] { false, true })
         {
-            w.WriteLine($"architecture: {c.Architecture} (model_type {c.ModelType})");
-            w.WriteLine($"layers {c.NumLayers}, hidden {c.HiddenSize}, heads {c.NumHeads} (kv {c.NumKvHeads}, head_dim {c.HeadDim}), intermediate {c.IntermediateSize}, vocab {c.VocabSize}");
-            w.WriteLine($"rope_theta {c.RopeTheta}{(c.RopeScaling is { } rs ? $", rope_scaling {rs.Type} x{rs.Factor}" : "")}, tied embeddings: {(c.TieWordEmbeddings ? "yes" : "no")}, attention bias: {(c.AttentionBias ? "yes" : "no")}");
-            w.WriteLine($"parameters:   {specs.Sum(s => s.NumElements):N0} in {specs.Count} tensors ({specs.Count(s => s.Is2D)} two-dimensional)");
-            w.WriteLine($"stored:       {storedType}{(storedSize != null ? $", {storedSize}" : "")}");
-            var m = MemoryEstimate.ForAnalysis(c, parse.GetValue(BatchSize), parse.GetValue(MaxLength));
-            w.WriteLine($"analyze (CPU, batch {parse.GetValue(BatchSize)} x {parse.GetValue(MaxLength)} tokens): weights {MemoryEstimate.Format(m.Weights)}, gradients {MemoryEstimate.Format(m.Gradients)}, activations {MemoryEstimate.Format(m.Activations)}, logits {MemoryEstimate.Format(m.Logits)}, total {MemoryEstimate.Format(m.Total)}");
-            foreach (bool perBatch in new[] { false, true })
-            {
-                var s = MemoryEstimate.ForStreaming(c, parse.GetValue(BatchSize), parse.GetValue(MaxLength), true, perBatch, 0, hiddenInMemory: false);
-                w.WriteLine($"analyze (CPU, layer streaming{(perBatch ? ", fisher/obd" : "")}): weights {MemoryEstimate.Format(s.Weights)}, gradients and scores {MemoryEstimate.Format(s.Gradients)}, " +
-                    $"activations {MemoryEstimate.Format(s.Activations)}, logits {MemoryEstimate.Format(s.Logits)}, total {MemoryEstimate.Format(s.Total)}" +
-                    $" + hidden states {MemoryEstimate.Format(MemoryEstimate.HiddenBytes(c, 1000, true))} per 1,000 calibration tokens (a scratch file beyond --memory-budget)");
-            }
-            var format = Cuda.StorageFormats.Of(storedType);
-            int batch = parse.GetValue(BatchSize), length = parse.GetValue(MaxLength);
-            foreach (bool recompute in new[] { false, true })
-            {
-                var shape = new Cuda.Engine.WorkspaceShape(batch, length, true, recompute, Cuda.CudaBackend.DefaultLogitsChunk);
-                GpuPlan(w, $"analyze (GPU{(recompute ? ", --recompute" : "")})", Cuda.Engine.DeviceMemoryPlan.For("GPU", c, format, shape, deviceMemory ?? 0), deviceMemory);
-            }
-            foreach (bool perBatch in new[] { false, true })
-            {
-                var shape = new Cuda.Engine.WorkspaceShape(batch, length, true, false, Cuda.CudaBackend.DefaultLogitsChunk);
-                GpuPlan(w, $"analyze (GPU, layer streaming{(perBatch ? ", fisher/obd" : "")})",
-                    Cuda.Engine.DeviceMemoryPlan.ForStreaming("GPU", c, format, shape, perBatch, deviceMemory ?? 0), deviceMemory);
-            }
+            var s = MemoryEstimate.ForStreaming(c, batch, length, true, perBatch, 0, hiddenInMemory: false);
+            w.WriteLine($"analyze (CPU, layer streaming{(perBatch ? ", fisher/obd" : "")}): weights {MemoryEstimate.Format(s.Weights)}, gradients and scores {MemoryEstimate.Format(s.Gradients)}, " +
+                $"activations {MemoryEstimate.Format(s.Activations)}, logits {MemoryEstimate.Format(s.Logits)}, total {MemoryEstimate.Format(s.Total)}" +
+                $" + hidden states {MemoryEstimate.Format(MemoryEstimate.HiddenBytes(c, 1000, true))} per 1,000 calibration tokens (a scratch file beyond --memory-budget)");
+        }
+        var format = Cuda.StorageFormats.Of(storedType);
+        foreach (bool recompute in new[] { false, true })
+        {
+            var shape = new Cuda.Engine.WorkspaceShape(batch, length, true, recompute, Cuda.CudaBackend.DefaultLogitsChunk);
+            GpuPlan(w, $"analyze (GPU{(recompute ? ", --recompute" : "")})", Cuda.Engine.DeviceMemoryPlan.For("GPU", c, format, shape, deviceMemory ?? 0), deviceMemory);
+        }
+        foreach (bool perBatch in new[] { false, true })
+        {
+            var shape = new Cuda.Engine.WorkspaceShape(batch, length, true, false, Cuda.CudaBackend.DefaultLogitsChunk);
+            GpuPlan(w, $"analyze (GPU, layer streaming{(perBatch ? ", fisher/obd" : "")})",
+                Cuda.Engine.DeviceMemoryPlan.ForStreaming("GPU", c, format, shape, perBatch, deviceMemory ?? 0), deviceMemory);
         }
     }
 
