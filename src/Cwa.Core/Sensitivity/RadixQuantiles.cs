@@ -29,9 +29,9 @@ public sealed class RadixQuantiles
     }
 
     /// <summary>
-    /// Counts of all of one tensor's keys by their top 16 bits, zeros included (a host tensor's exact percentiles make
-    /// them): the zeros, all in +0's bucket since scores are never -0 (they are absolute values, squares or products of
-    /// them), are moved to the zero count.
+    /// Counts of all of one tensor's keys by their top 16 bits, zeros included (made by a tensor's exact percentiles,
+    /// on the host or a device). The zeros, all in +0's bucket since scores are never -0 (they are absolute values,
+    /// squares or products of them), are moved to the zero count.
     /// </summary>
     public void AddKeyCounts(ReadOnlySpan<long> high, long zeros)
     {
@@ -42,18 +42,6 @@ public sealed class RadixQuantiles
             long c = b == positiveZero ? high[b] - zeros : high[b];
             _counts[b] += c;
             Total += c;
-        }
-        _zeros += zeros;
-        Total += zeros;
-    }
-
-    /// <summary>Counts made elsewhere (a device's radix pass over one tensor): non-zero scores by top 16 key bits, and the zeros.</summary>
-    public void AddCounts(ReadOnlySpan<long> high, long zeros)
-    {
-        for (int b = 0; b < _counts.Length; b++)
-        {
-            _counts[b] += high[b];
-            Total += high[b];
         }
         _zeros += zeros;
         Total += zeros;

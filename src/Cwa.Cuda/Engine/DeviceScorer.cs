@@ -174,8 +174,8 @@ internal sealed class DeviceScorer : IDisposable
             _radixHigh(n, s, counts.View);
             high = counts.GetAsArray1D().Select(c => (long)c).ToArray();
         }
-        modelWide?.AddCounts(high, zeros);
         high[zeroBucket] += zeros;
+        modelWide?.AddKeyCounts(high, zeros);
         var bucketOf = RadixPercentiles.Locate(ranks, high);
         var wanted = bucketOf.Values.Select(v => v.Bucket).Distinct().Order().ToArray();
         var slot = Enumerable.Repeat(-1, 65536).ToArray();
