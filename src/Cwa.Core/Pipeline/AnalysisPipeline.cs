@@ -281,7 +281,7 @@ public static class AnalysisPipeline
             using (timer.Phase("forward"))
                 sources = model.Backend is StreamedBackend s ? StreamingAnalysis.Observe(s, mine, progress) : GradientPass.Run(model, mine, metric, curvature, r, progress);
             using (timer.Phase("writing"))
-                ShardFiles.WriteActivations(path, key, shard, mine.Count, r with { Device = model.Backend.Name }, sources, model.Backend.Specs, metric);
+                ShardFiles.WriteActivations(path, key, shard, mine.Count, r, sources, model.Backend.Specs, metric, model.Backend.Name);
         }
         else if (model.Backend is StreamedBackend streamed)
         {
@@ -297,7 +297,7 @@ public static class AnalysisPipeline
                 CalibrationInputTokens = GradientPass.InputTokens(mine), CalibrationSequences = mine.Sum(b => b.BatchSize), SkippedBatches = sums.Skipped,
             };
             using (timer.Phase("writing"))
-                ShardFiles.Commit(save, key, shard, mine.Count, r with { Device = model.Backend.Name }, sources);
+                ShardFiles.Commit(save, shard, mine.Count, r, sources, model.Backend.Name);
         }
         else
         {

@@ -13,27 +13,13 @@ namespace Cwa.Core.Pipeline;
 /// </summary>
 public static class ShardFiles
 {
-    /// <param name="backend">where the sums are read when they stayed on a device (sources without host gradients)</param>
+    /// <param name="backend">the backend that computed the sums; they are read from it when they stayed on a device</param>
     public static void Write(string path, string runKey, ShardSpec shard, int shardBatches, AnalyzeRequest r, ScoreSources s, IReadOnlyList<ParameterSpec> specs,
         Engine.IBackend backend)
     {
-        r = r with { Device = backend.Name };
-        using var save = new GradientCheckpoint(path, runKey, 1).BeginSave(specs, s.Fisher != null);
-        var g = new float[specs.Max(x => x.NumElements)];
-        var f = s.Fisher != null ? new float[g.Length] : [];
-        for (int t = 0; t < specs.Count; t++)
-        {
-            int n = (int)specs[t].NumElements;
-            if (s.Gradient != null) s.Gradient[t].CopyTo(g, 0);
-            else backend.ReadGradient(t, g.AsSpan(0, n));
-            if (s.Fisher != null)
-            {
-                if (s.Fisher.Sums[t] is { } sum) sum.CopyTo(f, 0);
-                else Array.Clear(f, 0, n);
-            }
-            save.Write(t, g.AsSpan(0, n), f.AsSpan(0, s.Fisher != null ? n : 0));
-        }
-        Commit(save, runKey, shard, shardBatches, r, s);
+        var (position, identity) = Identity(shard, shardBatches, r, s, backend.Name);
+        new GradientCheckpoint(path, runKey, 1).Save(position, specs, s.Gradient is { } sums ? (t, into) => sums[t].CopyTo(into) : backend.ReadGradient,
+            s.Fisher is not { } fisher ? null : (t, into) => { if (fisher.Sums[t] is { } f) f.CopyTo(into); else into.Clear(); }, identity);
     }
 
     /// <summary>What a shard of this metric holds: gradient (and Fisher) sums, or the activation statistics of every linear layer.</summary>
@@ -50,8 +36,9 @@ public static class ShardFiles
         Enumerable.Range(0, specs.Count).Where(t => specs[t].Is2D && specs[t].Role != ParameterRole.Embedding);
 
     /// <summary>A shard of activation statistics: per linear layer its input sums of squares and maxima, the down_proj peaks in the metadata.</summary>
+    /// <param name="device">the backend that computed the statistics (cpu, cuda or ilgpu-cpu)</param>
     public static void WriteActivations(string path, string runKey, ShardSpec shard, int shardBatches, AnalyzeRequest r, ScoreSources s, IReadOnlyList<ParameterSpec> specs,
-        SensitivityMetric metric)
+        SensitivityMetric metric, string device)
     {
         var stats = s.Activations ?? throw new InvalidOperationException("no activation statistics");
         using var save = new GradientCheckpoint(path, runKey, 1).BeginSave(Layout(specs, metric, ObdCurvature.Fisher));
@@ -61,7 +48,7 @@ public static class ShardFiles
             save.Write($"a2.{t}", raw.SumSq);
             save.Write($"am.{t}", raw.MaxAbs);
         }
-        Commit(save, runKey, shard, shardBatches, r, s, new Dictionary<string, string> { [PeaksKey] = JsonSerializer.Serialize(stats.DownProjPeaks) });
+        Commit(save, shard, shardBatches, r, s, device, new Dictionary<string, string> { [PeaksKey] = JsonSerializer.Serialize(stats.DownProjPeaks) });
     }
 
     internal const string PeaksKey = "down_proj_peaks";
@@ -71,13 +58,22 @@ public static class ShardFiles
         new GradientCheckpoint(path, runKey, 1).BeginSave(specs, fisher);
 
     /// <summary>The shard's position (loss and token sums) and identity, covered by the checksum; the file then appears.</summary>
-    /// <param name="r">the run's arguments, with Device the backend that computed the sums (cpu, cuda or ilgpu-cpu), which the merge uses again</param>
-    public static void Commit(GradientCheckpoint.StreamedSave save, string runKey, ShardSpec shard, int shardBatches, AnalyzeRequest r, ScoreSources s,
+    /// <param name="device">the backend that computed the sums (cpu, cuda or ilgpu-cpu): the merge uses it again</param>
+    public static void Commit(GradientCheckpoint.StreamedSave save, ShardSpec shard, int shardBatches, AnalyzeRequest r, ScoreSources s, string device,
         IReadOnlyDictionary<string, string>? more = null)
+    {
+        var (position, identity) = Identity(shard, shardBatches, r, s, device);
+        foreach (var (k, v) in more ?? new Dictionary<string, string>()) identity[k] = v;
+        save.Commit(position, identity);
+    }
+
+    /// <summary>A shard's position, and the metadata that says which shard of which run it is.</summary>
+    private static (CheckpointPosition Position, Dictionary<string, string> Identity) Identity(ShardSpec shard, int shardBatches, AnalyzeRequest r, ScoreSources s,
+        string device)
     {
         int used = shardBatches - s.SkippedBatches.Count;
         var position = new CheckpointPosition(shardBatches, s.CalibrationLoss * s.CalibrationTokens, s.CalibrationTokens, s.SkippedBatches, s.MeanBatchLoss * used, used);
-        var extra = new Dictionary<string, string>
+        var identity = new Dictionary<string, string>
         {
             ["shard_index"] = shard.Index.ToString(CultureInfo.InvariantCulture),
             ["shard_count"] = shard.Count.ToString(CultureInfo.InvariantCulture),
@@ -86,11 +82,11 @@ public static class ShardFiles
             // Paths made absolute: the merge job may start in another folder.
             ["request"] = JsonSerializer.Serialize(r with
             {
-                Shard = null, OutDir = "results", Model = Full(r.Model), DataFile = Full(r.DataFile), EvalFile = Full(r.EvalFile), KnownWeights = r.KnownWeights == "builtin" ? "builtin" : Full(r.KnownWeights),
+                Shard = null, OutDir = "results", Device = device, Model = Full(r.Model), DataFile = Full(r.DataFile), EvalFile = Full(r.EvalFile),
+                KnownWeights = r.KnownWeights == "builtin" ? "builtin" : Full(r.KnownWeights),
             }),
         };
-        foreach (var (k, v) in more ?? new Dictionary<string, string>()) extra[k] = v;
-        save.Commit(position, extra);
+        return (position, identity);
     }
 
     private static string? Full(string? path) => path == null ? null : Path.GetFullPath(path);
