@@ -49,11 +49,9 @@ internal sealed class CpuBlockEngine : IBlockEngine
     public void ForwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x) =>
         Host.ForwardBlock(layer, x, Host.Caches(ctx.Batch, 1)[0], ctx, Host.Observer);
 
-    private IEnumerable<int> Members(int layer) => Enumerable.Range(0, _w.Specs.Count).Where(t => _w.Specs[t].Block == layer);
-
     public void StartBlockSums(int layer, Accumulation mode)
     {
-        foreach (int t in Members(layer))
+        foreach (int t in _w.BlockMembers(layer))
         {
             var spec = _w.Specs[t];
             if (!_blockSums.TryGetValue(spec.Component, out var sums) || sums.Mode != mode)
@@ -65,7 +63,7 @@ internal sealed class CpuBlockEngine : IBlockEngine
 
     public void BackwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, float[] dx, int batch, double scale)
     {
-        var members = Members(layer).ToList();
+        var members = _w.BlockMembers(layer).ToList();
         foreach (int t in members) _blockSums[_w.Specs[t].Component].StartBatch();
         var cache = Host.Caches(ctx.Batch, 1)[0];
         Host.ForwardBlock(layer, x, cache, ctx, null);
@@ -75,7 +73,7 @@ internal sealed class CpuBlockEngine : IBlockEngine
 
     public IReadOnlyList<(int Tensor, GradientSums Sums)> CompleteBlockSums(int layer)
     {
-        var done = Members(layer).Select(t => (t, _blockSums[_w.Specs[t].Component])).ToList();
+        var done = _w.BlockMembers(layer).Select(t => (t, _blockSums[_w.Specs[t].Component])).ToList();
         foreach (var (t, _) in done) _grads.Bind(t, []);
         return done;
     }

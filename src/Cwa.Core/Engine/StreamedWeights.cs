@@ -62,6 +62,32 @@ internal sealed class StreamedWeights
         _resident = layer;
     }
 
+    /// <summary>The tensors of block layer (its matrices, norms and biases), in tensor order.</summary>
+    public IEnumerable<int> BlockMembers(int layer) => Enumerable.Range(0, Specs.Count).Where(t => Specs[t].Block == layer);
+
+    /// <summary>
+    /// Every tensor with the weights scoring reads: block by block, each block widened once (afterBlock runs when its
+    /// tensors are done), then the tensors outside the blocks, whose matrices (embedding, lm_head) come as [] to be
+    /// read chunk by chunk.
+    /// </summary>
+    public void ForEachTensor(Action<int, float[]> use, Action? afterBlock = null)
+    {
+        for (int l = 0; l < Config.NumLayers; l++)
+        {
+            LoadBlock(l);
+            foreach (int t in BlockMembers(l)) use(t, Slots[t]);
+            afterBlock?.Invoke();
+        }
+        ReleaseBlocks();
+        OutsideBlocks(use);
+    }
+
+    /// <summary>The tensors outside the blocks: 1-D ones with their resident values, the vocabulary matrices as [].</summary>
+    public void OutsideBlocks(Action<int, float[]> use)
+    {
+        foreach (int t in BlockMembers(-1)) use(t, Specs[t].Is2D ? [] : Slots[t]);
+    }
+
     /// <summary>Unbinds the resident block and frees the shared buffers (before a phase that needs the memory).</summary>
     public void ReleaseBlocks()
     {

@@ -78,28 +78,17 @@ internal static class StreamingAnalysis
             else if (magnitude)
             {
                 // |W| needs no data: each block is widened once and scored, then the vocabulary tensors chunk by chunk.
-                for (int l = 0; l < backend.Config.NumLayers; l++)
-                {
-                    backend.Weights.LoadBlock(l);
-                    for (int t = 0; t < specs.Count; t++)
-                        if (specs[t].Block == l) Score(new CompletedTensor(t, backend.Weights.Slots[t], null, null));
-                    phase.Advance();
-                }
-                backend.Weights.ReleaseBlocks();
-                for (int t = 0; t < specs.Count; t++)
-                    if (specs[t].Block < 0) Score(new CompletedTensor(t, specs[t].Is2D ? [] : backend.Weights.Slots[t], null, null));
+                backend.Weights.ForEachTensor((t, w) => Score(new CompletedTensor(t, w, null, null)), () => phase.Advance());
             }
             else
             {
                 var results = pass.ForwardAndLoss(batches, activations, l =>
                 {
-                    for (int t = 0; t < specs.Count; t++)
-                        if (specs[t].Block == l) Score(new CompletedTensor(t, backend.Weights.Slots[t], null, null));
+                    foreach (int t in backend.Weights.BlockMembers(l)) Score(new CompletedTensor(t, backend.Weights.Slots[t], null, null));
                 }, phase);
                 (lossSum, tokens, batchLossSum) = ForwardLosses(results, batches);
                 used = batches.Count;
-                for (int t = 0; t < specs.Count; t++)
-                    if (specs[t].Block < 0) Score(new CompletedTensor(t, specs[t].Is2D ? [] : backend.Weights.Slots[t], null, null));
+                backend.Weights.OutsideBlocks((t, w) => Score(new CompletedTensor(t, w, null, null)));
             }
             seconds = loop.Elapsed.TotalSeconds;
         }
@@ -209,15 +198,7 @@ internal static class StreamingAnalysis
             if (weights.Length == 0) buffers.Remove(n);
             phase.Advance();
         }
-        for (int l = 0; l < backend.Config.NumLayers; l++)
-        {
-            backend.Weights.LoadBlock(l);
-            for (int t = 0; t < specs.Count; t++)
-                if (specs[t].Block == l) Merge(t, backend.Weights.Slots[t]);
-        }
-        backend.Weights.ReleaseBlocks();
-        for (int t = 0; t < specs.Count; t++)
-            if (specs[t].Block < 0) Merge(t, specs[t].Is2D ? [] : backend.Weights.Slots[t]);
+        backend.Weights.ForEachTensor(Merge);
     }
 
     /// <summary>What a streamed run cannot do, refused before any work with what to do instead.</summary>

@@ -49,7 +49,6 @@ internal sealed class DeviceBlockEngine : IBlockEngine
 
     public string Name => _device.IsGpu ? "cuda" : "ilgpu-cpu";
     public string? DeviceDescription => _device.Accelerator.Name;
-    public string GemmName => _gemm.Name;
     public LlamaModel<float> Host { get; }
 
     public IActivationObserver<float>? Observer
@@ -121,11 +120,9 @@ internal sealed class DeviceBlockEngine : IBlockEngine
 
     public void ForwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x) => _model.StreamForward(layer, ctx.Batch, ctx.Rows, x);
 
-    private IEnumerable<int> Members(int layer) => Enumerable.Range(0, _specs.Count).Where(t => _specs[t].Block == layer);
-
     public void StartBlockSums(int layer, Accumulation mode)
     {
-        foreach (int t in Members(layer))
+        foreach (int t in _host.BlockMembers(layer))
         {
             var spec = _specs[t];
             if (!_blockSums.TryGetValue(spec.Component, out var sums) || sums.Mode != mode)
@@ -141,12 +138,12 @@ internal sealed class DeviceBlockEngine : IBlockEngine
     public void BackwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, float[] dx, int batch, double scale)
     {
         _model.StreamBackward(layer, ctx.Batch, ctx.Rows, x, dx, _g);
-        foreach (int t in Members(layer)) _blockSums[_specs[t].Component].EndBatch(_ops, scale, counted: true);
+        foreach (int t in _host.BlockMembers(layer)) _blockSums[_specs[t].Component].EndBatch(_ops, scale, counted: true);
     }
 
     public IReadOnlyList<(int Tensor, GradientSums Sums)> CompleteBlockSums(int layer)
     {
-        var done = Members(layer).Select(t => (t, _blockSums[_specs[t].Component].Complete(_specs[t].Name))).ToList();
+        var done = _host.BlockMembers(layer).Select(t => (t, _blockSums[_specs[t].Component].Complete(_specs[t].Name))).ToList();
         foreach (var (t, _) in done) _g[t] = null!;
         return done;
     }
