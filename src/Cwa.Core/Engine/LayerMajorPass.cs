@@ -44,8 +44,6 @@ internal sealed class LayerMajorPass
     }
 
     public IReadOnlyList<ParameterSpec> Specs => _w.Specs;
-    public int HeadIndex => _model.HeadIndex;
-    public int EmbedIndex => _model.EmbedIndex;
 
     /// <summary>Allocates one block's activation buffers for the largest batch at once (never regrown batch by batch).</summary>
     public void Reserve(Workload w)

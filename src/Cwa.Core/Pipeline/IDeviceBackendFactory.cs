@@ -11,10 +11,18 @@ namespace Cwa.Core.Pipeline;
 public readonly record struct Workload(int Batch, int SeqLen, bool Gradients, bool PerBatch = false, long Tokens = 0);
 
 /// <summary>
-/// Where a CPU run holds the model. Streaming: "on", "off" or "auto" (on when the in-memory plan exceeds the budget).
+/// Where a run holds the model. Streaming: "on", "off" or "auto" (on when the in-memory plan exceeds the budget).
 /// Budget: bytes the run may use (null: the memory available to the process). ScratchDir: where hidden states spill.
 /// </summary>
-public sealed record MemoryPolicy(string Streaming = "auto", long? Budget = null, string? ScratchDir = null);
+public sealed record MemoryPolicy(string Streaming = "auto", long? Budget = null, string? ScratchDir = null)
+{
+    /// <summary>What to try when even one streamed block does not fit.</summary>
+    public const string StreamedFix = "lower --batch-size or --max-length, or raise --memory-budget";
+
+    /// <summary>What to try when an in-memory run does not fit: only what the command can change (eval has no gradients, so no --recompute).</summary>
+    public static string InMemoryFix(string streaming, bool gradients) =>
+        $"try {(streaming == "off" ? "" : "--streaming on (layer streaming), ")}{(gradients ? "--recompute, " : "")}a smaller --batch-size or a shorter --max-length";
+}
 
 /// <summary>
 /// Puts a loaded model on an accelerator (the CUDA backend lives outside Core and is handed in by the CLI).
@@ -45,6 +53,6 @@ public sealed record DeviceStreaming(string Mode, long HiddenBudget, string? Scr
     /// <summary>Refuses, naming the model folder, when the host cannot hold the plan of the chosen mode.</summary>
     public void EnsureHostFits(string modelDir, bool streamed, bool gradients) =>
         (streamed ? StreamedHostPlan : InMemoryHostPlan).EnsureFits(modelDir, HostBudget, streamed
-            ? "lower --batch-size or --max-length, or raise --memory-budget"
-            : $"try {(Mode == "off" ? "" : "--streaming on (layer streaming), ")}{(gradients ? "--recompute, " : "")}a smaller --batch-size or a shorter --max-length");
+            ? MemoryPolicy.StreamedFix
+            : MemoryPolicy.InMemoryFix(Mode, gradients));
 }

@@ -80,14 +80,7 @@ public sealed class LoadedModel : IDisposable
                     Backend = backend, MemoryPlan = workload == null ? null : backend is StreamedBackend ? hostStreamed : hostInMemory,
                 };
             }
-            if (workload != null)
-            {
-                // Only what the command can change: eval has no gradients, so no --recompute.
-                string recompute = w.Gradients ? "--recompute, " : "";
-                inMemory.EnsureFits(ckpt.Directory, budget, memory.Streaming == "off"
-                    ? $"try {recompute}a smaller --batch-size or a shorter --max-length"
-                    : $"try --streaming on (layer streaming), {recompute}a smaller --batch-size or a shorter --max-length");
-            }
+            if (workload != null) inMemory.EnsureFits(ckpt.Directory, budget, MemoryPolicy.InMemoryFix(memory.Streaming, w.Gradients));
             ModelWeights<float> weights;
             using (var phase = progress.Start("reading weights", source.Specs.Count))
                 weights = ReadHostWeights(ckpt, source.HeldType, phase);
@@ -120,7 +113,7 @@ public sealed class LoadedModel : IDisposable
     {
         var c = source.Config;
         var resident = MemoryEstimate.ForStreaming(c, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: false);
-        resident.EnsureFits(source.Checkpoint.Directory, budget, "lower --batch-size or --max-length, or raise --memory-budget");
+        resident.EnsureFits(source.Checkpoint.Directory, budget, MemoryPolicy.StreamedFix);
         long hiddenBudget = scratchDir == null ? long.MaxValue : budget - resident.Total;
         long hidden = MemoryEstimate.HiddenBytes(c, w.Tokens, w.Gradients);
         var backend = StreamedBackend.OnCpu(source.Checkpoint, source.HeldType, options, hiddenBudget, scratchDir);
