@@ -30,6 +30,45 @@ public class DemoModelTests
         Assert.True(top > 10 * Math.Abs(bottom), $"top-k Δppl {top:G4} is not far above bottom-k {bottom:G4}");
     }
 
+    /// <summary>Issue 12 on the demo: known weights, the magnitude-matched control's paired interval, single-weight ablation and stability@k in one run.</summary>
+    [Fact]
+    public void KnownWeightsPairedControlsAblationAndStabilityWorkOnTheDemo()
+    {
+        using var dir = new TempDir();
+        // The BOS embedding row carries the embedding's top scores (README); the down_proj weight is an arbitrary one.
+        File.WriteAllText(dir.File("known.csv"), "tensor,row,col,label\nmodel.embed_tokens.weight,1021,46,bos\nlayers.1.mlp.down_proj,3,100,arbitrary\n");
+        string run = dir.File("run");
+        var (code, _, err) = Cli.Run("analyze", "--out-dir", run, "--quiet", "--max-samples", "24", "--topk", "20", "--save-plots", "false",
+            "--known-weights", dir.File("known.csv"), "--perturb", "zero", "--controls", "random_k_matched", "--control-seeds", "2", "--ablate-each", "3",
+            "--seeds", "1,2", "--stability-check");
+        Assert.True(code == 0, err);
+        JsonElement Read(string file) => JsonDocument.Parse(File.ReadAllText(Path.Combine(run, file))).RootElement;
+
+        var known = Read("known_weights.json");
+        var ranks = known.GetProperty("weights").EnumerateArray().Select(w => w.GetProperty("rank_in_tensor").GetInt64()).ToList();
+        Assert.InRange(ranks[0], 1, 20);
+        Assert.True(ranks[1] > 20, $"the arbitrary weight ranks {ranks[1]}");
+        Assert.Equal(0.5, known.GetProperty("recall_per_layer").GetDouble());
+
+        var matched = Read("perturbation_results.json").GetProperty("controls").EnumerateArray().Single();
+        Assert.Equal("random_k_matched", matched.GetProperty("selection").GetString());
+        var paired = matched.GetProperty("paired");
+        Assert.True(paired.GetProperty("units").GetInt32() > 10);
+        Assert.InRange(paired.GetProperty("mean_nll_difference").GetDouble(), paired.GetProperty("ci95_low").GetDouble(), paired.GetProperty("ci95_high").GetDouble());
+
+        var ablation = Read("ablation.json");
+        var weights = ablation.GetProperty("weights").EnumerateArray().ToList();
+        Assert.Equal(3, weights.Count);
+        Assert.Equal(weights[0].GetProperty("delta_perplexity_alone").GetDouble(), weights[0].GetProperty("delta_perplexity_joint").GetDouble());
+        foreach (var w in weights)
+            Assert.Equal(w.GetProperty("delta_perplexity_joint").GetDouble() - w.GetProperty("sum_of_individual").GetDouble(), w.GetProperty("interaction").GetDouble(), 9);
+
+        var atK = Read("stability_summary.json").GetProperty("jaccard_at_k").EnumerateArray().ToList();
+        Assert.Contains(atK, e => e.GetProperty("mode").GetString() == "per_layer" && e.GetProperty("k").GetInt32() == 20);
+        Assert.All(atK, e => Assert.InRange(e.GetProperty("mean_jaccard_across_seeds").GetDouble(), 0, 1));
+        Assert.All(atK, e => Assert.InRange(e.GetProperty("jaccard_halves").GetDouble(), 0, 1));
+    }
+
     /// <summary>Issue 17 on the demo: quantisation, the targets round trip and the shape statistics.</summary>
     [Fact]
     public void QuantisingTheDemosTopWeightsRoundTripsThroughPerturbAndItsStatsHaveShape()
