@@ -27,6 +27,7 @@ public static class Program
         if (section is "engine" or "forward") EngineSection(peak, quick);
         if (section is "engine" or "scoring") ScoringSection(quick);
         if (section == "scale8b") ScaleBenchmark.Run(args, peak, ghz);
+        if (section == "block8b") BlockProfile.Run(peak, quick);
         return 0;
     }
 

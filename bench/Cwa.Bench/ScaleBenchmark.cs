@@ -67,13 +67,16 @@ internal static class ScaleBenchmark
             Console.WriteLine($"  forward+backward: {fbSeconds:F0} s, {gflops:F1} GFLOP/s = {100 * gflops / peakTotal:F1}% of the {peakTotal:F0} GFLOP/s peak " +
                 "(useful FLOPs: the recomputed forward of the backward sweep is not counted)");
             Console.WriteLine($"  scoring: {scoring:F1} s = {scoring * 1e9 / scored:F1} ns per weight");
+            JsonNode? stages = results.TryGetProperty("layer_major_seconds", out var st) ? JsonNode.Parse(st.GetRawText()) : null;
+            if (stages != null)
+                Console.WriteLine($"  layer-major stages: {string.Join(", ", stages.AsObject().Select(s => $"{s.Key} {s.Value!.GetValue<double>():F1} s"))}");
             ((JsonArray)report["runs"]!).Add(new JsonObject
             {
                 ["metric"] = metric, ["wall_seconds"] = seconds, ["timing"] = JsonNode.Parse(m.GetProperty("timing").GetRawText()),
                 ["peak_rss_anon_bytes"] = results.GetProperty("peak_rss_anon_bytes").GetInt64(), ["peak_rss_bytes"] = results.GetProperty("peak_rss_bytes").GetInt64(),
                 ["memory_estimate_bytes"] = results.GetProperty("memory_estimate_bytes").GetInt64(),
                 ["forward_backward_seconds"] = fbSeconds, ["forward_backward_gflops"] = gflops, ["percent_of_peak"] = 100 * gflops / peakTotal,
-                ["scoring_ns_per_weight"] = scoring * 1e9 / scored,
+                ["scoring_ns_per_weight"] = scoring * 1e9 / scored, ["layer_major_seconds"] = stages,
             });
         }
         Directory.CreateDirectory(outRoot);

@@ -45,6 +45,9 @@ internal sealed class LayerMajorPass
 
     public IReadOnlyList<ParameterSpec> Specs => _w.Specs;
 
+    /// <summary>Seconds per stage of the last <see cref="Gradients"/> or <see cref="ForwardAndLoss"/> pass.</summary>
+    public StageClock Clock { get; } = new();
+
     /// <summary>Allocates one block's activation buffers for the largest batch at once (never regrown batch by batch).</summary>
     public void Reserve(Workload w)
     {
@@ -72,6 +75,7 @@ internal sealed class LayerMajorPass
     /// </summary>
     public LossHead<float>.Result[] ForwardAndLoss(IReadOnlyList<Batch> batches, IActivationObserver<float>? observer, Action<int>? afterBlock, IPhaseProgress? phase)
     {
+        Clock.Clear();
         var ctxs = batches.Select(_model.Prepare).ToList();
         _engine.Observer = observer;
         try
@@ -80,7 +84,8 @@ internal sealed class LayerMajorPass
             var results = new LossHead<float>.Result[ctxs.Count];
             for (int b = 0; b < ctxs.Count; b++)
             {
-                results[b] = _engine.Head(ctxs[b], Load(store.Slot(_c.NumLayers, b)), null, b, 1.0, null);
+                int batch = b;
+                results[b] = Clock.Time("head", () => _engine.Head(ctxs[batch], Load(store.Slot(_c.NumLayers, batch)), null, batch, 1.0, null));
                 phase?.Advance();
             }
             return results;
@@ -100,6 +105,7 @@ internal sealed class LayerMajorPass
     public BatchLosses Gradients(IReadOnlyList<Batch> batches, Accumulation mode, double scale, bool skipNonFinite,
         Action<CompletedTensor> onTensor, IPhaseProgress? phase)
     {
+        Clock.Clear();
         var ctxs = batches.Select(_model.Prepare).ToList();
         if (_c.TieWordEmbeddings && mode == Accumulation.PerBatch)
             throw new InputException("per-batch gradients (fisher, obd, --skip-nonfinite) of a model with tied embeddings need the in-memory mode: use --streaming off");
@@ -135,13 +141,13 @@ internal sealed class LayerMajorPass
             var dx = Work(store.Slot(GradientLevel, b).Length, gradient: true);
             Array.Clear(dx);
             int batch = b;
-            results[b] = _engine.Head(ctxs[b], Load(store.Slot(_c.NumLayers, b)), dx, b, scale, r => live[batch] = Finite(r, batch, skipNonFinite, skipped));
+            results[b] = Clock.Time("head", () => _engine.Head(ctxs[batch], Load(store.Slot(_c.NumLayers, batch)), dx, batch, scale, r => live[batch] = Finite(r, batch, skipNonFinite, skipped)));
             if (live[b]) Save(dx, store.Slot(GradientLevel, b));
             phase?.Advance();
         }
         if (live.All(x => !x))
             throw new CwaException($"every calibration batch had a non-finite loss ({skipped[0]})");
-        var (headSums, normSums) = _engine.CompleteHeadSums();
+        var (headSums, normSums) = Clock.Time("head", _engine.CompleteHeadSums);
         _engine.ReleaseBlocks();
         onTensor(new CompletedTensor(_model.FinalNormIndex, _w.Slots[_model.FinalNormIndex], normSums.Total, normSums.Squares));
         if (_c.TieWordEmbeddings) return (new BatchLosses(results, skipped), live, headSums);
@@ -155,18 +161,23 @@ internal sealed class LayerMajorPass
     {
         for (int l = _c.NumLayers - 1; l >= 0; l--)
         {
-            _engine.LoadBlock(l);
-            _engine.StartBlockSums(l, mode);
+            int layer = l;
+            Clock.Time("load_weights", () => _engine.LoadBlock(layer));
+            Clock.Time("backward_blocks", () => _engine.StartBlockSums(layer, mode));
             for (int b = 0; b < ctxs.Count; b++)
             {
                 if (!live[b]) continue;
-                var x = Load(store.Slot(l, b));
-                var dx = Load(store.Slot(GradientLevel, b), gradient: true);
-                _engine.BackwardBlock(l, ctxs[b], x, dx, b, scale);
-                Save(dx, store.Slot(GradientLevel, b));
+                int batch = b;
+                Clock.Time("backward_blocks", () =>
+                {
+                    var x = Load(store.Slot(layer, batch));
+                    var dx = Load(store.Slot(GradientLevel, batch), gradient: true);
+                    _engine.BackwardBlock(layer, ctxs[batch], x, dx, batch, scale);
+                    Save(dx, store.Slot(GradientLevel, batch));
+                });
                 phase?.Advance();
             }
-            foreach (var (t, sums) in _engine.CompleteBlockSums(l))
+            foreach (var (t, sums) in Clock.Time("backward_blocks", () => _engine.CompleteBlockSums(layer)))
                 onTensor(new CompletedTensor(t, _w.Slots[t], sums.Total, sums.Squares));
         }
         _engine.ReleaseBlocks();
@@ -180,9 +191,13 @@ internal sealed class LayerMajorPass
         for (int b = 0; b < ctxs.Count; b++)
         {
             if (!live[b]) continue;
-            var dx = Load(store.Slot(GradientLevel, b), gradient: true);
-            if (mode == Accumulation.Sum) _model.EmbedBackward(ctxs[b], dx, embedSums.Total);
-            else PerBatchEmbedding(ctxs[b], dx, embedSums, scale, b);
+            int batch = b;
+            Clock.Time("embedding", () =>
+            {
+                var dx = Load(store.Slot(GradientLevel, batch), gradient: true);
+                if (mode == Accumulation.Sum) _model.EmbedBackward(ctxs[batch], dx, embedSums.Total);
+                else PerBatchEmbedding(ctxs[batch], dx, embedSums, scale, batch);
+            });
             phase?.Advance();
         }
         onTensor(new CompletedTensor(_model.EmbedIndex, [], embedSums.Total, embedSums.Squares));
@@ -224,17 +239,23 @@ internal sealed class LayerMajorPass
         {
             for (int b = 0; b < ctxs.Count; b++)
             {
-                _model.Embed(ctxs[b]).AsSpan(0, ctxs[b].Count * d).CopyTo(store.Slot(0, b));
+                int batch = b;
+                Clock.Time("embedding", () => _model.Embed(ctxs[batch]).AsSpan(0, ctxs[batch].Count * d).CopyTo(store.Slot(0, batch)));
                 phase?.Advance();
             }
             for (int l = 0; l < L; l++)
             {
-                _engine.LoadBlock(l);
+                int layer = l;
+                Clock.Time("load_weights", () => _engine.LoadBlock(layer));
                 for (int b = 0; b < ctxs.Count; b++)
                 {
-                    var x = Load(store.Slot(l, b));
-                    _engine.ForwardBlock(l, ctxs[b], x);
-                    Save(x, store.Slot(l + 1, b));
+                    int batch = b;
+                    Clock.Time("forward_blocks", () =>
+                    {
+                        var x = Load(store.Slot(layer, batch));
+                        _engine.ForwardBlock(layer, ctxs[batch], x);
+                        Save(x, store.Slot(layer + 1, batch));
+                    });
                     phase?.Advance();
                 }
                 afterBlock?.Invoke(l);

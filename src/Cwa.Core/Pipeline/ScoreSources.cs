@@ -27,4 +27,6 @@ public sealed class ScoreSources
     /// <summary>Seconds of the calibration forward+backward loop and its useful matrix FLOPs (0 for forward-only metrics).</summary>
     public double ForwardBackwardSeconds { get; init; }
     public double ForwardBackwardFlops { get; init; }
+    /// <summary>A layer-major pass's seconds per stage (load_weights, forward_blocks, head, backward_blocks, embedding); null in memory.</summary>
+    public IReadOnlyDictionary<string, double>? StageSeconds { get; init; }
 }

@@ -102,6 +102,7 @@ internal static class StreamingAnalysis
             CalibrationInputTokens = GradientPass.InputTokens(batches), CalibrationSequences = batches.Sum(b => b.BatchSize),
             Activations = activations, SkippedBatches = skipped, CapturedGradients = gradients ? captured : null,
             ForwardBackwardSeconds = gradients ? seconds - scoring.Elapsed.TotalSeconds : 0, ForwardBackwardFlops = flops,
+            StageSeconds = magnitude ? null : new Dictionary<string, double>(pass.Clock.Seconds),
         };
         return (sources, builder.Build(scorer.Quantiles), scoring.Elapsed.TotalSeconds);
     }

@@ -1,0 +1,95 @@
+using Cwa.Core.Data;
+using Cwa.Core.Engine;
+using Cwa.Core.Models;
+
+namespace Cwa.Bench;
+
+/// <summary>
+/// `dotnet run --project bench/Cwa.Bench -c Release -- block8b`: where one Llama-3.1-8B block's time goes with the
+/// scale benchmark's batch shape (8 sequences, about 720 rows). Times the block's forward and backward as the engine
+/// runs them, then each of its GEMMs alone with the same shapes: the gap between the two is the non-GEMM work
+/// (norms, RoPE, attention, SwiGLU, residual adds, bias). Weights are random fp32 (one block, a 1,024-token vocabulary).
+/// </summary>
+internal static class BlockProfile
+{
+    public static void Run(Peak peak, bool quick)
+    {
+        var config = TestModelPresets.Config("llama-3.1-8b-shape", 1024) with { NumLayers = 1 };
+        var weights = ModelWeights<float>.Random(config, 1);
+        var grads = weights.ZerosLike();
+        var model = new LlamaModel<float>(weights, new EngineOptions());
+        var rng = new Cwa.Core.SplitMix64(5);
+        const int batchSize = 8, seq = 128;
+        var lengths = Enumerable.Range(0, batchSize).Select(_ => 52 + (int)rng.NextLong(77)).ToArray();
+        var tokens = Enumerable.Range(0, batchSize * seq).Select(_ => (int)rng.NextLong(config.VocabSize)).ToArray();
+        var batch = new Batch(batchSize, seq, tokens, lengths);
+        var ctx = model.Prepare(batch);
+        var cache = model.Caches(batch, 1)[0];
+        int n = ctx.Count, d = config.HiddenSize, f = config.IntermediateSize, qd = config.QDim, kd = config.KvDim;
+        var x0 = model.Embed(ctx).AsSpan(0, n * d).ToArray();
+        var x = new float[n * d];
+        var dx = new float[n * d];
+        int runs = quick ? 2 : 4;
+        double forward = Best(runs, () => { x0.CopyTo(x, 0); model.ForwardBlock(0, x, cache, ctx, null); });
+        double backward = Best(runs, () => { x0.CopyTo(dx, 0); model.BackwardBlock(0, cache, dx, grads, ctx); });
+
+        // The block's products: (transA, transB, m, n, k) as LlamaModel issues them.
+        var fwd = new (string, bool, bool, int, int, int)[]
+        {
+            ("q", false, true, n, qd, d), ("k", false, true, n, kd, d), ("v", false, true, n, kd, d),
+            ("o", false, true, n, d, qd), ("gate", false, true, n, f, d), ("up", false, true, n, f, d), ("down", false, true, n, d, f),
+        };
+        var bwd = new (string, bool, bool, int, int, int)[]
+        {
+            ("dW down", true, false, d, f, n), ("dH", false, false, n, f, d),
+            ("dW gate", true, false, f, d, n), ("dW up", true, false, f, d, n), ("dX gate", false, false, n, d, f), ("dX up", false, false, n, d, f),
+            ("dW o", true, false, d, qd, n), ("dAtt", false, false, n, qd, d),
+            ("dW q", true, false, qd, d, n), ("dW k", true, false, kd, d, n), ("dW v", true, false, kd, d, n),
+            ("dX q", false, false, n, d, qd), ("dX k", false, false, n, d, kd), ("dX v", false, false, n, d, kd),
+        };
+        double peakTotal = peak.GflopsPerCore * Environment.ProcessorCount;
+        Console.WriteLine();
+        Console.WriteLine($"one llama-3.1-8b-shape block, {n} rows ({batchSize} sequences of {string.Join(",", lengths)}), {Environment.ProcessorCount} threads; peak {peakTotal:F0} GFLOP/s");
+        double attFlops = 0;
+        foreach (int len in lengths) attFlops += 2.0 * 2 * config.NumHeads * config.HeadDim * len * (len + 1) / 2;
+        var (fGemm, fFlops) = Products("forward", fwd, runs, peakTotal);
+        var (bGemm, bFlops) = Products("backward", bwd, runs, peakTotal);
+        Console.WriteLine($"forward block:  {forward * 1e3,8:F1} ms, {(fFlops + attFlops) / forward / 1e9,6:F1} GFLOP/s ({100 * (fFlops + attFlops) / forward / 1e9 / peakTotal:F1}%); " +
+            $"its GEMMs alone {fGemm * 1e3:F1} ms, everything else {(forward - fGemm) * 1e3:F1} ms");
+        Console.WriteLine($"backward block: {backward * 1e3,8:F1} ms (recompute not included), {(bFlops + 2 * attFlops) / backward / 1e9,6:F1} GFLOP/s ({100 * (bFlops + 2 * attFlops) / backward / 1e9 / peakTotal:F1}%); " +
+            $"its GEMMs alone {bGemm * 1e3:F1} ms, everything else {(backward - bGemm) * 1e3:F1} ms");
+    }
+
+    private static (double Seconds, double Flops) Products(string label, (string Name, bool Ta, bool Tb, int M, int N, int K)[] shapes, int runs, double peakTotal)
+    {
+        double total = 0, flops = 0;
+        foreach (var s in shapes)
+        {
+            var a = new float[s.M * s.K];
+            var b = new float[s.N * s.K];
+            var c = new float[s.M * s.N];
+            Array.Fill(a, 0.01f);
+            Array.Fill(b, 0.02f);
+            int lda = s.Ta ? s.M : s.K, ldb = s.Tb ? s.K : s.N;
+            double t = Best(runs, () => Gemm.Compute(s.Ta, s.Tb, s.M, s.N, s.K, 1f, a, 0, lda, b, 0, ldb, 0f, c, 0, s.N));
+            double fl = 2.0 * s.M * s.N * s.K;
+            Console.WriteLine($"  {label,-8} {s.Name,-8} [{s.M}x{s.N}x{s.K}]{(s.Ta ? " A^T" : "")}{(s.Tb ? " B^T" : "")}: {t * 1e3,7:F1} ms {fl / t / 1e9,7:F1} GFLOP/s {100 * fl / t / 1e9 / peakTotal,5:F1}%");
+            total += t;
+            flops += fl;
+        }
+        return (total, flops);
+    }
+
+    private static double Best(int runs, Action action)
+    {
+        action();
+        double best = double.MaxValue;
+        for (int i = 0; i < runs; i++)
+        {
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            action();
+            best = Math.Min(best, sw.Elapsed.TotalSeconds);
+        }
+        return best;
+    }
+}
