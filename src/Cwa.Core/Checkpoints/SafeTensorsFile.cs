@@ -112,6 +112,13 @@ public sealed unsafe class SafeTensorsFile : ITensorSource, IDisposable
 
     public void Read(string name, Span<double> destination) => ReadConverted(name, destination);
 
+    /// <summary>Starts reading a tensor's bytes from disk in the background (a streamed block about to be widened).</summary>
+    public void Prefetch(string name)
+    {
+        var t = Info(name);
+        PageAdvice.Prefetch(_base + _dataStart + t.DataBegin, t.DataEnd - t.DataBegin);
+    }
+
     /// <summary>Elements [start, start + destination.Length) of a tensor, widened to fp32 (a block or a vocabulary chunk of a streamed model).</summary>
     public void ReadRange(string name, long start, Span<float> destination)
     {

@@ -46,8 +46,21 @@ internal sealed class CpuBlockEngine : IBlockEngine
         set => Host.Observer = value;
     }
 
-    public void ForwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x) =>
-        Host.ForwardBlock(layer, x, Host.Caches(ctx.Batch, 1)[0], ctx, Host.Observer);
+    public int KeptPerRow
+    {
+        get
+        {
+            var c = _w.Config;
+            return LayerCache<float>.KeptPerRow(c.HiddenSize, c.QDim, c.KvDim, c.IntermediateSize);
+        }
+    }
+
+    public void ForwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, Span<float> keep)
+    {
+        var cache = Host.Caches(ctx.Batch, 1)[0];
+        Host.ForwardBlock(layer, x, cache, ctx, Host.Observer);
+        if (!keep.IsEmpty) cache.SaveKept(keep, ctx.Count);
+    }
 
     public void StartBlockSums(int layer, Accumulation mode)
     {
@@ -61,12 +74,17 @@ internal sealed class CpuBlockEngine : IBlockEngine
         }
     }
 
-    public void BackwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, float[] dx, int batch, double scale)
+    public void BackwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, float[] dx, int batch, double scale, ReadOnlySpan<float> kept)
     {
         var members = _w.BlockMembers(layer).ToList();
         foreach (int t in members) _blockSums[_w.Specs[t].Component].StartBatch();
         var cache = Host.Caches(ctx.Batch, 1)[0];
-        Host.ForwardBlock(layer, x, cache, ctx, null);
+        if (kept.IsEmpty) Host.ForwardBlock(layer, x, cache, ctx, null);
+        else
+        {
+            cache.LoadKept(kept, ctx.Count);
+            Host.RestoreBlock(layer, x, cache, ctx);
+        }
         Host.BackwardBlock(layer, cache, dx, _grads, ctx);
         foreach (int t in members) _blockSums[_w.Specs[t].Component].EndBatch(scale, batch, _w.Specs[t].Name);
     }

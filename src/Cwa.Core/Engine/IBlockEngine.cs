@@ -34,17 +34,24 @@ internal interface IBlockEngine : IDisposable
     /// <summary>Sees the linear layers' inputs and outputs in forward sweeps (not in the backward's recomputation).</summary>
     IActivationObserver<float>? Observer { get; set; }
 
-    /// <summary>x holds the block's input on entry and its output on return.</summary>
-    void ForwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x);
+    /// <summary>
+    /// Values per row a block's forward can keep for its backward so that the backward need not recompute the
+    /// block's products (0: this engine always recomputes).
+    /// </summary>
+    int KeptPerRow { get; }
+
+    /// <summary>x holds the block's input on entry and its output on return; keep (empty, or rows x KeptPerRow) receives what the backward reuses.</summary>
+    void ForwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, Span<float> keep);
 
     /// <summary>Zeroes the gradient sums of block layer's tensors (the block must be loaded).</summary>
     void StartBlockSums(int layer, Accumulation mode);
 
     /// <summary>
-    /// Recomputes the block from its saved input x (overwritten), propagates dx (the output's gradient in, the
-    /// input's out) and adds this batch's weight gradients to the block's sums (PerBatch: scaled by scale).
+    /// Rebuilds the block's activations from its saved input x (overwritten) and what its forward kept (empty:
+    /// recomputes the block), propagates dx (the output's gradient in, the input's out) and adds this batch's weight
+    /// gradients to the block's sums (PerBatch: scaled by scale).
     /// </summary>
-    void BackwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, float[] dx, int batch, double scale);
+    void BackwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, float[] dx, int batch, double scale, ReadOnlySpan<float> kept);
 
     /// <summary>The block's tensors and their sums over every batch, valid until the next StartBlockSums.</summary>
     IReadOnlyList<(int Tensor, GradientSums Sums)> CompleteBlockSums(int layer);

@@ -17,9 +17,10 @@ internal sealed record BatchLosses(LossHead<float>.Result[] Results, IReadOnlyLi
 /// weights are widened once per sweep and serve every batch before the next block is loaded.
 /// Forward: every batch is embedded, then block by block over all batches, each block's input kept in a
 /// <see cref="HiddenStore"/>. Head: final norm, lm_head and loss per batch (lm_head read chunk by chunk).
-/// Backward: block by block from the last, over all batches: the block is recomputed from its saved input, the
-/// saved output gradient is propagated through it and only that block's gradients are accumulated; its tensors
-/// are then complete and handed to the caller, which scores them and lets them go.
+/// Backward: block by block from the last, over all batches: the block's activations are rebuilt from its saved
+/// input and the product outputs its forward kept (or, where the engine keeps none or there is no room for them,
+/// by recomputing the block), the saved output gradient is propagated through it and only that block's gradients
+/// are accumulated; its tensors are then complete and handed to the caller, which scores them and lets them go.
 /// The block operations are the batch-major schedule's own (<see cref="LlamaModel{T}"/>), so every batch's
 /// gradient is computed by the same code in the same order: streaming changes where sums live, not their values.
 /// </summary>
@@ -44,6 +45,15 @@ internal sealed class LayerMajorPass
     }
 
     public IReadOnlyList<ParameterSpec> Specs => _w.Specs;
+
+    /// <summary>
+    /// Whether a gradient pass keeps each block's product outputs from the forward sweep for the backward (true) or
+    /// recomputes the block there; keeping saves a quarter of the pass's FLOPs. Tests turn it off to compare.
+    /// </summary>
+    internal bool KeepActivations { get; set; } = true;
+
+    /// <summary>How the last gradient pass's backward got its activations (kept in memory or in a scratch file, or recomputed and why).</summary>
+    public string BackwardActivations { get; private set; } = "";
 
     /// <summary>Seconds per stage of the last <see cref="Gradients"/> or <see cref="ForwardAndLoss"/> pass.</summary>
     public StageClock Clock { get; } = new();
@@ -109,14 +119,16 @@ internal sealed class LayerMajorPass
         var ctxs = batches.Select(_model.Prepare).ToList();
         if (_c.TieWordEmbeddings && mode == Accumulation.PerBatch)
             throw new InputException("per-batch gradients (fisher, obd, --skip-nonfinite) of a model with tied embeddings need the in-memory mode: use --streaming off");
-        using var store = Forward(ctxs, 1, null, phase);
+        using var kept = KeptStore(ctxs);
+        using var store = Forward(ctxs, 1, null, phase, kept);
         // The head phase needs the memory of lm_head's sums and scores more than the last block's weights.
         _engine.ReleaseBlocks();
         Reclaim();
         // Each phase is its own method, so the 2 GB sums of a vocabulary tensor are unreachable once its phase returns.
         var (losses, live, tiedSums) = HeadPhase(ctxs, store, mode, scale, skipNonFinite, onTensor, phase);
         Reclaim();
-        BackwardSweep(ctxs, store, live, mode, scale, onTensor, phase);
+        BackwardSweep(ctxs, store, kept, live, mode, scale, onTensor, phase);
+        kept?.Dispose();
         Reclaim();
         EmbeddingPhase(ctxs, store, live, mode, scale, tiedSums, onTensor, phase);
         return losses;
@@ -156,13 +168,15 @@ internal sealed class LayerMajorPass
     }
 
     /// <summary>Blocks, last first: recompute from the saved input, backpropagate the saved gradient, complete the block.</summary>
-    private void BackwardSweep(List<LlamaModel<float>.BatchRows> ctxs, HiddenStore store, bool[] live, Accumulation mode, double scale,
+    private void BackwardSweep(List<LlamaModel<float>.BatchRows> ctxs, HiddenStore store, HiddenStore? kept, bool[] live, Accumulation mode, double scale,
         Action<CompletedTensor> onTensor, IPhaseProgress? phase)
     {
         for (int l = _c.NumLayers - 1; l >= 0; l--)
         {
             int layer = l;
             Clock.Time("load_weights", () => _engine.LoadBlock(layer));
+            _w.Prefetch(layer - 1);
+            kept?.Prefetch(layer - 1);
             Clock.Time("backward_blocks", () => _engine.StartBlockSums(layer, mode));
             for (int b = 0; b < ctxs.Count; b++)
             {
@@ -172,7 +186,7 @@ internal sealed class LayerMajorPass
                 {
                     var x = Load(store.Slot(layer, batch));
                     var dx = Load(store.Slot(GradientLevel, batch), gradient: true);
-                    _engine.BackwardBlock(layer, ctxs[batch], x, dx, batch, scale);
+                    _engine.BackwardBlock(layer, ctxs[batch], x, dx, batch, scale, kept == null ? [] : kept.Slot(layer, batch));
                     Save(dx, store.Slot(GradientLevel, batch));
                 });
                 phase?.Advance();
@@ -230,7 +244,47 @@ internal sealed class LayerMajorPass
             sums.AddBatch((long)tok * d, rows.AsSpan(s * d, d), scale, batch, Specs[_model.EmbedIndex].Name);
     }
 
-    private HiddenStore Forward(List<LlamaModel<float>.BatchRows> ctxs, int extraLevels, Action<int>? afterBlock, IPhaseProgress? phase)
+    /// <summary>
+    /// Where a gradient pass keeps every block's product outputs (<see cref="IBlockEngine.KeptPerRow"/> per row and
+    /// block): in memory or in a scratch file, as <see cref="MemoryEstimate.KeepsInMemory"/> decides. Null, and the
+    /// backward recomputes each block, where the engine keeps nothing or there is no room.
+    /// </summary>
+    private HiddenStore? KeptStore(List<LlamaModel<float>.BatchRows> ctxs)
+    {
+        int perRow = _engine.KeptPerRow, L = _c.NumLayers;
+        long rows = ctxs.Sum(c => (long)c.Count), bytes = rows * perRow * L * sizeof(float);
+        bool inMemory = MemoryEstimate.KeepsInMemory(bytes, MemoryEstimate.HiddenBytes(_c, rows, needGradients: true), _memoryBudget);
+        BackwardActivations = "recomputed (this engine keeps none)";
+        if (!KeepActivations || perRow == 0) return null;
+        if (inMemory || _scratchDir == null)
+        {
+            if (!inMemory) { BackwardActivations = $"recomputed (kept products would need {Bytes(bytes)}, beyond the memory budget, and there is no scratch folder)"; return null; }
+            BackwardActivations = $"kept in memory ({Bytes(bytes)})";
+            return new HiddenStore(ctxs.Select(c => c.Count).ToList(), perRow, L, long.MaxValue, null);
+        }
+        long free = new DriveInfo(Path.GetFullPath(_scratchDir)).AvailableFreeSpace;
+        if (free < bytes + (1L << 30))
+        {
+            BackwardActivations = $"recomputed (kept products would need {Bytes(bytes)} of scratch space; {_scratchDir} has {Bytes(free)} free)";
+            return null;
+        }
+        string path = Path.Combine(_scratchDir, $".cwa-kept-{Guid.NewGuid():N}.scratch");
+        try
+        {
+            var store = new HiddenStore(ctxs.Select(c => c.Count).ToList(), perRow, L, 0, path);
+            BackwardActivations = $"kept in a scratch file ({Bytes(bytes)})";
+            return store;
+        }
+        catch (CwaException e)
+        {
+            BackwardActivations = $"recomputed ({e.Message})";
+            return null;
+        }
+    }
+
+    private static string Bytes(long b) => $"{b / (double)(1L << 30):F2} GiB";
+
+    private HiddenStore Forward(List<LlamaModel<float>.BatchRows> ctxs, int extraLevels, Action<int>? afterBlock, IPhaseProgress? phase, HiddenStore? kept = null)
     {
         int L = _c.NumLayers, d = _c.HiddenSize;
         string? scratch = _scratchDir == null ? null : Path.Combine(_scratchDir, $".cwa-hidden-{Guid.NewGuid():N}.scratch");
@@ -247,13 +301,15 @@ internal sealed class LayerMajorPass
             {
                 int layer = l;
                 Clock.Time("load_weights", () => _engine.LoadBlock(layer));
+                // The next block's bytes (after the last block, lm_head's) come from disk while this one computes.
+                _w.Prefetch(layer + 1 < L ? layer + 1 : -1);
                 for (int b = 0; b < ctxs.Count; b++)
                 {
                     int batch = b;
                     Clock.Time("forward_blocks", () =>
                     {
                         var x = Load(store.Slot(layer, batch));
-                        _engine.ForwardBlock(layer, ctxs[batch], x);
+                        _engine.ForwardBlock(layer, ctxs[batch], x, kept == null ? [] : kept.Slot(layer, batch));
                         Save(x, store.Slot(layer + 1, batch));
                     });
                     phase?.Advance();

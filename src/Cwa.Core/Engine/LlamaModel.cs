@@ -250,6 +250,23 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         TensorPrimitives.Add<T>(c.XMid.AsSpan(0, n * d), sc.Dn.AsSpan(0, n * d), x);
     }
 
+    /// <summary>
+    /// Rebuilds a block's cache for its backward from its input x and the kept product outputs already loaded into
+    /// c (<see cref="LayerCache{T}.LoadKept"/>): the norms, attention and SwiGLU that <see cref="ForwardBlock"/>
+    /// computed, by the same operations on the same values, so the backward sees the same cache bit for bit.
+    /// </summary>
+    internal void RestoreBlock(int l, T[] x, LayerCache<T> c, BatchRows ctx)
+    {
+        var p = _layers[l];
+        var (batch, rows) = (ctx.Batch, ctx.Rows);
+        int n = rows.Count, d = _c.HiddenSize;
+        Array.Copy(x, c.XIn, n * d);
+        RmsNorm<T>.Forward(c.XIn, _w[p.InNorm], c.Xn1, c.R1, n, d, _c.RmsNormEps, _threads);
+        _attention.Forward(c.Q, c.K, c.V, c.Probs, c.Att, batch.BatchSize, batch.SeqLen, batch.Lengths, rows.Start);
+        RmsNorm<T>.Forward(c.XMid, _w[p.PostNorm], c.Xn2, c.R2, n, d, _c.RmsNormEps, _threads);
+        SwiGlu<T>.Forward(c.Gate, c.Up, c.H, _threads, n * _c.IntermediateSize);
+    }
+
     /// <summary>dx holds dLoss/d(block output) on entry and dLoss/d(block input) on return.</summary>
     internal void BackwardBlock(int l, LayerCache<T> c, T[] dx, ModelWeights<T> g, BatchRows ctx)
     {

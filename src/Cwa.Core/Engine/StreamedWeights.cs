@@ -15,6 +15,7 @@ internal sealed class StreamedWeights
     private readonly DType _held;
     private readonly Dictionary<int, Dictionary<long, float>> _overlay = new();
     private readonly Dictionary<string, float[]> _blockBuffers = new();
+    private readonly int _head;
     private int _resident = -1;
 
     public ModelWeights<float> Slots { get; }
@@ -40,8 +41,9 @@ internal sealed class StreamedWeights
                 Slots.Bind(t, values);
             }
         int embed = Slots.IndexOf("model.embed_tokens.weight");
+        _head = ckpt.Config.TieWordEmbeddings ? embed : Slots.IndexOf("lm_head.weight");
         Embedding = new VocabRows(this, embed);
-        Head = ckpt.Config.TieWordEmbeddings ? Embedding : new VocabRows(this, Slots.IndexOf("lm_head.weight"));
+        Head = ckpt.Config.TieWordEmbeddings ? Embedding : new VocabRows(this, _head);
     }
 
     /// <summary>Binds block layer's matrices (widened into the shared buffers) and unbinds the previous block's.</summary>
@@ -60,6 +62,18 @@ internal sealed class StreamedWeights
             Slots.Bind(t, buffer);
         }
         _resident = layer;
+    }
+
+    /// <summary>
+    /// Starts reading the stored bytes of block layer's matrices (or, for -1, of lm_head) from disk, so
+    /// that widening them later finds them in memory: called for the next block while the current one computes.
+    /// </summary>
+    public void Prefetch(int layer)
+    {
+        if (layer == -1) _ckpt.Prefetch(Specs[_head].Name);
+        else if (layer >= 0 && layer < Config.NumLayers)
+            foreach (int t in BlockMembers(layer))
+                if (Specs[t].Is2D) _ckpt.Prefetch(Specs[t].Name);
     }
 
     /// <summary>The tensors of block layer (its matrices, norms and biases), in tensor order.</summary>

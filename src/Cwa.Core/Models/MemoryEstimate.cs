@@ -28,7 +28,7 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
     /// tied embedding's sums stay through the blocks); one block's activations for one batch, the loss head's tiles,
     /// and the saved hidden states of every batch when they stay in memory (<see cref="HiddenBytes"/>).
     /// </summary>
-    public static MemoryEstimate ForStreaming(ModelConfig c, int batch, int seqLen, bool needGradients, bool perBatch, long totalTokens, bool hiddenInMemory)
+    public static MemoryEstimate ForStreaming(ModelConfig c, int batch, int seqLen, bool needGradients, bool perBatch, long totalTokens, bool hiddenInMemory, bool keptInMemory = false)
     {
         var specs = LlamaLayout.Parameters(c);
         var blockSpecs = specs.Where(s => s.Block == 0 && s.Is2D).ToList();
@@ -42,7 +42,7 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
         long vocabPhase = (needGradients ? vocab * (perBatch ? 2 : 1) : 0) + vocab + 3L * Math.Min(c.VocabSize, 1024) * c.HiddenSize * 4;
         long n = (long)batch * seqLen;
         long activations = BlockCache(c, batch, seqLen) + Scratch(c, n) + BatchArrays(c, n) + 2 * 4 * n * c.HiddenSize
-            + (hiddenInMemory ? HiddenBytes(c, totalTokens, needGradients) : 0);
+            + (hiddenInMemory ? HiddenBytes(c, totalTokens, needGradients) : 0) + (keptInMemory && needGradients ? KeptBytes(c, totalTokens) : 0);
         // Reported as the larger phase: its block weights (if any) as weights, the rest as gradients and scores.
         return blockPhase >= vocabPhase
             ? new MemoryEstimate(weights + block, blockPhase - block, activations, HeadBuffers(c, n))
@@ -52,6 +52,21 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
     /// <summary>The saved hidden states of a layer-major pass: every block's input and the gradient, for every token.</summary>
     public static long HiddenBytes(ModelConfig c, long totalTokens, bool needGradients) =>
         (c.NumLayers + 1 + (needGradients ? 1 : 0)) * totalTokens * c.HiddenSize * 4;
+
+    /// <summary>
+    /// The product outputs a layer-major gradient pass keeps from the forward for the backward (q, k, v, the
+    /// attention residual, gate and up of every block and token), so that the backward need not recompute them.
+    /// </summary>
+    public static long KeptBytes(ModelConfig c, long totalTokens) =>
+        (long)c.NumLayers * totalTokens * (c.QDim + 2L * c.KvDim + c.HiddenSize + 2L * c.IntermediateSize) * 4;
+
+    /// <summary>
+    /// Whether the kept products stay in process memory: only when they are small beside what the budget leaves
+    /// after the hidden states. Otherwise they go to a scratch file, whose pages the kernel keeps as file cache while
+    /// memory allows and writes back when it runs short (at 8B they are 7 GB, which belong there rather than in
+    /// the process's anonymous memory).
+    /// </summary>
+    public static bool KeepsInMemory(long keptBytes, long hiddenBytes, long budget) => keptBytes <= Math.Max(0, budget - hiddenBytes) / 4;
 
     /// <summary>What one block keeps for its backward (LayerCache): 4 hidden, 2 q, 2 kv, 3 ffn values and 2 norms per token, plus attention probabilities.</summary>
     private static long BlockCache(ModelConfig c, int batch, int seqLen) =>

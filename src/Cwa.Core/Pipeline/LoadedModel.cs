@@ -118,7 +118,10 @@ public sealed class LoadedModel : IDisposable
         long hidden = MemoryEstimate.HiddenBytes(c, w.Tokens, w.Gradients);
         var backend = StreamedBackend.OnCpu(source.Checkpoint, source.HeldType, options, hiddenBudget, scratchDir);
         backend.Reserve(w);
-        var plan = hidden <= hiddenBudget ? MemoryEstimate.ForStreaming(c, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: true) : resident;
+        bool keptInMemory = w.Gradients && MemoryEstimate.KeepsInMemory(MemoryEstimate.KeptBytes(c, w.Tokens), hidden, hiddenBudget);
+        var plan = hidden <= hiddenBudget || keptInMemory
+            ? MemoryEstimate.ForStreaming(c, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: hidden <= hiddenBudget, keptInMemory)
+            : resident;
         progress.Info($"layer streaming: weights stay mapped and one block at a time is widened (in memory the run would need {MemoryEstimate.Format(inMemory.Total)}, " +
             $"the budget is {MemoryEstimate.Format(budget)}); hidden states {MemoryEstimate.Format(hidden)} {(hidden <= hiddenBudget ? "in memory" : "in a scratch file")}");
         return new LoadedModel

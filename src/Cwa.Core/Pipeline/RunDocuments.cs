@@ -114,6 +114,7 @@ internal static class RunDocuments
         resultsJson["layer_streaming"] = model.Backend is Engine.StreamedBackend;
         if (sources.StageSeconds is { Count: > 0 } stages)
             resultsJson["layer_major_seconds"] = new JsonObject(stages.Select(s => KeyValuePair.Create(s.Key, (JsonNode?)Math.Round(s.Value, 3))));
+        if (sources.BackwardActivations != null) resultsJson["layer_major_backward"] = sources.BackwardActivations;
         if (model.MemoryPlan is { } plan) resultsJson["memory_estimate_bytes"] = plan.Total;
         resultsJson["skipped_batches"] = new JsonArray(sources.SkippedBatches.Select(b => (JsonNode)b).ToArray());
         new ExperimentManifest

@@ -29,4 +29,6 @@ public sealed class ScoreSources
     public double ForwardBackwardFlops { get; init; }
     /// <summary>A layer-major pass's seconds per stage (load_weights, forward_blocks, head, backward_blocks, embedding); null in memory.</summary>
     public IReadOnlyDictionary<string, double>? StageSeconds { get; init; }
+    /// <summary>How a layer-major backward got its activations (kept in memory or a scratch file, or recomputed and why).</summary>
+    public string? BackwardActivations { get; init; }
 }

@@ -103,6 +103,7 @@ internal static class StreamingAnalysis
             Activations = activations, SkippedBatches = skipped, CapturedGradients = gradients ? captured : null,
             ForwardBackwardSeconds = gradients ? seconds - scoring.Elapsed.TotalSeconds : 0, ForwardBackwardFlops = flops,
             StageSeconds = magnitude ? null : new Dictionary<string, double>(pass.Clock.Seconds),
+            BackwardActivations = gradients ? pass.BackwardActivations : null,
         };
         return (sources, builder.Build(scorer.Quantiles), scoring.Elapsed.TotalSeconds);
     }

@@ -118,7 +118,10 @@ internal sealed class DeviceBlockEngine : IBlockEngine
         _host.ReleaseBlocks();
     }
 
-    public void ForwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x) => _model.StreamForward(layer, ctx.Batch, ctx.Rows, x);
+    /// <summary>The device recomputes each block in the backward: its products are cheap there, host round trips are not.</summary>
+    public int KeptPerRow => 0;
+
+    public void ForwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, Span<float> keep) => _model.StreamForward(layer, ctx.Batch, ctx.Rows, x);
 
     public void StartBlockSums(int layer, Accumulation mode)
     {
@@ -135,7 +138,7 @@ internal sealed class DeviceBlockEngine : IBlockEngine
         }
     }
 
-    public void BackwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, float[] dx, int batch, double scale)
+    public void BackwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, float[] dx, int batch, double scale, ReadOnlySpan<float> kept)
     {
         _model.StreamBackward(layer, ctx.Batch, ctx.Rows, x, dx, _g);
         foreach (int t in _host.BlockMembers(layer)) _blockSums[_specs[t].Component].EndBatch(_ops, scale, counted: true);

@@ -93,6 +93,10 @@ public class StreamingTests(VariantModelsFixture models) : IClassFixture<Variant
         var b = Run(model, dir.File("streamed"), [.. args, "--streaming", "on"]);
         foreach (var f in new[] { "top_weights.csv", "sensitivity_stats.json", "sensitivity_aggregates.json", "scores.safetensors" })
             Assert.True(File.ReadAllBytes(Path.Combine(a, f)).SequenceEqual(File.ReadAllBytes(Path.Combine(b, f))), $"{f} differs");
+        using var m = JsonDocument.Parse(File.ReadAllText(Path.Combine(b, "experiment_manifest.json")));
+        var results = m.RootElement.GetProperty("results");
+        if (metric is "wanda" or "act_outlier" or "magnitude") Assert.False(results.TryGetProperty("layer_major_backward", out _));
+        else Assert.StartsWith("kept in memory", results.GetProperty("layer_major_backward").GetString());
         if (metric == "act_outlier")
             Assert.Equal(File.ReadAllText(Path.Combine(a, "super_weights.json")), File.ReadAllText(Path.Combine(b, "super_weights.json")));
     }
@@ -162,7 +166,55 @@ public class StreamingTests(VariantModelsFixture models) : IClassFixture<Variant
         Assert.Contains("layer streaming", stdout);
         Assert.Contains("in a scratch file", stdout);
         Assert.Equal(File.ReadAllBytes(Path.Combine(a, "top_weights.csv")), File.ReadAllBytes(Path.Combine(streamed, "top_weights.csv")));
+        using var m = JsonDocument.Parse(File.ReadAllText(Path.Combine(streamed, "experiment_manifest.json")));
+        var results = m.RootElement.GetProperty("results");
+        Assert.StartsWith("kept in a scratch file", results.GetProperty("layer_major_backward").GetString());
+        foreach (var stage in new[] { "load_weights", "forward_blocks", "head", "backward_blocks", "embedding" })
+            Assert.True(results.GetProperty("layer_major_seconds").GetProperty(stage).GetDouble() >= 0, stage);
         Assert.Empty(Directory.EnumerateFiles(dir.Path, "*.scratch", SearchOption.AllDirectories));
+    }
+
+    /// <summary>
+    /// The backward from kept product outputs (in memory, or in a scratch file) gives the recomputing backward's
+    /// sums bit for bit, with and without per-batch (Fisher) sums, on biases and GQA.
+    /// </summary>
+    [Theory]
+    [InlineData("qwen2-bias", false)]
+    [InlineData("qwen2-bias", true)]
+    [InlineData("llama3-rope-mha", true)]
+    public void KeptActivationsGiveTheRecomputedSumsBitForBit(string variant, bool perBatch)
+    {
+        using var dir = new TempDir();
+        using var ckpt = CheckpointFolder.Open(models.Path(variant));
+        var rng = new Cwa.Core.SplitMix64(9);
+        var batches = Enumerable.Range(0, 3).Select(_ =>
+        {
+            int[] lengths = [40, 17, 29];
+            return new Batch(3, 40, Enumerable.Range(0, 120).Select(_ => (int)rng.NextLong(ckpt.Config.VocabSize)).ToArray(), lengths);
+        }).ToList();
+        var mode = perBatch ? Cwa.Core.Engine.Accumulation.PerBatch : Cwa.Core.Engine.Accumulation.Sum;
+        Dictionary<int, (float[] G, float[]? F)> Sums(bool keep, long budget, string expected)
+        {
+            using var backend = Cwa.Core.Engine.StreamedBackend.OnCpu(ckpt, DType.F32, null, budget, dir.Path);
+            backend.Pass.KeepActivations = keep;
+            var sums = new Dictionary<int, (float[], float[]?)>();
+            backend.Pass.Gradients(batches, mode, 0.5, false, c => sums[c.Index] = (c.Gradient!.ToArray(), c.Fisher?.ToArray()), null);
+            Assert.StartsWith(expected, backend.Pass.BackwardActivations);
+            return sums;
+        }
+        var recomputed = Sums(false, 1L << 30, "recomputed");
+        foreach (var (budget, expected) in new[] { (1L << 30, "kept in memory"), (0L, "kept in a scratch file") })
+        {
+            var kept = Sums(true, budget, expected);
+            Assert.Equal(recomputed.Keys.Order(), kept.Keys.Order());
+            foreach (var (t, (g, f)) in recomputed)
+            {
+                Assert.True(g.AsSpan().SequenceEqual(kept[t].G), $"{expected}: gradient of tensor {t} differs");
+                Assert.Equal(f == null, kept[t].F == null);
+                if (f != null) Assert.True(f.AsSpan().SequenceEqual(kept[t].F), $"{expected}: Fisher sums of tensor {t} differ");
+            }
+        }
+        Assert.Empty(Directory.EnumerateFiles(dir.Path, "*.scratch"));
     }
 
     [Theory]
