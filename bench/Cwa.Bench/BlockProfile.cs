@@ -93,3 +93,23 @@ internal static class BlockProfile
         return best;
     }
 }
+
+/// <summary>`-- load8b --model DIR`: seconds to widen one block of a streamed checkpoint, cold and warm in the page cache.</summary>
+internal static class LoadProfile
+{
+    public static void Run(string model)
+    {
+        using var ckpt = Cwa.Core.Checkpoints.CheckpointFolder.Open(model);
+        var w = new StreamedWeights(ckpt, ckpt.StoredType("model.embed_tokens.weight"));
+        for (int round = 0; round < 2; round++)
+            for (int l = 0; l < 3; l++)
+            {
+                if (round == 0 && l > 0) { w.Prefetch(l + 3); Thread.Sleep(3000); }
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                w.LoadBlock(l);
+                w.ReleaseBlocks();
+                Console.WriteLine($"round {round} block {l}: {sw.Elapsed.TotalSeconds:F3} s");
+                if (round == 0 && l > 0) { sw.Restart(); w.LoadBlock(l + 3); w.ReleaseBlocks(); Console.WriteLine($"  prefetched block {l + 3}: {sw.Elapsed.TotalSeconds:F3} s"); }
+            }
+    }
+}

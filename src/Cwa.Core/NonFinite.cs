@@ -28,16 +28,23 @@ public static class NonFinite
     }
 
     /// <summary>The same over fixed chunks in parallel; still returns the smallest bad index.</summary>
-    public static long FirstIndex(float[] values, int threads = 0)
+    public static long FirstIndex(float[] values, int threads = 0) => FirstIndexParallel(values, threads);
+
+    /// <summary>The same over fixed chunks in parallel (a streamed 8B block is 0.9 GB of values to check).</summary>
+    public static unsafe long FirstIndexParallel(ReadOnlySpan<float> values, int threads)
     {
-        if (values.Length <= Chunk) return FirstIndex(values.AsSpan());
-        int chunks = (values.Length + Chunk - 1) / Chunk;
+        if (values.Length <= Chunk) return FirstIndex(values);
+        int length = values.Length, chunks = (length + Chunk - 1) / Chunk;
         var first = new long[chunks];
-        Engine.Gemm.ParallelFor(chunks, threads > 0 ? threads : Environment.ProcessorCount, c =>
+        fixed (float* p = values)
         {
-            long j = FirstIndex(values.AsSpan(c * Chunk, Math.Min(Chunk, values.Length - c * Chunk)));
-            first[c] = j < 0 ? -1 : c * (long)Chunk + j;
-        });
+            float* v = p;
+            Engine.Gemm.ParallelFor(chunks, threads > 0 ? threads : Environment.ProcessorCount, c =>
+            {
+                long j = FirstIndex(new ReadOnlySpan<float>(v + (long)c * Chunk, Math.Min(Chunk, length - c * Chunk)));
+                first[c] = j < 0 ? -1 : c * (long)Chunk + j;
+            });
+        }
         foreach (long j in first)
             if (j >= 0) return j;
         return -1;

@@ -152,7 +152,7 @@ public sealed class CheckpointFolder : ITensorSource, IDisposable
     public void Read(string name, Span<float> destination) => Shard(name).Read(name, destination);
     public void Read(string name, Span<double> destination) => Shard(name).Read(name, destination);
     public void ReadRange(string name, long start, Span<float> destination) => Shard(name).ReadRange(name, start, destination);
-    public void Prefetch(string name) => Shard(name).Prefetch(name);
+    internal void Prefetch(string name, PageWarmer warmer) => Shard(name).Prefetch(name, warmer);
 
     public void Dispose()
     {

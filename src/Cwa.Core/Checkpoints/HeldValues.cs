@@ -9,13 +9,13 @@ internal static class HeldValues
     /// <param name="start">flat index of values[0] in the tensor (for the message)</param>
     public static void Prepare(CheckpointFolder ckpt, string name, long start, Span<float> values, DType held)
     {
-        long bad = NonFinite.FirstIndex(values);
+        long bad = NonFinite.FirstIndexParallel(values, Engine.Gemm.MaxThreads);
         if (bad >= 0)
             throw new InputException($"{ckpt.ShardOf(name)}: tensor {name} holds a non-finite value at flat index {start + bad}");
         // Values read from a tensor stored as the held dtype are already exact in it.
         if (ckpt.StoredType(name) == held) return;
         DTypeConversion.RoundTo(values, held);
-        bad = NonFinite.FirstIndex(values);
+        bad = NonFinite.FirstIndexParallel(values, Engine.Gemm.MaxThreads);
         if (bad < 0) return;
         Span<float> original = stackalloc float[1];
         ckpt.ReadRange(name, start + bad, original);

@@ -112,11 +112,11 @@ public sealed unsafe class SafeTensorsFile : ITensorSource, IDisposable
 
     public void Read(string name, Span<double> destination) => ReadConverted(name, destination);
 
-    /// <summary>Starts reading a tensor's bytes from disk in the background (a streamed block about to be widened).</summary>
-    public void Prefetch(string name)
+    /// <summary>Queues a tensor's bytes to be read from disk in the background (a streamed block about to be widened).</summary>
+    internal void Prefetch(string name, PageWarmer warmer)
     {
         var t = Info(name);
-        PageAdvice.Prefetch(_base + _dataStart + t.DataBegin, t.DataEnd - t.DataBegin);
+        warmer.Warm(Path, _dataStart + t.DataBegin, t.DataEnd - t.DataBegin);
     }
 
     /// <summary>Elements [start, start + destination.Length) of a tensor, widened to fp32 (a block or a vocabulary chunk of a streamed model).</summary>

@@ -55,7 +55,7 @@ internal sealed class CpuBlockEngine : IBlockEngine
         }
     }
 
-    public void ForwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, Span<float> keep)
+    public void ForwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, KeptSlot keep)
     {
         var cache = Host.Caches(ctx.Batch, 1)[0];
         Host.ForwardBlock(layer, x, cache, ctx, Host.Observer);
@@ -74,7 +74,7 @@ internal sealed class CpuBlockEngine : IBlockEngine
         }
     }
 
-    public void BackwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, float[] dx, int batch, double scale, ReadOnlySpan<float> kept)
+    public void BackwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, float[] dx, int batch, double scale, KeptSlot kept)
     {
         var members = _w.BlockMembers(layer).ToList();
         foreach (int t in members) _blockSums[_w.Specs[t].Component].StartBatch();

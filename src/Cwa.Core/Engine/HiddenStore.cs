@@ -48,7 +48,7 @@ internal sealed unsafe class HiddenStore : IDisposable
         catch (IOException e)
         {
             Dispose();
-            throw new CwaException($"{scratchPath}: cannot create the {Bytes / (double)(1L << 30):F2} GiB scratch file for saved activations ({e.Message}); free disk space or raise --memory-budget");
+            throw new CwaException($"{scratchPath}: cannot create the {Bytes / (double)(1L << 30):F2} GiB scratch file for hidden states ({e.Message}); free disk space or raise --memory-budget");
         }
     }
 
@@ -57,13 +57,6 @@ internal sealed unsafe class HiddenStore : IDisposable
     {
         long start = level * _levelFloats + _batchStart[batch];
         return new Span<float>(_base + start, checked((int)(_batchStart[batch + 1] - _batchStart[batch])));
-    }
-
-    /// <summary>Starts reading a level's slots back from disk when they are in a scratch file (the next block of a backward sweep).</summary>
-    public void Prefetch(int level)
-    {
-        if (_map == null || level < 0 || (level + 1) * _levelFloats * sizeof(float) > Bytes) return;
-        Checkpoints.PageAdvice.Prefetch((byte*)(_base + level * _levelFloats), _levelFloats * sizeof(float));
     }
 
     public void Dispose()

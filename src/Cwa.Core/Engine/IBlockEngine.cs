@@ -40,8 +40,8 @@ internal interface IBlockEngine : IDisposable
     /// </summary>
     int KeptPerRow { get; }
 
-    /// <summary>x holds the block's input on entry and its output on return; keep (empty, or rows x KeptPerRow) receives what the backward reuses.</summary>
-    void ForwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, Span<float> keep);
+    /// <summary>x holds the block's input on entry and its output on return; keep (unless empty) receives what the backward reuses.</summary>
+    void ForwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, KeptSlot keep);
 
     /// <summary>Zeroes the gradient sums of block layer's tensors (the block must be loaded).</summary>
     void StartBlockSums(int layer, Accumulation mode);
@@ -51,7 +51,7 @@ internal interface IBlockEngine : IDisposable
     /// recomputes the block), propagates dx (the output's gradient in, the input's out) and adds this batch's weight
     /// gradients to the block's sums (PerBatch: scaled by scale).
     /// </summary>
-    void BackwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, float[] dx, int batch, double scale, ReadOnlySpan<float> kept);
+    void BackwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, float[] dx, int batch, double scale, KeptSlot kept);
 
     /// <summary>The block's tensors and their sums over every batch, valid until the next StartBlockSums.</summary>
     IReadOnlyList<(int Tensor, GradientSums Sums)> CompleteBlockSums(int layer);

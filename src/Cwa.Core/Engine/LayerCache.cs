@@ -30,19 +30,23 @@ internal sealed class LayerCache<T> where T : unmanaged, IFloatingPointIeee754<T
     private T[][] Kept => [Q, K, V, XMid, Gate, Up];
     private int[] KeptWidths => [_qDim, _kvDim, _kvDim, _dim, _ffn, _ffn];
 
-    /// <summary>Copies the kept values of the first n rows into to (n x <see cref="KeptPerRow"/> values, field by field).</summary>
-    public void SaveKept(Span<T> to, int n)
+    /// <summary>Writes the kept values of the first n rows to a slot (n x <see cref="KeptPerRow"/> values, field by field).</summary>
+    public void SaveKept(KeptSlot slot, int n)
     {
         var (fields, widths) = (Kept, KeptWidths);
         for (int i = 0, at = 0; i < fields.Length; at += n * widths[i], i++)
-            fields[i].AsSpan(0, n * widths[i]).CopyTo(to.Slice(at, n * widths[i]));
+            slot.Write(at, Floats(fields[i].AsSpan(0, n * widths[i])));
     }
 
     /// <summary>The inverse of <see cref="SaveKept"/>.</summary>
-    public void LoadKept(ReadOnlySpan<T> from, int n)
+    public void LoadKept(KeptSlot slot, int n)
     {
         var (fields, widths) = (Kept, KeptWidths);
         for (int i = 0, at = 0; i < fields.Length; at += n * widths[i], i++)
-            from.Slice(at, n * widths[i]).CopyTo(fields[i]);
+            slot.Read(at, Floats(fields[i].AsSpan(0, n * widths[i])));
     }
+
+    /// <summary>Kept values are fp32: only the float engine (the streamed one) keeps them.</summary>
+    private static Span<float> Floats(Span<T> values) =>
+        typeof(T) == typeof(float) ? System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(values) : throw new NotSupportedException("only fp32 activations are kept");
 }

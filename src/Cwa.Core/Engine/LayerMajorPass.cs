@@ -168,7 +168,7 @@ internal sealed class LayerMajorPass
     }
 
     /// <summary>Blocks, last first: recompute from the saved input, backpropagate the saved gradient, complete the block.</summary>
-    private void BackwardSweep(List<LlamaModel<float>.BatchRows> ctxs, HiddenStore store, HiddenStore? kept, bool[] live, Accumulation mode, double scale,
+    private void BackwardSweep(List<LlamaModel<float>.BatchRows> ctxs, HiddenStore store, KeptActivations? kept, bool[] live, Accumulation mode, double scale,
         Action<CompletedTensor> onTensor, IPhaseProgress? phase)
     {
         for (int l = _c.NumLayers - 1; l >= 0; l--)
@@ -186,7 +186,7 @@ internal sealed class LayerMajorPass
                 {
                     var x = Load(store.Slot(layer, batch));
                     var dx = Load(store.Slot(GradientLevel, batch), gradient: true);
-                    _engine.BackwardBlock(layer, ctxs[batch], x, dx, batch, scale, kept == null ? [] : kept.Slot(layer, batch));
+                    _engine.BackwardBlock(layer, ctxs[batch], x, dx, batch, scale, kept?.Slot(layer, batch) ?? default);
                     Save(dx, store.Slot(GradientLevel, batch));
                 });
                 phase?.Advance();
@@ -249,7 +249,7 @@ internal sealed class LayerMajorPass
     /// block): in memory or in a scratch file, as <see cref="MemoryEstimate.KeepsInMemory"/> decides. Null, and the
     /// backward recomputes each block, where the engine keeps nothing or there is no room.
     /// </summary>
-    private HiddenStore? KeptStore(List<LlamaModel<float>.BatchRows> ctxs)
+    private KeptActivations? KeptStore(List<LlamaModel<float>.BatchRows> ctxs)
     {
         int perRow = _engine.KeptPerRow, L = _c.NumLayers;
         long rows = ctxs.Sum(c => (long)c.Count), bytes = rows * perRow * L * sizeof(float);
@@ -260,7 +260,7 @@ internal sealed class LayerMajorPass
         {
             if (!inMemory) { BackwardActivations = $"recomputed (kept products would need {Bytes(bytes)}, beyond the memory budget, and there is no scratch folder)"; return null; }
             BackwardActivations = $"kept in memory ({Bytes(bytes)})";
-            return new HiddenStore(ctxs.Select(c => c.Count).ToList(), perRow, L, long.MaxValue, null);
+            return new KeptActivations(ctxs.Select(c => c.Count).ToList(), perRow, L, null);
         }
         long free = new DriveInfo(Path.GetFullPath(_scratchDir)).AvailableFreeSpace;
         if (free < bytes + (1L << 30))
@@ -271,7 +271,7 @@ internal sealed class LayerMajorPass
         string path = Path.Combine(_scratchDir, $".cwa-kept-{Guid.NewGuid():N}.scratch");
         try
         {
-            var store = new HiddenStore(ctxs.Select(c => c.Count).ToList(), perRow, L, 0, path);
+            var store = new KeptActivations(ctxs.Select(c => c.Count).ToList(), perRow, L, path);
             BackwardActivations = $"kept in a scratch file ({Bytes(bytes)})";
             return store;
         }
@@ -284,7 +284,7 @@ internal sealed class LayerMajorPass
 
     private static string Bytes(long b) => $"{b / (double)(1L << 30):F2} GiB";
 
-    private HiddenStore Forward(List<LlamaModel<float>.BatchRows> ctxs, int extraLevels, Action<int>? afterBlock, IPhaseProgress? phase, HiddenStore? kept = null)
+    private HiddenStore Forward(List<LlamaModel<float>.BatchRows> ctxs, int extraLevels, Action<int>? afterBlock, IPhaseProgress? phase, KeptActivations? kept = null)
     {
         int L = _c.NumLayers, d = _c.HiddenSize;
         string? scratch = _scratchDir == null ? null : Path.Combine(_scratchDir, $".cwa-hidden-{Guid.NewGuid():N}.scratch");
@@ -309,7 +309,7 @@ internal sealed class LayerMajorPass
                     Clock.Time("forward_blocks", () =>
                     {
                         var x = Load(store.Slot(layer, batch));
-                        _engine.ForwardBlock(layer, ctxs[batch], x, kept == null ? [] : kept.Slot(layer, batch));
+                        _engine.ForwardBlock(layer, ctxs[batch], x, kept?.Slot(layer, batch) ?? default);
                         Save(x, store.Slot(layer + 1, batch));
                     });
                     phase?.Advance();

@@ -60,7 +60,11 @@ public sealed class StreamedBackend : IBackend
     public void ReadGradient(int tensorIndex, Span<float> destination) => throw NotPerBatch();
     public void WriteGradient(int tensorIndex, ReadOnlySpan<float> source) => throw NotPerBatch();
 
-    public void Dispose() => _engine.Dispose();
+    public void Dispose()
+    {
+        _engine.Dispose();
+        Weights.Dispose();
+    }
 
     public void ReadWeight(int tensorIndex, Span<float> destination) => Weights.Fill(tensorIndex, 0, destination);
     public void ReadWeightsAt(int tensorIndex, ReadOnlySpan<long> flatIndices, Span<float> values) => Weights.ReadWeightsAt(tensorIndex, flatIndices, values);

@@ -9,13 +9,14 @@ namespace Cwa.Core.Engine;
 /// the held dtype, checked for NaN/Inf and overlaid with perturbed values. Every block has the same shapes, so one
 /// set of fp32 buffers serves all blocks. 1-D tensors (norms, biases) are small and stay resident.
 /// </summary>
-internal sealed class StreamedWeights
+internal sealed class StreamedWeights : IDisposable
 {
     private readonly CheckpointFolder _ckpt;
     private readonly DType _held;
     private readonly Dictionary<int, Dictionary<long, float>> _overlay = new();
     private readonly Dictionary<string, float[]> _blockBuffers = new();
     private readonly int _head;
+    private readonly PageWarmer _warmer = new();
     private int _resident = -1;
 
     public ModelWeights<float> Slots { get; }
@@ -70,11 +71,13 @@ internal sealed class StreamedWeights
     /// </summary>
     public void Prefetch(int layer)
     {
-        if (layer == -1) _ckpt.Prefetch(Specs[_head].Name);
+        if (layer == -1) _ckpt.Prefetch(Specs[_head].Name, _warmer);
         else if (layer >= 0 && layer < Config.NumLayers)
             foreach (int t in BlockMembers(layer))
-                if (Specs[t].Is2D) _ckpt.Prefetch(Specs[t].Name);
+                if (Specs[t].Is2D) _ckpt.Prefetch(Specs[t].Name, _warmer);
     }
+
+    public void Dispose() => _warmer.Dispose();
 
     /// <summary>The tensors of block layer (its matrices, norms and biases), in tensor order.</summary>
     public IEnumerable<int> BlockMembers(int layer) => Enumerable.Range(0, Specs.Count).Where(t => Specs[t].Block == layer);

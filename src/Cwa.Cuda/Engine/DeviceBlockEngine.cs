@@ -121,7 +121,7 @@ internal sealed class DeviceBlockEngine : IBlockEngine
     /// <summary>The device recomputes each block in the backward: its products are cheap there, host round trips are not.</summary>
     public int KeptPerRow => 0;
 
-    public void ForwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, Span<float> keep) => _model.StreamForward(layer, ctx.Batch, ctx.Rows, x);
+    public void ForwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, KeptSlot keep) => _model.StreamForward(layer, ctx.Batch, ctx.Rows, x);
 
     public void StartBlockSums(int layer, Accumulation mode)
     {
@@ -138,7 +138,7 @@ internal sealed class DeviceBlockEngine : IBlockEngine
         }
     }
 
-    public void BackwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, float[] dx, int batch, double scale, ReadOnlySpan<float> kept)
+    public void BackwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, float[] dx, int batch, double scale, KeptSlot kept)
     {
         _model.StreamBackward(layer, ctx.Batch, ctx.Rows, x, dx, _g);
         foreach (int t in _host.BlockMembers(layer)) _blockSums[_specs[t].Component].EndBatch(_ops, scale, counted: true);

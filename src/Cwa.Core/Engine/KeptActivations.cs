@@ -1,0 +1,115 @@
+using System.Runtime.InteropServices;
+using Cwa.Core.Checkpoints;
+using Microsoft.Win32.SafeHandles;
+
+namespace Cwa.Core.Engine;
+
+/// <summary>
+/// What a layer-major gradient pass keeps from each block's forward for its backward (<see cref="IBlockEngine.KeptPerRow"/>
+/// values per row), one slot per (block, batch): in process memory, or in a scratch file written and read with
+/// plain positioned reads and writes. The file's pages are then ordinary page cache, which the kernel writes back
+/// as memory runs short; writing through a shared mapping instead cost a page fault per 4 KB (25 s at 8B).
+/// The next block's slots are read ahead in the background during the backward sweep.
+/// </summary>
+internal sealed unsafe class KeptActivations : IDisposable
+{
+    private readonly long[] _batchStart;
+    private readonly long _layerFloats;
+    private readonly float* _memory;
+    private readonly SafeFileHandle? _file;
+    private readonly PageWarmer? _warmer;
+    private bool _disposed;
+
+    public string? Path { get; }
+    public long Bytes { get; }
+
+    /// <param name="scratchPath">the file to keep them in (null: process memory); it is deleted on dispose</param>
+    public KeptActivations(IReadOnlyList<int> rowsPerBatch, int perRow, int layers, string? scratchPath)
+    {
+        _batchStart = new long[rowsPerBatch.Count + 1];
+        for (int b = 0; b < rowsPerBatch.Count; b++) _batchStart[b + 1] = _batchStart[b] + (long)rowsPerBatch[b] * perRow;
+        _layerFloats = _batchStart[^1];
+        Bytes = Math.Max(1, _layerFloats * layers * sizeof(float));
+        if (scratchPath == null)
+        {
+            _memory = (float*)NativeMemory.Alloc((nuint)Bytes);
+            return;
+        }
+        Path = scratchPath;
+        try
+        {
+            _file = File.OpenHandle(scratchPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read, FileOptions.DeleteOnClose);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CwaException($"{scratchPath}: cannot create the scratch file for kept activations ({e.Message})");
+        }
+        _warmer = new PageWarmer();
+    }
+
+    public KeptSlot Slot(int layer, int batch) => new(this, layer, batch);
+
+    internal void Write(int layer, int batch, long at, ReadOnlySpan<float> values)
+    {
+        long start = Start(layer, batch, at, values.Length);
+        if (_file == null)
+        {
+            values.CopyTo(new Span<float>(_memory + start, values.Length));
+            return;
+        }
+        try { RandomAccess.Write(_file, MemoryMarshal.AsBytes(values), start * sizeof(float)); }
+        catch (IOException e)
+        {
+            throw new CwaException($"{Path}: cannot write the kept activations ({e.Message}); free disk space, or pass a --memory-budget that keeps them in memory");
+        }
+    }
+
+    internal void Read(int layer, int batch, long at, Span<float> values)
+    {
+        long start = Start(layer, batch, at, values.Length);
+        if (_file == null)
+        {
+            new ReadOnlySpan<float>(_memory + start, values.Length).CopyTo(values);
+            return;
+        }
+        var bytes = MemoryMarshal.AsBytes(values);
+        for (int done = 0; done < bytes.Length;)
+        {
+            int n = RandomAccess.Read(_file, bytes[done..], start * sizeof(float) + done);
+            if (n <= 0) throw new CwaException($"{Path}: the kept activations end early (the scratch file was changed while the run used it)");
+            done += n;
+        }
+    }
+
+    /// <summary>Reads block layer's slots from the scratch file into the page cache in the background.</summary>
+    public void Prefetch(int layer)
+    {
+        if (_warmer == null || layer < 0 || (layer + 1) * _layerFloats * sizeof(float) > Bytes) return;
+        _warmer.Warm(Path!, layer * _layerFloats * sizeof(float), _layerFloats * sizeof(float));
+    }
+
+    private long Start(int layer, int batch, long at, int count)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        long slot = _batchStart[batch + 1] - _batchStart[batch];
+        if (at < 0 || at + count > slot) throw new ArgumentOutOfRangeException(nameof(at));
+        return layer * _layerFloats + _batchStart[batch] + at;
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _warmer?.Dispose();
+        _file?.Dispose();
+        if (_memory != null) NativeMemory.Free(_memory);
+    }
+}
+
+/// <summary>One (block, batch) slot of <see cref="KeptActivations"/>, or none (the backward then recomputes the block).</summary>
+internal readonly struct KeptSlot(KeptActivations? store, int layer, int batch)
+{
+    public bool IsEmpty => store == null;
+    public void Write(long at, ReadOnlySpan<float> values) => store!.Write(layer, batch, at, values);
+    public void Read(long at, Span<float> values) => store!.Read(layer, batch, at, values);
+}
