@@ -113,3 +113,28 @@ internal static class LoadProfile
             }
     }
 }
+
+/// <summary>`-- pack8b`: one thread packing op(B) of the 8B gate weight for the forward (B^T) and the backward (B), whole matrix.</summary>
+internal static class PackProfile
+{
+    public static void Run()
+    {
+        const int f = 14336, d = 4096, kc = 256, nc = 2048, nr = 32;
+        var w = new float[(long)f * d];
+        Array.Fill(w, 0.5f);
+        var dest = new float[kc * nc];
+        foreach (var (label, trans, k, n) in new[] { ("forward  B = W^T [4096 x 14336]", true, d, f), ("backward B = W   [14336 x 4096]", false, f, d) })
+        {
+            double best = double.MaxValue;
+            for (int run = 0; run < 3; run++)
+            {
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                for (int j0 = 0; j0 < n; j0 += nc)
+                    for (int p0 = 0; p0 < k; p0 += kc)
+                        Packing.PackB(trans, w, 0, trans ? k : n, p0, Math.Min(kc, k - p0), j0, Math.Min(nc, n - j0), nr, dest, 0);
+                best = Math.Min(best, sw.Elapsed.TotalSeconds);
+            }
+            Console.WriteLine($"pack {label}: {best * 1e3:F1} ms on one thread ({(long)f * d * 4 / best / 1e9:F1} GB/s read)");
+        }
+    }
+}

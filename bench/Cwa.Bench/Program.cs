@@ -28,6 +28,7 @@ public static class Program
         if (section is "engine" or "scoring") ScoringSection(quick);
         if (section == "scale8b") ScaleBenchmark.Run(args, peak, ghz);
         if (section == "block8b") BlockProfile.Run(peak, quick);
+        if (section == "pack8b") PackProfile.Run();
         if (section == "load8b") LoadProfile.Run(args[Array.IndexOf(args, "--model") + 1]);
         return 0;
     }

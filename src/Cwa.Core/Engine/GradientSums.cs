@@ -44,44 +44,41 @@ internal sealed class GradientSums(long length, Accumulation mode)
         _batchZero = false;
     }
 
-    /// <summary>
-    /// Adds the batch buffer to the sums (as <see cref="AddBatch"/> does, chunk by chunk on every thread: at 8B a
-    /// block's buffers are 0.9 GB each, and one thread's memory bandwidth made this a tenth of the pass) and zeroes it.
-    /// </summary>
+    /// <summary>Adds the batch buffer to the sums (<see cref="AddBatch"/>) and zeroes it.</summary>
     public void EndBatch(double scale, int batch, string tensor)
     {
         if (_batch is not { } g) return;
-        var total = Total;
-        var squares = Squares!;
-        int chunks = (int)((g.LongLength + Chunk - 1) / Chunk);
-        var bad = new long[chunks];
-        Gemm.ParallelFor(chunks, Gemm.MaxThreads, c =>
-        {
-            int start = c * Chunk, n = Math.Min(Chunk, g.Length - start);
-            var x = g.AsSpan(start, n);
-            bad[c] = NonFinite.FirstIndex(x);
-            if (bad[c] >= 0) return;
-            var sq = squares.AsSpan(start, n);
-            var tot = total.AsSpan(start, n);
-            TensorPrimitives.MultiplyAdd(x, x, sq, sq);
-            TensorPrimitives.MultiplyAdd(x, (float)scale, tot, tot);
-            x.Clear();
-        });
-        for (int c = 0; c < chunks; c++)
-            if (bad[c] >= 0)
-                throw new CwaException($"calibration batch {batch}: gradient of {tensor} not finite at flat index {(long)c * Chunk + bad[c]}; check the model weights and data");
+        AddBatch(0, g, 0, g.Length, scale, batch, tensor, clear: true);
         _batchZero = true;
     }
 
-    public void AddBatch(long offset, ReadOnlySpan<float> g, double scale, int batch, string tensor)
+    /// <summary>
+    /// Adds g[from, from + count), one batch's gradient of flat indices offset.., scaled, to Total and its squares
+    /// to Squares; clear zeroes those values of g as they are consumed. Chunk by chunk on every thread: at 8B a block's
+    /// buffers are 0.9 GB each, and one thread's memory bandwidth made this a tenth of the pass.
+    /// </summary>
+    public void AddBatch(long offset, float[] g, int from, int count, double scale, int batch, string tensor, bool clear = false)
     {
-        long bad = NonFinite.FirstIndex(g);
-        if (bad >= 0)
-            throw new CwaException($"calibration batch {batch}: gradient of {tensor} not finite at flat index {offset + bad}; check the model weights and data");
-        var total = Total.AsSpan((int)offset, g.Length);
-        var squares = Squares.AsSpan((int)offset, g.Length);
-        TensorPrimitives.MultiplyAdd(g, g, squares, squares);
-        TensorPrimitives.MultiplyAdd(g, (float)scale, total, total);
+        var total = Total;
+        var squares = Squares!;
+        int chunks = (count + Chunk - 1) / Chunk;
+        var bad = new long[chunks];
+        Gemm.ParallelFor(chunks, Gemm.MaxThreads, c =>
+        {
+            int start = from + c * Chunk, n = Math.Min(Chunk, from + count - start);
+            var x = g.AsSpan(start, n);
+            bad[c] = NonFinite.FirstIndex(x);
+            if (bad[c] >= 0) return;
+            int at = checked((int)(offset + start - from));
+            var sq = squares.AsSpan(at, n);
+            var tot = total.AsSpan(at, n);
+            TensorPrimitives.MultiplyAdd(x, x, sq, sq);
+            TensorPrimitives.MultiplyAdd(x, (float)scale, tot, tot);
+            if (clear) x.Clear();
+        });
+        for (int c = 0; c < chunks; c++)
+            if (bad[c] >= 0)
+                throw new CwaException($"calibration batch {batch}: gradient of {tensor} not finite at flat index {offset + (long)c * Chunk + bad[c]}; check the model weights and data");
     }
 }
 
@@ -99,5 +96,5 @@ internal sealed class PerBatchHeadGradient(GradientSums sums, int dim, double sc
         return (_chunk, 0);
     }
 
-    public void Done(int first, int count) => sums.AddBatch((long)first * dim, _chunk.AsSpan(0, count * dim), scale, Batch, tensor);
+    public void Done(int first, int count) => sums.AddBatch((long)first * dim, _chunk, 0, count * dim, scale, Batch, tensor);
 }

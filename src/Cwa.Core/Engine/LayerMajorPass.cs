@@ -241,7 +241,7 @@ internal sealed class LayerMajorPass
             TensorPrimitives.Add(dst, dx.AsSpan(r * d, d), dst);
         }
         foreach (var (tok, s) in slot)
-            sums.AddBatch((long)tok * d, rows.AsSpan(s * d, d), scale, batch, Specs[_model.EmbedIndex].Name);
+            sums.AddBatch((long)tok * d, rows, s * d, d, scale, batch, Specs[_model.EmbedIndex].Name);
     }
 
     /// <summary>

@@ -1,0 +1,126 @@
+using System.Numerics.Tensors;
+using Cwa.Core;
+using Cwa.Core.Checkpoints;
+using Cwa.Core.Engine;
+
+namespace Cwa.Tests.Engine;
+
+/// <summary>The buffers of a layer-major pass: per-batch gradient sums, kept activations and the background page reader.</summary>
+public class StreamingBuffersTests
+{
+    private const int Length = 3 * (1 << 16) + 17; // spans several of EndBatch's parallel chunks
+
+    private static float[] Values(ulong seed, int n)
+    {
+        var rng = new SplitMix64(seed);
+        return Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
+    }
+
+    [Fact]
+    public void PerBatchSumsAddScaledValuesAndSquaresBitForBitAndLeaveTheBatchBufferZero()
+    {
+        var sums = new GradientSums(Length, Accumulation.PerBatch);
+        var total = new float[Length];
+        var squares = new float[Length];
+        for (int b = 0; b < 3; b++)
+        {
+            var g = Values((ulong)b + 1, Length);
+            sums.StartBatch();
+            g.CopyTo(sums.Target, 0);
+            sums.EndBatch(0.25, b, "t");
+            TensorPrimitives.MultiplyAdd(g, g, squares, squares);
+            TensorPrimitives.MultiplyAdd(g, 0.25f, total, total);
+            Assert.All(sums.Target, v => Assert.Equal(0f, v));
+        }
+        Assert.True(total.AsSpan().SequenceEqual(sums.Total));
+        Assert.True(squares.AsSpan().SequenceEqual(sums.Squares));
+    }
+
+    [Fact]
+    public void ABatchThatWasNotEndedIsClearedByTheNextStart()
+    {
+        var sums = new GradientSums(Length, Accumulation.PerBatch);
+        sums.StartBatch();
+        Array.Fill(sums.Target, 7f); // a batch abandoned before EndBatch
+        sums.StartBatch();
+        Assert.All(sums.Target, v => Assert.Equal(0f, v));
+    }
+
+    [Fact]
+    public void TheFirstNonFiniteGradientIsNamedByItsFlatIndex()
+    {
+        var sums = new GradientSums(Length, Accumulation.PerBatch);
+        sums.StartBatch();
+        sums.Target[Length - 3] = float.NaN;
+        sums.Target[(1 << 16) + 5] = float.PositiveInfinity;
+        var e = Assert.Throws<CwaException>(() => sums.EndBatch(1, 4, "model.layers.0.mlp.up_proj.weight"));
+        Assert.Equal($"calibration batch 4: gradient of model.layers.0.mlp.up_proj.weight not finite at flat index {(1 << 16) + 5}; check the model weights and data", e.Message);
+    }
+
+    [Fact]
+    public void APartOfABatchGoesToItsFlatIndices()
+    {
+        var sums = new GradientSums(Length, Accumulation.PerBatch);
+        var g = Values(5, 2 * (1 << 16) + 9);
+        sums.AddBatch(1000, g, 7, g.Length - 7, 2.0, 0, "lm_head.weight");
+        for (int i = 0; i < Length; i++)
+        {
+            float expected = i >= 1000 && i < 1000 + g.Length - 7 ? g[i - 1000 + 7] : 0f;
+            Assert.Equal(expected * 2f, sums.Total[i]);
+            Assert.Equal(expected * expected, sums.Squares![i]);
+        }
+        g[(1 << 16) + 100] = float.NaN;
+        var e = Assert.Throws<CwaException>(() => sums.AddBatch(1000, g, 7, g.Length - 7, 2.0, 3, "lm_head.weight"));
+        Assert.Contains($"gradient of lm_head.weight not finite at flat index {1000 + (1 << 16) + 93};", e.Message);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void KeptSlotsRoundTripInMemoryAndInAScratchFileThatIsRemoved(bool inFile)
+    {
+        using var dir = new TempDir();
+        string? path = inFile ? dir.File("kept.scratch") : null;
+        int[] rows = [3, 5];
+        const int perRow = 7, layers = 2;
+        using (var kept = new KeptActivations(rows, perRow, layers, path))
+        {
+            for (int l = 0; l < layers; l++)
+                for (int b = 0; b < rows.Length; b++)
+                    kept.Slot(l, b).Write(0, Values((ulong)(10 * l + b), rows[b] * perRow));
+            kept.Prefetch(1);
+            for (int l = layers - 1; l >= 0; l--)
+                for (int b = 0; b < rows.Length; b++)
+                {
+                    var back = new float[rows[b] * perRow - 2];
+                    kept.Slot(l, b).Read(2, back);
+                    Assert.Equal(Values((ulong)(10 * l + b), rows[b] * perRow)[2..], back);
+                }
+            Assert.Throws<ArgumentOutOfRangeException>(() => kept.Slot(0, 0).Read(1, new float[rows[0] * perRow]));
+            Assert.Equal(inFile, File.Exists(dir.File("kept.scratch")));
+        }
+        Assert.False(File.Exists(dir.File("kept.scratch")));
+    }
+
+    [Fact]
+    public void AScratchFileThatCannotBeCreatedIsAClearError()
+    {
+        using var dir = new TempDir();
+        string path = Path.Combine(dir.File("missing"), "kept.scratch");
+        var e = Assert.Throws<CwaException>(() => new KeptActivations([2], 3, 1, path));
+        Assert.StartsWith($"{path}: cannot create the scratch file for kept activations", e.Message);
+    }
+
+    [Fact]
+    public void ThePageWarmerReadsRangesInTheBackgroundAndIgnoresFilesItCannotRead()
+    {
+        using var dir = new TempDir();
+        string file = dir.File("weights.bin");
+        File.WriteAllBytes(file, new byte[(9 << 20) + 5]);
+        using var warmer = new PageWarmer();
+        warmer.Warm(dir.File("gone.bin"), 0, 100);
+        warmer.Warm(file, 4096, (9 << 20) - 4091); // more than one read, up to the end
+        warmer.Warm(file, 0, 1L << 40);            // past the end: stops at the end
+        warmer.Drain();
+    }
+}
