@@ -138,3 +138,29 @@ internal static class PackProfile
         }
     }
 }
+
+/// <summary>`-- kernel`: the 12 x 32 AVX-512 micro-kernel alone on L1-resident panels (what the GEMMs can reach at best).</summary>
+internal static unsafe class KernelProfile
+{
+    public static void Run(Peak peak)
+    {
+        const int kc = 256, calls = 200_000;
+        var a = GC.AllocateArray<float>(SgemmKernel512.MR * kc, pinned: true);
+        var b = GC.AllocateArray<float>(SgemmKernel512.NR * kc, pinned: true);
+        var c = GC.AllocateArray<float>(SgemmKernel512.MR * SgemmKernel512.NR, pinned: true);
+        Array.Fill(a, 0.001f);
+        Array.Fill(b, 0.002f);
+        fixed (float* pa = a, pb = b, pc = c)
+        {
+            double best = double.MaxValue;
+            for (int run = 0; run < 5; run++)
+            {
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                for (int i = 0; i < calls; i++) SgemmKernel512.Full(kc, pa, pb, pc, SgemmKernel512.NR, 1f, 1f);
+                best = Math.Min(best, sw.Elapsed.TotalSeconds);
+            }
+            double flops = 2.0 * SgemmKernel512.MR * SgemmKernel512.NR * kc * calls;
+            Console.WriteLine($"micro-kernel 12x32, kc {kc}, one thread: {flops / best / 1e9:F1} GFLOP/s = {100 * flops / best / 1e9 / peak.GflopsPerCore:F1}% of one core's peak");
+        }
+    }
+}

@@ -29,6 +29,7 @@ public static class Program
         if (section == "scale8b") ScaleBenchmark.Run(args, peak, ghz);
         if (section == "block8b") BlockProfile.Run(peak, quick);
         if (section == "pack8b") PackProfile.Run();
+        if (section == "kernel") KernelProfile.Run(peak);
         if (section == "load8b") LoadProfile.Run(args[Array.IndexOf(args, "--model") + 1]);
         return 0;
     }

@@ -7,7 +7,8 @@ namespace Cwa.Core.Engine;
 /// lm_head + next-token cross-entropy over target rows only, in tiles of target rows x vocabulary rows, so neither
 /// [tokens, vocab] logits nor (when streaming) the whole lm_head are ever held. Pass 1 walks the vocabulary chunk by
 /// chunk keeping each row's running max and rescaled sum of exponentials (online softmax), its arg max and its
-/// target logit. With gradients, pass 2 recomputes each tile's logits and fuses the backward per vocabulary chunk:
+/// target logit. With gradients, pass 2 takes each tile's logits again (kept from pass 1 when all of them fit in
+/// <see cref="KeptLogitsLimit"/> values, else recomputed: the same product either way) and fuses the backward per vocabulary chunk:
 /// dlogits = (softmax - onehot) * s with s = scale / targets, dW_head[chunk] += dlogits^T x, dx += dlogits W_head[chunk].
 /// Each chunk's weight gradient is complete for the batch when its pass-2 loop ends (what per-batch Fisher sums need).
 /// </summary>
@@ -16,21 +17,33 @@ internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
     private readonly long _tileElements;
     private readonly int _vocabChunk;
     private readonly int _threads;
-    private T[]? _xs, _logits, _dxt, _max, _sum, _lse, _zt;
+    private readonly long _keptLogits;
+    private T[]? _xs, _logits, _dxt, _max, _sum, _lse, _zt, _kept;
     private int[]? _arg;
 
     private static TA[] Buffer<TA>(ref TA[]? field, int length) => field is { } f && f.Length >= length ? f : field = new TA[length];
 
     /// <param name="vocabChunk">vocabulary rows per chunk (tests use tiny chunks to cover the chunk seams)</param>
     /// <param name="tileElements">bound on one logits tile, target rows x vocabulary chunk</param>
-    public LossHead(int threads, int vocabChunk = 4096, long tileElements = 1L << 24)
+    /// <param name="keptLogits">most logits kept from pass 1 for pass 2 (tests pass 0 to cover recomputing)</param>
+    public LossHead(int threads, int vocabChunk = 4096, long tileElements = 1L << 24, long keptLogits = KeptLogitsLimit)
     {
+        _keptLogits = keptLogits;
         _threads = threads;
         _vocabChunk = vocabChunk;
         _tileElements = tileElements;
     }
 
     public readonly record struct Result(double SumNll, long Targets, long Correct);
+
+    /// <summary>
+    /// Most logits (target rows x vocabulary) a backward keeps from pass 1 instead of recomputing them in pass 2: a
+    /// quarter of the head's products (at 8B, 712 rows x 128,256 = 365 MB). Larger batches recompute.
+    /// </summary>
+    public const long KeptLogitsLimit = 1L << 27;
+
+    /// <summary>Bytes of kept logits a backward over n target rows holds.</summary>
+    public static long KeptLogitsBytes(long n, int vocab) => n * vocab <= KeptLogitsLimit ? n * vocab * 4 : 0;
 
     /// <param name="rows">rows of x that predict a next token, and targets the tokens they predict</param>
     /// <param name="x">normed hidden states [N, D]</param>
@@ -53,6 +66,9 @@ internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
         var sum = Buffer(ref _sum, n);
         var zt = Buffer(ref _zt, n);
         var arg = Buffer(ref _arg, n);
+        // Kept logits are laid out chunk by chunk, each chunk's tiles in row order: tile (v0, r0) starts at v0 * n + r0 * vn.
+        bool keep = dHead != null && dx != null && (long)n * vocab <= _keptLogits;
+        var kept = keep ? Buffer(ref _kept, n * vocab) : null;
 
         for (int v0 = 0; v0 < vocab; v0 += vChunk)
         {
@@ -61,11 +77,14 @@ internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
             for (int r0 = 0; r0 < n; r0 += rChunk)
             {
                 int rn = Math.Min(rChunk, n - r0);
-                Logits(rows, r0, rn, x, dim, xs, w, wOff, vn, logits);
+                // Without keeping, the tile's logits are turned into exponentials in place.
+                var (src, srcOff) = keep ? (kept!, v0 * n + r0 * vn) : (logits, 0);
+                Logits(rows, r0, rn, x, dim, xs, w, wOff, vn, src, srcOff);
                 Gemm.ParallelFor(rn, _threads, i =>
                 {
                     int row = r0 + i;
-                    var z = logits.AsSpan(i * vn, vn);
+                    var z = src.AsSpan(srcOff + i * vn, vn);
+                    var e = logits.AsSpan(i * vn, vn);
                     int a = TensorPrimitives.IndexOfMax<T>(z);
                     T m = z[a];
                     int t = targets[row] - v0;
@@ -74,9 +93,9 @@ internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
                     if (v0 == 0 || m > max[row]) arg[row] = v0 + a;
                     // The running sum is rescaled to the new max before this chunk's terms are added (NaN propagates).
                     T shift = v0 == 0 ? m : T.Max(m, max[row]);
-                    TensorPrimitives.Subtract(z, shift, z);
-                    TensorPrimitives.Exp<T>(z, z);
-                    T chunkSum = TensorPrimitives.Sum<T>(z);
+                    TensorPrimitives.Subtract(z, shift, e);
+                    TensorPrimitives.Exp<T>(e, e);
+                    T chunkSum = TensorPrimitives.Sum<T>(e);
                     sum[row] = v0 == 0 ? chunkSum : sum[row] * T.Exp(max[row] - shift) + chunkSum;
                     max[row] = shift;
                 });
@@ -104,12 +123,14 @@ internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
             for (int r0 = 0; r0 < n; r0 += rChunk)
             {
                 int rn = Math.Min(rChunk, n - r0);
-                Logits(rows, r0, rn, x, dim, xs, w, wOff, vn, logits);
+                var (src, srcOff) = keep ? (kept!, v0 * n + r0 * vn) : (logits, 0);
+                if (keep) GatherRows(rows, r0, rn, x, dim, xs);
+                else Logits(rows, r0, rn, x, dim, xs, w, wOff, vn, logits, 0);
                 Gemm.ParallelFor(rn, _threads, i =>
                 {
                     int row = r0 + i;
                     var z = logits.AsSpan(i * vn, vn);
-                    TensorPrimitives.Subtract(z, lse[row], z);
+                    TensorPrimitives.Subtract(src.AsSpan(srcOff + i * vn, vn), lse[row], z);
                     TensorPrimitives.Exp<T>(z, z);
                     TensorPrimitives.Multiply(z, s, z);
                     int t = targets[row] - v0;
@@ -125,12 +146,17 @@ internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
         return forward;
     }
 
-    /// <summary>logits[rn, vn] = x[rows r0 .. r0+rn] W[chunk]^T, gathering the target rows into xs first.</summary>
-    private static void Logits(int[] rows, int r0, int rn, T[] x, int dim, T[] xs, T[] w, int wOff, int vn, T[] logits)
+    /// <summary>logits[off.., rn x vn] = x[rows r0 .. r0+rn] W[chunk]^T, gathering the target rows into xs first.</summary>
+    private static void Logits(int[] rows, int r0, int rn, T[] x, int dim, T[] xs, T[] w, int wOff, int vn, T[] logits, int off)
+    {
+        GatherRows(rows, r0, rn, x, dim, xs);
+        Gemm.Compute(false, true, rn, vn, dim, T.One, xs, 0, dim, w, wOff, dim, T.Zero, logits, off, vn);
+    }
+
+    private static void GatherRows(int[] rows, int r0, int rn, T[] x, int dim, T[] xs)
     {
         for (int i = 0; i < rn; i++)
             Array.Copy(x, rows[r0 + i] * dim, xs, i * dim, dim);
-        Gemm.Compute(false, true, rn, vn, dim, T.One, xs, 0, dim, w, wOff, dim, T.Zero, logits, 0, vn);
     }
 }
 

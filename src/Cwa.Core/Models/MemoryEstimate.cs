@@ -19,7 +19,7 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
         long weights = LlamaLayout.ParameterCount(c) * 4;
         long blocks = needGradients && !recompute ? c.NumLayers : 1;
         long activations = blocks * BlockCache(c, batch, seqLen) + Scratch(c, n) + BatchArrays(c, n) + (recompute ? 4 * n * c.HiddenSize * c.NumLayers : 0);
-        return new MemoryEstimate(weights, needGradients ? weights * (perBatch ? 4 : 1) : 0, activations, HeadBuffers(c, n));
+        return new MemoryEstimate(weights, needGradients ? weights * (perBatch ? 4 : 1) : 0, activations, HeadBuffers(c, n, needGradients));
     }
 
     /// <summary>
@@ -45,8 +45,8 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
             + (hiddenInMemory ? HiddenBytes(c, totalTokens, needGradients) : 0) + (keptInMemory && needGradients ? KeptBytes(c, totalTokens) : 0);
         // Reported as the larger phase: its block weights (if any) as weights, the rest as gradients and scores.
         return blockPhase >= vocabPhase
-            ? new MemoryEstimate(weights + block, blockPhase - block, activations, HeadBuffers(c, n))
-            : new MemoryEstimate(weights, vocabPhase, activations, HeadBuffers(c, n));
+            ? new MemoryEstimate(weights + block, blockPhase - block, activations, HeadBuffers(c, n, needGradients))
+            : new MemoryEstimate(weights, vocabPhase, activations, HeadBuffers(c, n, needGradients));
     }
 
     /// <summary>The saved hidden states of a layer-major pass: every block's input and the gradient, for every token.</summary>
@@ -78,11 +78,11 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
     /// <summary>Hidden-sized arrays of one batch: embedding output, gradient, final-norm output and its gradient.</summary>
     private static long BatchArrays(ModelConfig c, long n) => 4 * n * (4L * c.HiddenSize + 1);
 
-    /// <summary>The loss head's logits tile, gathered rows and row gradients.</summary>
-    private static long HeadBuffers(ModelConfig c, long n)
+    /// <summary>The loss head's logits tile, gathered rows and row gradients, and the logits a backward keeps.</summary>
+    private static long HeadBuffers(ModelConfig c, long n, bool needGradients)
     {
         long vc = Math.Min(c.VocabSize, 4096), rc = Math.Min(n, (1L << 24) / vc);
-        return 4 * (rc * vc + rc * c.HiddenSize + n * c.HiddenSize + 5 * n);
+        return 4 * (rc * vc + rc * c.HiddenSize + n * c.HiddenSize + 5 * n) + (needGradients ? Engine.LossHead<float>.KeptLogitsBytes(n, c.VocabSize) : 0);
     }
 
     /// <summary>Refuses up front, with the numbers, instead of being killed by the OOM killer half way through.</summary>

@@ -6,9 +6,10 @@ namespace Cwa.Tests.Engine;
 /// <summary>The chunked loss head gives the same loss, accuracy and gradients whatever its tile sizes.</summary>
 public class LossHeadTests
 {
-    private static (LossHeadResult, double[] DHead, double[] Dx) Run(int vocabChunk, long tile, double[] x, double[] w, int[] rows, int[] targets, int vocab, int dim)
+    private static (LossHeadResult, double[] DHead, double[] Dx) Run(int vocabChunk, long tile, double[] x, double[] w, int[] rows, int[] targets, int vocab, int dim,
+        long keptLogits = LossHead<double>.KeptLogitsLimit)
     {
-        var head = new LossHead<double>(2, vocabChunk, tile);
+        var head = new LossHead<double>(2, vocabChunk, tile, keptLogits);
         var dHead = new double[w.Length];
         var dx = new double[x.Length];
         var r = head.Run(rows, targets, x, dim, new ResidentRows<double>(w, dim), vocab, new ResidentRows<double>(dHead, dim), dx, 0.7);
@@ -38,6 +39,11 @@ public class LossHeadTests
         Assert.Equal(r0.SumNll, r1.SumNll, 12);
         for (int i = 0; i < h0.Length; i++) Assert.Equal(h0[i], h1[i], 12);
         for (int i = 0; i < d0.Length; i++) Assert.Equal(d0[i], d1[i], 12);
+        // Pass 2 with recomputed logits instead of the kept ones: the same products, so the same bits.
+        var (r2, h2, d2) = Run(vocabChunk, tile, x, w, rows, targets, vocab, dim, keptLogits: 0);
+        Assert.Equal(r1, r2);
+        Assert.Equal(h1, h2);
+        Assert.Equal(d1, d2);
     }
 
     [Fact]

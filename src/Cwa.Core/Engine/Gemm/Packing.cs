@@ -60,7 +60,23 @@ internal static unsafe class Packing
         int panels = (nc + nr - 1) / nr;
         fixed (float* pb = b, pd = dest)
         {
-            for (int pj = 0; pj < panels; pj++)
+            int first = 0;
+            if (!transB && nr % 8 == 0 && Avx.IsSupported)
+            {
+                // op(B) = B: each row of the block is read once, start to end, and dealt out to the whole panels.
+                // Walking panel by panel instead read 128 bytes from each of kc rows in turn (a stride of a whole
+                // row), which the prefetchers did not follow: 5 GB/s against 12 GB/s for the transposed case.
+                int whole = nc / nr;
+                for (int p = 0; p < kc; p++)
+                {
+                    float* src = pb + bOffset + (long)(p0 + p) * ldb + j0;
+                    float* dst = pd + destOffset + p * nr;
+                    for (int pj = 0; pj < whole; pj++, src += nr, dst += (long)kc * nr)
+                        for (int j = 0; j < nr; j += 8) Avx.Store(dst + j, Avx.LoadVector256(src + j));
+                }
+                first = whole;
+            }
+            for (int pj = first; pj < panels; pj++)
             {
                 float* d = pd + destOffset + (long)pj * kc * nr;
                 int cols = Math.Min(nr, nc - pj * nr);
