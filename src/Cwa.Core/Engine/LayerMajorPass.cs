@@ -302,7 +302,8 @@ internal sealed class LayerMajorPass
                 int layer = l;
                 Clock.Time("load_weights", () => _engine.LoadBlock(layer));
                 // The next block's bytes (after the last block, lm_head's) come from disk while this one computes.
-                _w.Prefetch(layer + 1 < L ? layer + 1 : -1);
+                if (layer + 1 < L) _w.Prefetch(layer + 1);
+                else _w.PrefetchHead();
                 for (int b = 0; b < ctxs.Count; b++)
                 {
                     int batch = b;

@@ -66,16 +66,18 @@ internal sealed class StreamedWeights : IDisposable
     }
 
     /// <summary>
-    /// Starts reading the stored bytes of block layer's matrices (or, for -1, of lm_head) from disk, so
-    /// that widening them later finds them in memory: called for the next block while the current one computes.
+    /// Starts reading the stored bytes of block layer's matrices from disk, so that widening them later finds them in
+    /// memory: called for the next block while the current one computes. A layer outside the model reads nothing.
     /// </summary>
     public void Prefetch(int layer)
     {
-        if (layer == -1) _ckpt.Prefetch(Specs[_head].Name, _warmer);
-        else if (layer >= 0 && layer < Config.NumLayers)
-            foreach (int t in BlockMembers(layer))
-                if (Specs[t].Is2D) _ckpt.Prefetch(Specs[t].Name, _warmer);
+        if (layer < 0 || layer >= Config.NumLayers) return;
+        foreach (int t in BlockMembers(layer))
+            if (Specs[t].Is2D) _ckpt.Prefetch(Specs[t].Name, _warmer);
     }
+
+    /// <summary>The same for lm_head (the embedding when tied), which the loss head reads after the last block.</summary>
+    public void PrefetchHead() => _ckpt.Prefetch(Specs[_head].Name, _warmer);
 
     public void Dispose() => _warmer.Dispose();
 
