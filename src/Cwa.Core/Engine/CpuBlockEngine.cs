@@ -46,14 +46,7 @@ internal sealed class CpuBlockEngine : IBlockEngine
         set => Host.Observer = value;
     }
 
-    public int KeptPerRow
-    {
-        get
-        {
-            var c = _w.Config;
-            return LayerCache<float>.KeptPerRow(c.HiddenSize, c.QDim, c.KvDim, c.IntermediateSize);
-        }
-    }
+    public int KeptPerRow => LayerCache<float>.KeptPerRow(_w.Config);
 
     public void ForwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, KeptSlot keep)
     {

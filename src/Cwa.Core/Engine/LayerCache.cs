@@ -25,7 +25,7 @@ internal sealed class LayerCache<T> where T : unmanaged, IFloatingPointIeee754<T
     /// its products (q, k and v after RoPE, the residual after attention, gate, up). Everything else the backward
     /// needs follows from them and the block input by norms, attention and SwiGLU, which cost little.
     /// </summary>
-    public static int KeptPerRow(int dim, int qDim, int kvDim, int ffn) => qDim + 2 * kvDim + dim + 2 * ffn;
+    public static int KeptPerRow(Models.ModelConfig c) => c.QDim + 2 * c.KvDim + c.HiddenSize + 2 * c.IntermediateSize;
 
     private T[][] Kept => [Q, K, V, XMid, Gate, Up];
     private int[] KeptWidths => [_qDim, _kvDim, _kvDim, _dim, _ffn, _ffn];

@@ -252,27 +252,34 @@ internal sealed class LayerMajorPass
     private KeptActivations? KeptStore(List<LlamaModel<float>.BatchRows> ctxs)
     {
         int perRow = _engine.KeptPerRow, L = _c.NumLayers;
-        long rows = ctxs.Sum(c => (long)c.Count), bytes = rows * perRow * L * sizeof(float);
-        bool inMemory = MemoryEstimate.KeepsInMemory(bytes, MemoryEstimate.HiddenBytes(_c, rows, needGradients: true), _memoryBudget);
-        BackwardActivations = "recomputed (this engine keeps none)";
-        if (!KeepActivations || perRow == 0) return null;
-        if (inMemory || _scratchDir == null)
+        var rowsPerBatch = ctxs.Select(c => c.Count).ToList();
+        long rows = rowsPerBatch.Sum(r => (long)r), bytes = rows * perRow * L * sizeof(float);
+        if (perRow == 0 || !KeepActivations)
         {
-            if (!inMemory) { BackwardActivations = $"recomputed (kept products would need {Bytes(bytes)}, beyond the memory budget, and there is no scratch folder)"; return null; }
-            BackwardActivations = $"kept in memory ({Bytes(bytes)})";
-            return new KeptActivations(ctxs.Select(c => c.Count).ToList(), perRow, L, null);
+            BackwardActivations = perRow == 0 ? "recomputed (this engine keeps none)" : "recomputed (keeping is turned off)";
+            return null;
+        }
+        if (MemoryEstimate.KeepsInMemory(bytes, MemoryEstimate.HiddenBytes(_c, rows, needGradients: true), _memoryBudget))
+        {
+            BackwardActivations = $"kept in memory ({MemoryEstimate.Format(bytes)})";
+            return new KeptActivations(rowsPerBatch, perRow, L, null);
+        }
+        if (_scratchDir == null)
+        {
+            BackwardActivations = $"recomputed (kept products would need {MemoryEstimate.Format(bytes)}, beyond the memory budget, and there is no scratch folder)";
+            return null;
         }
         long free = new DriveInfo(Path.GetFullPath(_scratchDir)).AvailableFreeSpace;
         if (free < bytes + (1L << 30))
         {
-            BackwardActivations = $"recomputed (kept products would need {Bytes(bytes)} of scratch space; {_scratchDir} has {Bytes(free)} free)";
+            BackwardActivations = $"recomputed (kept products would need {MemoryEstimate.Format(bytes)} of scratch space; {_scratchDir} has {MemoryEstimate.Format(free)} free)";
             return null;
         }
         string path = Path.Combine(_scratchDir, $".cwa-kept-{Guid.NewGuid():N}.scratch");
         try
         {
-            var store = new KeptActivations(ctxs.Select(c => c.Count).ToList(), perRow, L, path);
-            BackwardActivations = $"kept in a scratch file ({Bytes(bytes)})";
+            var store = new KeptActivations(rowsPerBatch, perRow, L, path);
+            BackwardActivations = $"kept in a scratch file ({MemoryEstimate.Format(bytes)})";
             return store;
         }
         catch (CwaException e)
@@ -281,8 +288,6 @@ internal sealed class LayerMajorPass
             return null;
         }
     }
-
-    private static string Bytes(long b) => $"{b / (double)(1L << 30):F2} GiB";
 
     private HiddenStore Forward(List<LlamaModel<float>.BatchRows> ctxs, int extraLevels, Action<int>? afterBlock, IPhaseProgress? phase, KeptActivations? kept = null)
     {

@@ -58,7 +58,7 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
     /// attention residual, gate and up of every block and token), so that the backward need not recompute them.
     /// </summary>
     public static long KeptBytes(ModelConfig c, long totalTokens) =>
-        (long)c.NumLayers * totalTokens * (c.QDim + 2L * c.KvDim + c.HiddenSize + 2L * c.IntermediateSize) * 4;
+        (long)c.NumLayers * totalTokens * Engine.LayerCache<float>.KeptPerRow(c) * 4;
 
     /// <summary>
     /// Whether the kept products stay in process memory: only when they are small beside what the budget leaves
