@@ -11,26 +11,20 @@ namespace Cwa.Core.Engine;
 /// </summary>
 internal sealed unsafe class HiddenStore : IDisposable
 {
-    private readonly long[] _batchStart;
-    private readonly long _levelFloats;
-    private readonly int _dim;
+    private readonly SlotLayout _layout;
     private readonly float* _base;
     private readonly MemoryMappedFile? _map;
     private readonly MemoryMappedViewAccessor? _view;
     private readonly string? _path;
     private bool _disposed;
 
-    public long Bytes { get; }
+    public long Bytes => _layout.Bytes;
     public bool Spilled => _map != null;
 
     /// <param name="scratchPath">file to spill to when the store exceeds memoryBudget (null: never spill)</param>
     public HiddenStore(IReadOnlyList<int> rowsPerBatch, int dim, int levels, long memoryBudget, string? scratchPath)
     {
-        _dim = dim;
-        _batchStart = new long[rowsPerBatch.Count + 1];
-        for (int b = 0; b < rowsPerBatch.Count; b++) _batchStart[b + 1] = _batchStart[b] + (long)rowsPerBatch[b] * dim;
-        _levelFloats = _batchStart[^1];
-        Bytes = Math.Max(1, _levelFloats * levels * sizeof(float));
+        _layout = new SlotLayout(rowsPerBatch, dim, levels);
         if (scratchPath == null || Bytes <= memoryBudget)
         {
             _base = (float*)NativeMemory.Alloc((nuint)Bytes);
@@ -55,8 +49,7 @@ internal sealed unsafe class HiddenStore : IDisposable
     /// <summary>The [rows, hidden] slot of one batch at one level.</summary>
     public Span<float> Slot(int level, int batch)
     {
-        long start = level * _levelFloats + _batchStart[batch];
-        return new Span<float>(_base + start, checked((int)(_batchStart[batch + 1] - _batchStart[batch])));
+        return new Span<float>(_base + _layout.Start(level, batch), _layout.Length(batch));
     }
 
     public void Dispose()

@@ -13,23 +13,19 @@ namespace Cwa.Core.Engine;
 /// </summary>
 internal sealed unsafe class KeptActivations : IDisposable
 {
-    private readonly long[] _batchStart;
-    private readonly long _layerFloats;
+    private readonly SlotLayout _layout;
     private readonly float* _memory;
     private readonly SafeFileHandle? _file;
     private readonly PageWarmer? _warmer;
     private bool _disposed;
 
     public string? Path { get; }
-    public long Bytes { get; }
+    public long Bytes => _layout.Bytes;
 
     /// <param name="scratchPath">the file to keep them in (null: process memory); it is deleted on dispose</param>
     public KeptActivations(IReadOnlyList<int> rowsPerBatch, int perRow, int layers, string? scratchPath)
     {
-        _batchStart = new long[rowsPerBatch.Count + 1];
-        for (int b = 0; b < rowsPerBatch.Count; b++) _batchStart[b + 1] = _batchStart[b] + (long)rowsPerBatch[b] * perRow;
-        _layerFloats = _batchStart[^1];
-        Bytes = Math.Max(1, _layerFloats * layers * sizeof(float));
+        _layout = new SlotLayout(rowsPerBatch, perRow, layers);
         if (scratchPath == null)
         {
             _memory = (float*)NativeMemory.Alloc((nuint)Bytes);
@@ -84,16 +80,15 @@ internal sealed unsafe class KeptActivations : IDisposable
     /// <summary>Reads block layer's slots from the scratch file into the page cache in the background.</summary>
     public void Prefetch(int layer)
     {
-        if (_warmer == null || layer < 0 || (layer + 1) * _layerFloats * sizeof(float) > Bytes) return;
-        _warmer.Warm(Path!, layer * _layerFloats * sizeof(float), _layerFloats * sizeof(float));
+        if (_warmer == null || layer < 0 || layer >= _layout.Levels) return;
+        _warmer.Warm(Path!, _layout.Start(layer, 0) * sizeof(float), _layout.LevelFloats * sizeof(float));
     }
 
     private long Start(int layer, int batch, long at, int count)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        long slot = _batchStart[batch + 1] - _batchStart[batch];
-        if (at < 0 || at + count > slot) throw new ArgumentOutOfRangeException(nameof(at));
-        return layer * _layerFloats + _batchStart[batch] + at;
+        if (at < 0 || at + count > _layout.Length(batch)) throw new ArgumentOutOfRangeException(nameof(at));
+        return _layout.Start(layer, batch) + at;
     }
 
     public void Dispose()
