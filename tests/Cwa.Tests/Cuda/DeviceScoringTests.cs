@@ -15,6 +15,16 @@ namespace Cwa.Tests.Cuda;
 /// <summary>Scores summarised on the device equal what the host computes from the full score array.</summary>
 public sealed class DeviceScoringTests : AcceleratorTest
 {
+    /// <summary>A tiny model with biases on the device path (CPU accelerator), its gradient of one padded batch on the device.</summary>
+    private static (ModelWeights<float> Weights, CudaBackend Backend) BackendWithGradients(ulong seed)
+    {
+        var w = ModelWeights<float>.Random(TinyModels.Config(bias: true), seed, std: 0.3);
+        var device = Cwa.Cuda.DeviceContext.CreateCpu();
+        var dev = new CudaBackend(device, new FallbackGemm(device.Accelerator), w, StorageFormat.F32);
+        dev.ForwardBackward(TinyModels.Padded(), 1);
+        return (w, dev);
+    }
+
     private static ScoreSummary OnHost(ParameterSpec spec, int t, float[] g, float[] w, SensitivityMetric metric, int k)
     {
         var s = new float[g.Length];
@@ -99,11 +109,8 @@ public sealed class DeviceScoringTests : AcceleratorTest
     [Fact]
     public void TheBackendScoresEveryTensorOfARealGradientAsTheHostDoes()
     {
-        var config = TinyModels.Config(bias: true);
-        var w = ModelWeights<float>.Random(config, 12, std: 0.3);
-        var device = Cwa.Cuda.DeviceContext.CreateCpu();
-        using var dev = new CudaBackend(device, new FallbackGemm(device.Accelerator), w, StorageFormat.F32);
-        dev.ForwardBackward(TinyModels.Padded(), 1);
+        var (w, dev) = BackendWithGradients(12);
+        using var _ = dev;
         for (int t = 0; t < w.Count; t++)
         {
             var g = new float[w[t].Length];
@@ -119,11 +126,8 @@ public sealed class DeviceScoringTests : AcceleratorTest
     [Fact]
     public void ModelWideQuantilesFromTheDeviceAreTheExactValuesOfEveryScore()
     {
-        var config = TinyModels.Config(bias: true);
-        var w = ModelWeights<float>.Random(config, 13, std: 0.3);
-        var device = Cwa.Cuda.DeviceContext.CreateCpu();
-        using var dev = new CudaBackend(device, new FallbackGemm(device.Accelerator), w, StorageFormat.F32);
-        dev.ForwardBackward(TinyModels.Padded(), 1);
+        var (w, dev) = BackendWithGradients(13);
+        using var _ = dev;
         var modelWide = new RadixQuantiles();
         var all = new List<float>();
         for (int t = 0; t < w.Count; t++)
