@@ -30,8 +30,8 @@ internal static class BlockProfile
         var x = new float[n * d];
         var dx = new float[n * d];
         int runs = quick ? 2 : 4;
-        double forward = Best(runs, () => { x0.CopyTo(x, 0); model.ForwardBlock(0, x, cache, ctx, null); });
-        double backward = Best(runs, () => { x0.CopyTo(dx, 0); model.BackwardBlock(0, cache, dx, grads, ctx); });
+        double forward = Program.BestOf(runs, () => { x0.CopyTo(x, 0); model.ForwardBlock(0, x, cache, ctx, null); });
+        double backward = Program.BestOf(runs, () => { x0.CopyTo(dx, 0); model.BackwardBlock(0, cache, dx, grads, ctx); });
 
         // The block's products: (transA, transB, m, n, k) as LlamaModel issues them.
         var fwd = new (string, bool, bool, int, int, int)[]
@@ -71,7 +71,7 @@ internal static class BlockProfile
             Array.Fill(a, 0.01f);
             Array.Fill(b, 0.02f);
             int lda = s.Ta ? s.M : s.K, ldb = s.Tb ? s.K : s.N;
-            double t = Best(runs, () => Gemm.Compute(s.Ta, s.Tb, s.M, s.N, s.K, 1f, a, 0, lda, b, 0, ldb, 0f, c, 0, s.N));
+            double t = Program.BestOf(runs, () => Gemm.Compute(s.Ta, s.Tb, s.M, s.N, s.K, 1f, a, 0, lda, b, 0, ldb, 0f, c, 0, s.N));
             double fl = 2.0 * s.M * s.N * s.K;
             Console.WriteLine($"  {label,-8} {s.Name,-8} [{s.M}x{s.N}x{s.K}]{(s.Ta ? " A^T" : "")}{(s.Tb ? " B^T" : "")}: {t * 1e3,7:F1} ms {fl / t / 1e9,7:F1} GFLOP/s {100 * fl / t / 1e9 / peakTotal,5:F1}%");
             total += t;
@@ -79,28 +79,15 @@ internal static class BlockProfile
         }
         return (total, flops);
     }
-
-    private static double Best(int runs, Action action)
-    {
-        action();
-        double best = double.MaxValue;
-        for (int i = 0; i < runs; i++)
-        {
-            var sw = System.Diagnostics.Stopwatch.StartNew();
-            action();
-            best = Math.Min(best, sw.Elapsed.TotalSeconds);
-        }
-        return best;
-    }
 }
 
-/// <summary>`-- load8b --model DIR`: seconds to widen one block of a streamed checkpoint, cold and warm in the page cache.</summary>
+/// <summary>`-- load8b --model DIR`: seconds to widen one block of a streamed checkpoint: cold, read ahead in the background 3 s before, and warm in the page cache.</summary>
 internal static class LoadProfile
 {
     public static void Run(string model)
     {
         using var ckpt = Cwa.Core.Checkpoints.CheckpointFolder.Open(model);
-        var w = new StreamedWeights(ckpt, ckpt.StoredType("model.embed_tokens.weight"));
+        using var w = new StreamedWeights(ckpt, ckpt.StoredType("model.embed_tokens.weight"));
         for (int round = 0; round < 2; round++)
             for (int l = 0; l < 3; l++)
             {
@@ -125,15 +112,12 @@ internal static class PackProfile
         var dest = new float[kc * nc];
         foreach (var (label, trans, k, n) in new[] { ("forward  B = W^T [4096 x 14336]", true, d, f), ("backward B = W   [14336 x 4096]", false, f, d) })
         {
-            double best = double.MaxValue;
-            for (int run = 0; run < 3; run++)
+            double best = Program.BestOf(3, () =>
             {
-                var sw = System.Diagnostics.Stopwatch.StartNew();
                 for (int j0 = 0; j0 < n; j0 += nc)
                     for (int p0 = 0; p0 < k; p0 += kc)
                         Packing.PackB(trans, w, 0, trans ? k : n, p0, Math.Min(kc, k - p0), j0, Math.Min(nc, n - j0), nr, dest, 0);
-                best = Math.Min(best, sw.Elapsed.TotalSeconds);
-            }
+            });
             Console.WriteLine($"pack {label}: {best * 1e3:F1} ms on one thread ({(long)f * d * 4 / best / 1e9:F1} GB/s read)");
         }
     }
@@ -152,13 +136,11 @@ internal static unsafe class KernelProfile
         Array.Fill(b, 0.002f);
         fixed (float* pa = a, pb = b, pc = c)
         {
-            double best = double.MaxValue;
-            for (int run = 0; run < 5; run++)
+            float* ap = pa, bp = pb, cp = pc;
+            double best = Program.BestOf(5, () =>
             {
-                var sw = System.Diagnostics.Stopwatch.StartNew();
-                for (int i = 0; i < calls; i++) SgemmKernel512.Full(kc, pa, pb, pc, SgemmKernel512.NR, 1f, 1f);
-                best = Math.Min(best, sw.Elapsed.TotalSeconds);
-            }
+                for (int i = 0; i < calls; i++) SgemmKernel512.Full(kc, ap, bp, cp, SgemmKernel512.NR, 1f, 1f);
+            });
             double flops = 2.0 * SgemmKernel512.MR * SgemmKernel512.NR * kc * calls;
             Console.WriteLine($"micro-kernel 12x32, kc {kc}, one thread: {flops / best / 1e9:F1} GFLOP/s = {100 * flops / best / 1e9 / peak.GflopsPerCore:F1}% of one core's peak");
         }
