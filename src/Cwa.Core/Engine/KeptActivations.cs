@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Cwa.Core.Checkpoints;
 using Microsoft.Win32.SafeHandles;
@@ -21,6 +22,9 @@ internal sealed unsafe class KeptActivations : IDisposable
 
     public string? Path { get; }
     public long Bytes => _layout.Bytes;
+    /// <summary>Seconds spent writing kept values and reading them back (parts of the block sweeps in the pass's clock).</summary>
+    public double WriteSeconds { get; private set; }
+    public double ReadSeconds { get; private set; }
 
     /// <param name="scratchPath">the file to keep them in (null: process memory); it is deleted on dispose</param>
     public KeptActivations(IReadOnlyList<int> rowsPerBatch, int perRow, int layers, string? scratchPath)
@@ -47,6 +51,20 @@ internal sealed unsafe class KeptActivations : IDisposable
 
     internal void Write(int layer, int batch, long at, ReadOnlySpan<float> values)
     {
+        long started = Stopwatch.GetTimestamp();
+        try { WriteSlot(layer, batch, at, values); }
+        finally { WriteSeconds += Stopwatch.GetElapsedTime(started).TotalSeconds; }
+    }
+
+    internal void Read(int layer, int batch, long at, Span<float> values)
+    {
+        long started = Stopwatch.GetTimestamp();
+        try { ReadSlot(layer, batch, at, values); }
+        finally { ReadSeconds += Stopwatch.GetElapsedTime(started).TotalSeconds; }
+    }
+
+    private void WriteSlot(int layer, int batch, long at, ReadOnlySpan<float> values)
+    {
         long start = Start(layer, batch, at, values.Length);
         if (_file == null)
         {
@@ -60,7 +78,7 @@ internal sealed unsafe class KeptActivations : IDisposable
         }
     }
 
-    internal void Read(int layer, int batch, long at, Span<float> values)
+    private void ReadSlot(int layer, int batch, long at, Span<float> values)
     {
         long start = Start(layer, batch, at, values.Length);
         if (_file == null)

@@ -128,7 +128,13 @@ internal sealed class LayerMajorPass
         var (losses, live, tiedSums) = HeadPhase(ctxs, store, mode, scale, skipNonFinite, onTensor, phase);
         Reclaim();
         BackwardSweep(ctxs, store, kept, live, mode, scale, onTensor, phase);
-        kept?.Dispose();
+        if (kept != null)
+        {
+            // Parts of forward_blocks and backward_blocks, shown apart because a scratch file can make them slow.
+            Clock.Add("kept_writes", kept.WriteSeconds);
+            Clock.Add("kept_reads", kept.ReadSeconds);
+            kept.Dispose();
+        }
         Reclaim();
         EmbeddingPhase(ctxs, store, live, mode, scale, tiedSums, onTensor, phase);
         return losses;

@@ -29,5 +29,5 @@ internal sealed class StageClock
 
     public void Clear() => _seconds.Clear();
 
-    private void Add(string stage, double seconds) => _seconds[stage] = _seconds.GetValueOrDefault(stage) + seconds;
+    public void Add(string stage, double seconds) => _seconds[stage] = _seconds.GetValueOrDefault(stage) + seconds;
 }

@@ -123,4 +123,20 @@ public class StreamingBuffersTests
         warmer.Warm(file, 0, 1L << 40);            // past the end: stops at the end
         warmer.Drain();
     }
+
+    [Fact]
+    public void KeptSlotsInAScratchFileCountTheSecondsTheirWritesAndReadsTake()
+    {
+        using var dir = new TempDir();
+        int[] rows = [40, 33];
+        const int perRow = 300, layers = 3;
+        using var kept = new KeptActivations(rows, perRow, layers, dir.File("kept.scratch"));
+        for (int l = 0; l < layers; l++)
+            for (int b = 0; b < rows.Length; b++)
+                kept.Slot(l, b).Write(0, Values((ulong)(100 + 10 * l + b), rows[b] * perRow));
+        var back = new float[rows[1] * perRow];
+        kept.Slot(layers - 1, 1).Read(0, back);
+        Assert.Equal(Values((ulong)(100 + 10 * (layers - 1) + 1), rows[1] * perRow), back);
+        Assert.True(kept.WriteSeconds > 0 && kept.ReadSeconds > 0);
+    }
 }
