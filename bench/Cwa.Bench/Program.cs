@@ -127,10 +127,23 @@ public static class Program
         double hist = BestOf(2, () => new Cwa.Core.Sensitivity.LogHistogramBuilder().Add(scores, n, 0));
         double topk = BestOf(2, () => new Cwa.Core.Ranking.TopKCollector(100).Add(0, scores));
         double bottom = BestOf(2, () => new Cwa.Core.Ranking.TopKCollector(100, largest: false).Add(0, scores));
+        double concentration = BestOf(2, () => Cwa.Core.Sensitivity.Concentration.Of(spec, 0, scores, n, Environment.ProcessorCount));
+        var p999 = Cwa.Core.Sensitivity.TensorStatsCalculator.Compute(spec, scores, n).Stats.P999;
+        double concentrationFloor = BestOf(2, () => Cwa.Core.Sensitivity.Concentration.Of(spec, 0, scores, n, Environment.ProcessorCount, p999));
+        double topkParallel = BestOf(2, () => Cwa.Core.Ranking.TopKCollector.Best(100, true, 0, scores, n, Environment.ProcessorCount));
+        double bottomParallel = BestOf(2, () => Cwa.Core.Ranking.TopKCollector.Best(100, false, 0, scores, n, Environment.ProcessorCount));
+        var weights = new float[n];
+        for (int i = 0; i < n; i++) weights[i] = (float)(rng.NextGaussian() * 0.02);
+        var gradient = new float[n];
+        for (int i = 0; i < n; i++) gradient[i] = (float)(rng.NextGaussian() * 1e-3);
+        var scorer = new Cwa.Core.Pipeline.TensorScorer(Cwa.Core.Sensitivity.SensitivityMetric.GradXWeight, default, 100, null, Environment.ProcessorCount);
+        var input = new Cwa.Core.Sensitivity.TensorScoreInput { Spec = spec, Weights = weights, Gradient = gradient };
+        double whole = BestOf(2, () => scorer.Score(0, input));
+        double compute = BestOf(2, () => scorer.Compute(input));
         Console.WriteLine();
         Console.WriteLine($"scoring stages on {n / 1e6:F0} M scores, {Environment.ProcessorCount} threads (ns per weight; x 8.03e9 = seconds for Llama-3.1-8B):");
-        foreach (var (name, t) in new[] { ("exact stats", stats), ("log histogram", hist), ("top-100", topk), ("bottom-100", bottom) })
-            Console.WriteLine($"  {name,-14} {t * 1e9 / n,6:F2} ns/weight  -> {t / n * 8.03e9,6:F1} s at 8B");
+        foreach (var (name, t) in new[] { ("exact stats", stats), ("log histogram", hist), ("top-100", topk), ("bottom-100", bottom), ("top-100, all threads", topkParallel), ("bottom-100, all threads", bottomParallel), ("top-0.1% concentration", concentration), ("the same above p99.9", concentrationFloor), ("grad_x_weight scores", compute), ("whole tensor (TensorScorer)", whole) })
+            Console.WriteLine($"  {name,-28} {t * 1e9 / n,6:F2} ns/weight  -> {t / n * 8.03e9,6:F1} s at 8B");
     }
 
     /// <summary>Best wall-clock seconds of runs calls after one warm-up call.</summary>

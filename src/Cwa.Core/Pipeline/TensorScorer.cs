@@ -43,11 +43,9 @@ internal sealed class TensorScorer(SensitivityMetric metric, ObdCurvature curvat
         var (st, sumSq) = TensorStatsCalculator.Compute(spec, scores, n, threads, Quantiles);
         var histogram = new LogHistogramBuilder();
         histogram.Add(scores, n, threads);
-        var high = new TopKCollector(maxK);
-        high.Add(t, s);
-        var low = new TopKCollector(maxK, largest: false);
-        low.Add(t, s);
-        return new ScoreSummary(st, sumSq, histogram, high.Result(), low.Result()) { Concentration = Concentration.Of(spec, t, s), Dumped = extras?.Parquet?.Collect(t, spec, s), Probed = Probe(t, s) };
+        var high = TopKCollector.Best(maxK, largest: true, t, scores, n, threads);
+        var low = TopKCollector.Best(maxK, largest: false, t, scores, n, threads);
+        return new ScoreSummary(st, sumSq, histogram, high, low) { Concentration = Concentration.Of(spec, t, scores, n, threads, st.P999), Dumped = extras?.Parquet?.Collect(t, spec, s), Probed = Probe(t, s) };
     }
 
     /// <summary>Score and rank within the tensor (1 = best; NaN ranks last) of the probed weights of tensor t.</summary>

@@ -1,3 +1,6 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
 namespace Cwa.Core.Ranking;
 
 /// <summary>
@@ -30,22 +33,80 @@ public sealed class TopKCollector
     public int Count => _heap.Count;
 
     /// <summary>
-    /// Streams one tensor's scores (flat indices ascending). Once the heap is full, a score that is not strictly
-    /// better than the current worst cannot enter: an equal score has a later index, so it ranks after. That
-    /// comparison rejects almost every weight without touching the heap.
+    /// Streams one tensor's scores (flat indices ascending, the first being firstIndex). Once the heap is full, a
+    /// score that is not strictly better than the current worst cannot enter: an equal score has a later index, so
+    /// it ranks after. That comparison rejects almost every weight without touching the heap, 16 scores at a time:
+    /// a block none of whose scores beats the worst (NaN never does) is skipped whole.
     /// </summary>
-    public void Add(int tensorIndex, ReadOnlySpan<float> scores)
+    /// <param name="floor">largest only: scores below it (and NaN) are skipped, full heap or not</param>
+    public void Add(int tensorIndex, ReadOnlySpan<float> scores, long firstIndex = 0, float? floor = null)
     {
         if (_k == 0) return;
-        float worst = float.NaN;
-        for (int i = 0; i < scores.Length; i++)
+        if (floor != null && !_largest) throw new ArgumentException("a floor only applies to the largest scores", nameof(floor));
+        float worst = _heap.Count == _k ? _heap.Peek().Score : float.NaN;
+        int i = 0, n = scores.Length, width = Vector512<float>.Count;
+        ref float first = ref MemoryMarshal.GetReference(scores);
+        while (i < n)
         {
-            float s = scores[i];
-            if (_heap.Count == _k && !float.IsNaN(worst) && (_largest ? !(s > worst) : !(s < worst))) continue;
-            if (!_largest && float.IsNaN(s)) continue;
-            Offer(new ScoredIndex(tensorIndex, i, s));
-            if (_heap.Count == _k) worst = _heap.Peek().Score;
+            int end = Math.Min(n, i + width);
+            if (end - i == width && _heap.Count == _k && !float.IsNaN(worst))
+            {
+                var v = Vector512.LoadUnsafe(ref first, (nuint)i);
+                var w = Vector512.Create(worst);
+                if (!(_largest ? Vector512.GreaterThanAny(v, w) : Vector512.LessThanAny(v, w)))
+                {
+                    i = end;
+                    continue;
+                }
+            }
+            else if (end - i == width && floor is float f && !Vector512.GreaterThanOrEqualAny(Vector512.LoadUnsafe(ref first, (nuint)i), Vector512.Create(f)))
+            {
+                i = end;
+                continue;
+            }
+            for (; i < end; i++)
+            {
+                float s = scores[i];
+                if (floor != null && !(s >= floor.Value)) continue;
+                if (_heap.Count == _k && !float.IsNaN(worst) && (_largest ? !(s > worst) : !(s < worst))) continue;
+                if (!_largest && float.IsNaN(s)) continue;
+                Offer(new ScoredIndex(tensorIndex, firstIndex + i, s));
+                if (_heap.Count == _k) worst = _heap.Peek().Score;
+            }
         }
+    }
+
+    /// <summary>
+    /// The best k of scores[0 .. n) of one tensor, best first, found on several threads: each takes a fixed range
+    /// with its own collector, and their candidates are merged. Ranking is a total order (score, then flat index),
+    /// so the result is the one a single collector finds, whatever the thread count.
+    /// </summary>
+    /// <param name="floor">
+    /// largest only: a value at or below the k-th best score (a percentile known beforehand), so that only the few
+    /// scores above it reach the heap; when fewer than k scores reach it, the floor was too high and it scans again without
+    /// </param>
+    public static List<ScoredIndex> Best(int k, bool largest, int tensorIndex, float[] scores, int n, int threads, float? floor = null)
+    {
+        const int MinPerThread = 1 << 20;
+        int parts = Math.Clamp(n / MinPerThread, 1, Math.Max(1, threads));
+        var collectors = new TopKCollector[parts];
+        long per = (n + (long)parts - 1) / parts;
+        Engine.Gemm.ParallelFor(parts, parts, p =>
+        {
+            int start = (int)Math.Min(n, p * per), end = (int)Math.Min(n, (p + 1) * per);
+            collectors[p] = new TopKCollector(k, largest);
+            collectors[p].Add(tensorIndex, scores.AsSpan(start, end - start), start, floor);
+        });
+        var merged = collectors[0];
+        if (parts > 1)
+        {
+            merged = new TopKCollector(k, largest);
+            foreach (var c in collectors)
+                foreach (var x in c._heap.UnorderedItems) merged.Offer(x.Element);
+        }
+        // A full heap of scores at or above the floor is exact: every skipped score is below all of them.
+        if (floor != null && merged.Count < Math.Min(k, n)) return Best(k, largest, tensorIndex, scores, n, threads);
+        return merged.Result();
     }
 
     public void Offer(ScoredIndex c)

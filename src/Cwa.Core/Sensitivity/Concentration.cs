@@ -21,14 +21,14 @@ public sealed record Concentration(
     public const double TopFraction = 0.001;
     private const int Listed = 5;
 
-    /// <summary>The top ceil(0.1% n) scores (ties by flat index, as every ranking here) of a 2-D tensor; null for 1-D.</summary>
-    public static Concentration? Of(ParameterSpec spec, int tensorIndex, ReadOnlySpan<float> scores)
+    /// <summary>The top ceil(0.1% n) of scores[0 .. n) (ties by flat index, as every ranking here) of a 2-D tensor; null for 1-D.</summary>
+    /// <param name="p999">the tensor's 99.9th percentile when known: the top 0.1% lie at or above it, so only they are ranked</param>
+    public static Concentration? Of(ParameterSpec spec, int tensorIndex, float[] scores, int n, int threads = 1, double? p999 = null)
     {
-        if (!spec.Is2D || scores.Length == 0) return null;
-        int k = (int)Math.Max(1, Math.Ceiling(scores.Length * TopFraction));
-        var top = new TopKCollector(k);
-        top.Add(tensorIndex, scores);
-        var chosen = top.Result();
+        if (!spec.Is2D || n == 0) return null;
+        int k = (int)Math.Max(1, Math.Ceiling(n * TopFraction));
+        float? floor = p999 is double p && !double.IsNaN(p) ? (float)p : null;
+        var chosen = TopKCollector.Best(k, largest: true, tensorIndex, scores, n, threads, floor);
         var rows = new Dictionary<int, (long Count, double Mass)>();
         var cols = new Dictionary<int, (long Count, double Mass)>();
         foreach (var c in chosen)

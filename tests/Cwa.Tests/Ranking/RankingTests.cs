@@ -21,6 +21,44 @@ public class RankingTests
         Assert.Equal(expected, c.Result().Select(s => (int)s.FlatIndex).ToArray());
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void TopAndBottomKOnSeveralThreadsEqualAFullSortWithTiesAndNaN(bool largest)
+    {
+        // Over three of Best's per-thread ranges, a length that is no multiple of the 16-wide blocks, many ties
+        // across range seams, NaNs, and the best values late (so the heap changes in the vectorised scan).
+        int n = 3 * (1 << 20) + 37;
+        var x = Grid(3, n);
+        var r = new SplitMix64(9);
+        for (int i = 0; i < 400; i++) x[r.NextLong(n)] = float.NaN;
+        for (int i = 0; i < 50; i++) x[n - 1 - (int)r.NextLong(1 << 20)] = largest ? 20 + i % 3 : -1 - i % 3;
+        var order = Enumerable.Range(0, n).Where(i => largest || !float.IsNaN(x[i]));
+        var expected = (largest ? order.OrderByDescending(i => x[i]) : order.OrderBy(i => x[i])).ThenBy(i => i).Take(300).Select(i => (long)i).ToArray();
+        foreach (int threads in new[] { 1, 2, 3, 4 })
+            Assert.Equal(expected, TopKCollector.Best(300, largest, 0, x, n, threads).Select(s => s.FlatIndex));
+        // A floor at the k-th best value, below it, or too high (then it scans again without) changes nothing.
+        if (largest)
+        {
+            float kth = x[expected[^1]];
+            foreach (float floor in new[] { kth, kth - 3, 21f, float.PositiveInfinity })
+                Assert.Equal(expected, TopKCollector.Best(300, largest, 0, x, n, 2, floor).Select(s => s.FlatIndex));
+        }
+        // One collector fed in two pieces (flat indices continuing) finds the same.
+        var c = new TopKCollector(300, largest);
+        c.Add(0, x.AsSpan(0, 1000));
+        c.Add(0, x.AsSpan(1000), firstIndex: 1000);
+        Assert.Equal(expected, c.Result().Select(s => s.FlatIndex));
+    }
+
+    [Fact]
+    public void TopKOfAllNaNScoresKeepsNaNsLastAndBottomKKeepsNone()
+    {
+        var x = Enumerable.Repeat(float.NaN, 100).ToArray();
+        Assert.Equal([0L, 1L, 2L], TopKCollector.Best(3, true, 0, x, x.Length, 2).Select(s => s.FlatIndex));
+        Assert.Empty(TopKCollector.Best(3, false, 0, x, x.Length, 2));
+    }
+
     [Fact]
     public void GlobalTopKEqualsTopKOfTheConcatenation()
     {

@@ -203,7 +203,7 @@ public class ScoreAndStatsTests
         // Column 17 holds large scores in 60 rows: most of the top 0.1% (100 weights) must sit there.
         for (int row = 0; row < 60; row++) x[row * cols + 17] = 50 + row;
         var spec = new ParameterSpec("m.down_proj.weight", [rows, cols], ParameterRole.DownProj, 3, "mlp.down_proj");
-        var c = Concentration.Of(spec, 0, x)!;
+        var c = Concentration.Of(spec, 0, x, n, threads: 2)!;
         Assert.Equal(100, c.TopCount);
         Assert.Equal(17, c.TopColumnsByCount[0].Index);
         Assert.Equal(60, c.TopColumnsByCount[0].Count);
@@ -211,6 +211,9 @@ public class ScoreAndStatsTests
         Assert.Equal(0.6, c.MaxColumnShare, 12);
         Assert.True(c.ColumnHhi > 0.35 && c.ColumnHhi > 20 * c.UniformColumnHhi, $"column HHI {c.ColumnHhi}");
         Assert.True(c.MaxRowShare <= 0.05, $"rows are not concentrated: {c.MaxRowShare}");
-        Assert.Null(Concentration.Of(new ParameterSpec("n", [5], ParameterRole.InputNorm, 0, "n"), 0, new float[5]));
+        // Ranking only the scores at or above the tensor's exact 99.9th percentile finds the same top 0.1%.
+        var (st, _) = TensorStatsCalculator.Compute(spec, x, n);
+        Assert.Equal(System.Text.Json.JsonSerializer.Serialize(c), System.Text.Json.JsonSerializer.Serialize(Concentration.Of(spec, 0, x, n, 2, st.P999)));
+        Assert.Null(Concentration.Of(new ParameterSpec("n", [5], ParameterRole.InputNorm, 0, "n"), 0, new float[5], 5));
     }
 }
