@@ -8,8 +8,9 @@ namespace Cwa.Core.Engine;
 /// <summary>
 /// What a layer-major gradient pass keeps from each block's forward for its backward (<see cref="IBlockEngine.KeptPerRow"/>
 /// values per row), one slot per (block, batch): in process memory, or in a scratch file written and read with
-/// plain positioned reads and writes. The file's pages are then ordinary page cache, which the kernel writes back
-/// as memory runs short; writing through a shared mapping instead cost a page fault per 4 KB (25 s at 8B).
+/// plain positioned reads and writes (writes on a background thread, <see cref="BackgroundFileWriter"/>). The
+/// file's pages are then ordinary page cache, which the kernel writes back as memory runs short; writing through a
+/// shared mapping instead cost a page fault per 4 KB (25 s at 8B).
 /// The next block's slots are read ahead in the background during the backward sweep.
 /// </summary>
 internal sealed unsafe class KeptActivations : IDisposable
@@ -17,6 +18,7 @@ internal sealed unsafe class KeptActivations : IDisposable
     private readonly SlotLayout _layout;
     private readonly float* _memory;
     private readonly SafeFileHandle? _file;
+    private readonly BackgroundFileWriter? _writer;
     private readonly PageWarmer? _warmer;
     private bool _disposed;
 
@@ -44,6 +46,7 @@ internal sealed unsafe class KeptActivations : IDisposable
         {
             throw new CwaException($"{scratchPath}: cannot create the scratch file for kept activations ({e.Message})");
         }
+        _writer = new BackgroundFileWriter(_file, Models.MemoryEstimate.KeptStagingBytes(rowsPerBatch.DefaultIfEmpty(0).Max(), perRow));
         _warmer = new PageWarmer();
     }
 
@@ -71,12 +74,21 @@ internal sealed unsafe class KeptActivations : IDisposable
             values.CopyTo(new Span<float>(_memory + start, values.Length));
             return;
         }
-        try { RandomAccess.Write(_file, MemoryMarshal.AsBytes(values), start * sizeof(float)); }
-        catch (IOException e)
-        {
-            throw new CwaException($"{Path}: cannot write the kept activations ({e.Message}); free disk space, or pass a --memory-budget that keeps them in memory");
-        }
+        try { _writer!.Write(MemoryMarshal.AsBytes(values), start * sizeof(float)); }
+        catch (IOException e) { throw WriteFailed(e); }
     }
+
+    /// <summary>Waits until every kept value handed over is in the scratch file (the end of the forward sweep).</summary>
+    public void Flush()
+    {
+        long started = Stopwatch.GetTimestamp();
+        try { _writer?.Flush(); }
+        catch (IOException e) { throw WriteFailed(e); }
+        finally { WriteSeconds += Stopwatch.GetElapsedTime(started).TotalSeconds; }
+    }
+
+    private CwaException WriteFailed(IOException e) =>
+        new($"{Path}: cannot write the kept activations ({e.Message}); free disk space, or pass a --memory-budget that keeps them in memory");
 
     private void ReadSlot(int layer, int batch, long at, Span<float> values)
     {
@@ -86,6 +98,7 @@ internal sealed unsafe class KeptActivations : IDisposable
             new ReadOnlySpan<float>(_memory + start, values.Length).CopyTo(values);
             return;
         }
+        Flush();
         var bytes = MemoryMarshal.AsBytes(values);
         for (int done = 0; done < bytes.Length;)
         {
@@ -114,6 +127,7 @@ internal sealed unsafe class KeptActivations : IDisposable
         if (_disposed) return;
         _disposed = true;
         _warmer?.Dispose();
+        _writer?.Dispose();
         _file?.Dispose();
         if (_memory != null) NativeMemory.Free(_memory);
     }

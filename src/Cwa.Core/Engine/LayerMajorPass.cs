@@ -121,6 +121,7 @@ internal sealed class LayerMajorPass
             throw new InputException("per-batch gradients (fisher, obd, --skip-nonfinite) of a model with tied embeddings need the in-memory mode: use --streaming off");
         using var kept = KeptStore(ctxs);
         using var store = Forward(ctxs, 1, null, phase, kept);
+        kept?.Flush();
         // The head phase needs the memory of lm_head's sums and scores more than the last block's weights.
         _engine.ReleaseBlocks();
         Reclaim();

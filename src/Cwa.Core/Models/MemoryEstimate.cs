@@ -26,7 +26,8 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
     /// Bytes a layer-streamed run needs at its peak: one block's fp32 weights, and the larger of a block's gradient
     /// sums (three buffers with per-batch sums) with its scores, or the embedding/lm_head sums with their scores (a
     /// tied embedding's sums stay through the blocks); one block's activations for one batch, the loss head's tiles,
-    /// and the saved hidden states of every batch when they stay in memory (<see cref="HiddenBytes"/>).
+    /// the saved hidden states of every batch when they stay in memory (<see cref="HiddenBytes"/>), and the kept
+    /// products of a gradient pass (all of them in memory, or the staging memory of their scratch file).
     /// </summary>
     public static MemoryEstimate ForStreaming(ModelConfig c, int batch, int seqLen, bool needGradients, bool perBatch, long totalTokens, bool hiddenInMemory, bool keptInMemory = false)
     {
@@ -42,7 +43,8 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
         long vocabPhase = (needGradients ? vocab * (perBatch ? 2 : 1) : 0) + vocab + 3L * Math.Min(c.VocabSize, 1024) * c.HiddenSize * 4;
         long n = (long)batch * seqLen;
         long activations = BlockCache(c, batch, seqLen) + Scratch(c, n) + BatchArrays(c, n) + 2 * 4 * n * c.HiddenSize
-            + (hiddenInMemory ? HiddenBytes(c, totalTokens, needGradients) : 0) + (keptInMemory && needGradients ? KeptBytes(c, totalTokens) : 0);
+            + (hiddenInMemory ? HiddenBytes(c, totalTokens, needGradients) : 0)
+            + (!needGradients ? 0 : keptInMemory ? KeptBytes(c, totalTokens) : KeptStagingBytes(n, Engine.LayerCache<float>.KeptPerRow(c)));
         // Reported as the larger phase: its block weights (if any) as weights, the rest as gradients and scores.
         return blockPhase >= vocabPhase
             ? new MemoryEstimate(weights + block, blockPhase - block, activations, HeadBuffers(c, n, needGradients))
@@ -59,6 +61,12 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
     /// </summary>
     public static long KeptBytes(ModelConfig c, long totalTokens) =>
         (long)c.NumLayers * totalTokens * Engine.LayerCache<float>.KeptPerRow(c) * 4;
+
+    /// <summary>
+    /// Staging memory of kept products that go to a scratch file: one batch's slot, so that a block's writes for one
+    /// batch reach the disk while the next batch computes (<see cref="Engine.BackgroundFileWriter"/>); at most 256 MiB.
+    /// </summary>
+    public static long KeptStagingBytes(long rowsPerBatch, int perRow) => Math.Min(256L << 20, rowsPerBatch * perRow * 4);
 
     /// <summary>
     /// Whether the kept products stay in process memory: only when they are small beside what the budget leaves

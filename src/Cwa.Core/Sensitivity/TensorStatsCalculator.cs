@@ -19,36 +19,10 @@ public static class TensorStatsCalculator
         const int chunk = 1 << 20;
         int chunks = (n + chunk - 1) / chunk;
         var part = new (double Sum, double Min, double Max, long Zeros, long NaNs)[chunks];
-        Engine.Gemm.ParallelFor(chunks, t, c =>
-        {
-            double sum = 0, min = double.PositiveInfinity, max = double.NegativeInfinity;
-            long zeros = 0, nans = 0;
-            for (int i = c * chunk, end = Math.Min(n, (c + 1) * chunk); i < end; i++)
-            {
-                float v = scratch[i];
-                sum += v;
-                if (v < min) min = v;
-                if (v > max) max = v;
-                if (v == 0) zeros++;
-                if (float.IsNaN(v)) nans++;
-            }
-            part[c] = (sum, min, max, zeros, nans);
-        });
+        Engine.Gemm.ParallelFor(chunks, t, c => part[c] = Moments.First(scratch.AsSpan(c * chunk, Math.Min(n, (c + 1) * chunk) - c * chunk)));
         double total = part.Sum(p => p.Sum), mean = total / n;
         var moments = new (double M2, double M3, double M4, double SumSq)[chunks];
-        Engine.Gemm.ParallelFor(chunks, t, c =>
-        {
-            double m2 = 0, m3 = 0, m4 = 0, sq = 0;
-            for (int i = c * chunk, end = Math.Min(n, (c + 1) * chunk); i < end; i++)
-            {
-                double v = scratch[i], d = v - mean, d2 = d * d;
-                m2 += d2;
-                m3 += d2 * d;
-                m4 += d2 * d2;
-                sq += v * v;
-            }
-            moments[c] = (m2, m3, m4, sq);
-        });
+        Engine.Gemm.ParallelFor(chunks, t, c => moments[c] = Moments.Central(scratch.AsSpan(c * chunk, Math.Min(n, (c + 1) * chunk) - c * chunk), mean));
         double m2Total = moments.Sum(m => m.M2), sumSq = moments.Sum(m => m.SumSq);
         Span<double> p = stackalloc double[Percents.Length];
         long zeros = part.Sum(x => x.Zeros);

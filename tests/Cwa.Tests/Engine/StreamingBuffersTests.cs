@@ -125,6 +125,41 @@ public class StreamingBuffersTests
     }
 
     [Fact]
+    public void TheBackgroundWriterPutsEveryByteWhereItWasAskedThroughStagingSmallerThanTheData()
+    {
+        using var dir = new TempDir();
+        string file = dir.File("scratch.bin");
+        var expected = new byte[300_000];
+        new Random(3).NextBytes(expected);
+        using (var handle = File.OpenHandle(file, FileMode.CreateNew, FileAccess.ReadWrite))
+        using (var writer = new BackgroundFileWriter(handle, 8192))
+        {
+            Assert.Equal(8192, writer.StagingBytes);
+            // Pieces out of order and of odd sizes, each larger or smaller than a chunk.
+            int[] cuts = [0, 12_345, 13_000, 100_001, 100_002, 250_000, 300_000];
+            foreach (int i in new[] { 4, 0, 2, 5, 1, 3 })
+                writer.Write(expected.AsSpan(cuts[i], cuts[i + 1] - cuts[i]), cuts[i]);
+            writer.Flush();
+            var back = new byte[expected.Length];
+            Assert.Equal(back.Length, RandomAccess.Read(handle, back, 0));
+            Assert.Equal(expected, back);
+            writer.Flush(); // nothing queued: returns at once
+        }
+    }
+
+    [Fact]
+    public void AFailedBackgroundWriteIsReportedByTheNextFlushAndEveryWriteAfterIt()
+    {
+        if (!File.Exists("/dev/full")) return; // Linux's always-full device stands in for a full disk
+        using var handle = File.OpenHandle("/dev/full", FileMode.Open, FileAccess.Write);
+        using var writer = new BackgroundFileWriter(handle, 4096);
+        writer.Write(new byte[10_000], 0);
+        var e = Assert.Throws<IOException>(writer.Flush);
+        Assert.Contains("space", e.Message, StringComparison.OrdinalIgnoreCase);
+        Assert.Throws<IOException>(() => writer.Write(new byte[10], 0));
+    }
+
+    [Fact]
     public void KeptSlotsInAScratchFileCountTheSecondsTheirWritesAndReadsTake()
     {
         using var dir = new TempDir();
@@ -134,6 +169,7 @@ public class StreamingBuffersTests
         for (int l = 0; l < layers; l++)
             for (int b = 0; b < rows.Length; b++)
                 kept.Slot(l, b).Write(0, Values((ulong)(100 + 10 * l + b), rows[b] * perRow));
+        // No Flush first: a read waits for the writes queued before it (the 48 KB of staging holds one slot).
         var back = new float[rows[1] * perRow];
         kept.Slot(layers - 1, 1).Read(0, back);
         Assert.Equal(Values((ulong)(100 + 10 * (layers - 1) + 1), rows[1] * perRow), back);

@@ -216,4 +216,36 @@ public class ScoreAndStatsTests
         Assert.Equal(System.Text.Json.JsonSerializer.Serialize(c), System.Text.Json.JsonSerializer.Serialize(Concentration.Of(spec, 0, x, n, 2, st.P999)));
         Assert.Null(Concentration.Of(new ParameterSpec("n", [5], ParameterRole.InputNorm, 0, "n"), 0, new float[5], 5));
     }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(7)]
+    [InlineData(16 * 5 + 9)]
+    [InlineData(100_003)]
+    public void ChunkMomentsMatchAScalarSumInDoubleWithZerosAndNaNSkippedByMinAndMax(int n)
+    {
+        var r = new SplitMix64((ulong)n + 1);
+        var x = Enumerable.Range(0, n).Select(i => i % 11 == 0 ? 0f : (float)Math.Abs(r.NextGaussian() * 1e-3)).ToArray();
+        var (sum, min, max, zeros, nans) = Moments.First(x);
+        Assert.Equal(x.Sum(v => (double)v), sum, Math.Max(1e-12, Math.Abs(sum) * 1e-12));
+        Assert.Equal(n == 0 ? double.PositiveInfinity : x.Min(), min);
+        Assert.Equal(n == 0 ? double.NegativeInfinity : x.Max(), max);
+        Assert.Equal(x.Count(v => v == 0), zeros);
+        Assert.Equal(0, nans);
+        double mean = n == 0 ? 0 : sum / n;
+        var (m2, m3, m4, sq) = Moments.Central(x, mean);
+        // Each against the scalar sum, to 1e-12 of the sum of its terms' magnitudes (the third moment cancels).
+        foreach (var (got, p) in new[] { (m2, 2), (m3, 3), (m4, 4) })
+            Assert.True(Math.Abs(got - x.Sum(v => Math.Pow(v - mean, p))) <= 1e-12 * x.Sum(v => Math.Pow(Math.Abs(v - mean), p)), $"moment {p}: {got}");
+        Assert.Equal(x.Sum(v => (double)v * v), sq, Math.Max(1e-300, x.Sum(v => (double)v * v) * 1e-12));
+        if (n < 20) return;
+        // NaN anywhere (in a vector block or the scalar tail) makes the sum NaN, is counted, and never becomes min or max.
+        x[3] = float.NaN;
+        x[n - 1] = float.NaN;
+        var withNaN = Moments.First(x);
+        Assert.True(double.IsNaN(withNaN.Sum));
+        Assert.Equal(2, withNaN.NaNs);
+        Assert.Equal(x.Where(v => !float.IsNaN(v)).Min(), withNaN.Min);
+        Assert.Equal(x.Where(v => !float.IsNaN(v)).Max(), withNaN.Max);
+    }
 }
