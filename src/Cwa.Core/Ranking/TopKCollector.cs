@@ -1,5 +1,5 @@
+using System.Numerics;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 
 namespace Cwa.Core.Ranking;
 
@@ -35,7 +35,7 @@ public sealed class TopKCollector
     /// <summary>
     /// Streams one tensor's scores (flat indices ascending, the first being firstIndex). Once the heap is full, a
     /// score that is not strictly better than the current worst cannot enter: an equal score has a later index, so
-    /// it ranks after. That comparison rejects almost every weight without touching the heap, 16 scores at a time:
+    /// it ranks after. That comparison rejects almost every weight without touching the heap, a vector of scores at a time:
     /// a block none of whose scores beats the worst (NaN never does) is skipped whole.
     /// </summary>
     /// <param name="floor">largest only: scores below it (and NaN) are skipped, full heap or not</param>
@@ -44,22 +44,22 @@ public sealed class TopKCollector
         if (_k == 0) return;
         if (floor != null && !_largest) throw new ArgumentException("a floor only applies to the largest scores", nameof(floor));
         float worst = _heap.Count == _k ? _heap.Peek().Score : float.NaN;
-        int i = 0, n = scores.Length, width = Vector512<float>.Count;
+        int i = 0, n = scores.Length, width = Vector<float>.Count;
         ref float first = ref MemoryMarshal.GetReference(scores);
         while (i < n)
         {
             int end = Math.Min(n, i + width);
             if (end - i == width && _heap.Count == _k && !float.IsNaN(worst))
             {
-                var v = Vector512.LoadUnsafe(ref first, (nuint)i);
-                var w = Vector512.Create(worst);
-                if (!(_largest ? Vector512.GreaterThanAny(v, w) : Vector512.LessThanAny(v, w)))
+                var v = Vector.LoadUnsafe(ref first, (nuint)i);
+                var w = new Vector<float>(worst);
+                if (!(_largest ? Vector.GreaterThanAny(v, w) : Vector.LessThanAny(v, w)))
                 {
                     i = end;
                     continue;
                 }
             }
-            else if (end - i == width && floor is float f && !Vector512.GreaterThanOrEqualAny(Vector512.LoadUnsafe(ref first, (nuint)i), Vector512.Create(f)))
+            else if (end - i == width && floor is float f && !Vector.GreaterThanOrEqualAny(Vector.LoadUnsafe(ref first, (nuint)i), new Vector<float>(f)))
             {
                 i = end;
                 continue;
