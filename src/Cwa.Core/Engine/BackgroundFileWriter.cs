@@ -40,7 +40,7 @@ internal sealed unsafe class BackgroundFileWriter : IDisposable
         _thread.Start();
     }
 
-    /// <summary>Staging memory this writer holds (a memory plan counts it).</summary>
+    /// <summary>Staging memory this writer holds: whole chunks of at most 8 MiB, so up to a chunk more than asked for.</summary>
     public long StagingBytes => (long)_chunks.Length * _chunkBytes;
 
     /// <summary>Queues data to be written at offset; returns once it is copied into staging memory.</summary>

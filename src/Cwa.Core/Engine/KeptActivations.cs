@@ -82,9 +82,14 @@ internal sealed unsafe class KeptActivations : IDisposable
     public void Flush()
     {
         long started = Stopwatch.GetTimestamp();
+        try { WaitForWrites(); }
+        finally { WriteSeconds += Stopwatch.GetElapsedTime(started).TotalSeconds; }
+    }
+
+    private void WaitForWrites()
+    {
         try { _writer?.Flush(); }
         catch (IOException e) { throw WriteFailed(e); }
-        finally { WriteSeconds += Stopwatch.GetElapsedTime(started).TotalSeconds; }
     }
 
     private CwaException WriteFailed(IOException e) =>
@@ -98,7 +103,8 @@ internal sealed unsafe class KeptActivations : IDisposable
             new ReadOnlySpan<float>(_memory + start, values.Length).CopyTo(values);
             return;
         }
-        Flush();
+        // After the forward's Flush this returns at once; its time is the read's, not counted as writing too.
+        WaitForWrites();
         var bytes = MemoryMarshal.AsBytes(values);
         for (int done = 0; done < bytes.Length;)
         {

@@ -19,10 +19,11 @@ public static class TensorStatsCalculator
         const int chunk = 1 << 20;
         int chunks = (n + chunk - 1) / chunk;
         var part = new (double Sum, double Min, double Max, long Zeros, long NaNs)[chunks];
-        Engine.Gemm.ParallelFor(chunks, t, c => part[c] = Moments.First(scratch.AsSpan(c * chunk, Math.Min(n, (c + 1) * chunk) - c * chunk)));
+        Span<float> Piece(int c) => scratch.AsSpan(c * chunk, Math.Min(n, (c + 1) * chunk) - c * chunk);
+        Engine.Gemm.ParallelFor(chunks, t, c => part[c] = Moments.First(Piece(c)));
         double total = part.Sum(p => p.Sum), mean = total / n;
         var moments = new (double M2, double M3, double M4, double SumSq)[chunks];
-        Engine.Gemm.ParallelFor(chunks, t, c => moments[c] = Moments.Central(scratch.AsSpan(c * chunk, Math.Min(n, (c + 1) * chunk) - c * chunk), mean));
+        Engine.Gemm.ParallelFor(chunks, t, c => moments[c] = Moments.Central(Piece(c), mean));
         double m2Total = moments.Sum(m => m.M2), sumSq = moments.Sum(m => m.SumSq);
         Span<double> p = stackalloc double[Percents.Length];
         long zeros = part.Sum(x => x.Zeros);
