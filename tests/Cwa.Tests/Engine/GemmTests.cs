@@ -8,6 +8,8 @@ public class GemmTests
     public static TheoryData<int, int, int> Shapes => new()
     {
         { 1, 1, 1 }, { 7, 13, 5 }, { 33, 65, 17 }, { 100, 1, 300 }, { 1, 257, 64 }, { 129, 130, 131 }, { 257, 300, 513 },
+        // Wide enough that threads split the columns (a partial last share, rows under one MC block, two KC steps).
+        { 20, 2093, 530 },
     };
 
     [Theory]
@@ -66,25 +68,33 @@ public class GemmTests
             }
     }
 
-    [Fact]
-    public void ResultsAreBitIdenticalAcrossThreadCounts()
+    /// <summary>Threads split rows (narrow products) or columns (wide ones); neither may change a single bit.</summary>
+    [Theory]
+    [InlineData(512, 384, 700)]
+    [InlineData(70, 3300, 1100)]
+    public void ResultsAreBitIdenticalAcrossThreadCounts(int m, int n, int k)
     {
         var rng = new SplitMix64(11);
-        int m = 512, n = 384, k = 700;
         var a = Random(ref rng, m * k);
         var b = Random(ref rng, n * k);
-        var c1 = new float[m * n];
-        var c2 = new float[m * n];
         int saved = Gemm.MaxThreads;
         try
         {
-            Gemm.MaxThreads = 1;
-            Gemm.Compute(false, true, m, n, k, 1f, a, 0, k, b, 0, k, 0f, c1, 0, n);
-            Gemm.MaxThreads = Math.Max(2, Environment.ProcessorCount);
-            Gemm.Compute(false, true, m, n, k, 1f, a, 0, k, b, 0, k, 0f, c2, 0, n);
+            foreach (bool ta in new[] { false, true })
+                foreach (bool tb in new[] { false, true })
+                {
+                    float[]? first = null;
+                    foreach (int threads in new[] { 1, 2, 3 })
+                    {
+                        Gemm.MaxThreads = threads;
+                        var c = new float[m * n];
+                        Gemm.Compute(ta, tb, m, n, k, 1f, a, 0, ta ? m : k, b, 0, tb ? k : n, 0f, c, 0, n);
+                        if (first == null) first = c;
+                        else Assert.Equal(first, c);
+                    }
+                }
         }
         finally { Gemm.MaxThreads = saved; }
-        Assert.Equal(c1, c2);
     }
 
     private static float[] Random(ref SplitMix64 rng, int n)

@@ -18,6 +18,12 @@ internal static unsafe class SgemmKernel512
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Full(int kc, float* ap, float* bp, float* c, int ldc, float alpha, float beta)
     {
+        // C is read and written only after the k loop; fetching its rows now hides their miss behind the loop.
+        for (int r = 0; r < MR; r++)
+        {
+            Sse.Prefetch0(c + r * ldc);
+            Sse.Prefetch0(c + r * ldc + 16);
+        }
         Vector512<float> c00 = Vector512<float>.Zero, c01 = Vector512<float>.Zero;
         Vector512<float> c10 = Vector512<float>.Zero, c11 = Vector512<float>.Zero;
         Vector512<float> c20 = Vector512<float>.Zero, c21 = Vector512<float>.Zero;
