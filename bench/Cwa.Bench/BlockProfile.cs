@@ -106,7 +106,7 @@ internal static class PackProfile
 {
     public static void Run()
     {
-        const int f = 14336, d = 4096, kc = 256, nc = 2048, nr = 32;
+        const int f = 14336, d = 4096, kc = Sgemm.KC, nc = Sgemm.NC, nr = SgemmKernel512.NR;
         var w = new float[(long)f * d];
         Array.Fill(w, 0.5f);
         var dest = new float[kc * nc];
@@ -123,12 +123,12 @@ internal static class PackProfile
     }
 }
 
-/// <summary>`-- kernel`: the 12 x 32 AVX-512 micro-kernel alone on L1-resident panels (what the GEMMs can reach at best).</summary>
+/// <summary>`-- kernel`: the 12 x 32 AVX-512 micro-kernel alone on cache-resident panels of the engine's depth KC (what the GEMMs can reach at best).</summary>
 internal static unsafe class KernelProfile
 {
     public static void Run(Peak peak)
     {
-        const int kc = 256, calls = 200_000;
+        const int kc = Sgemm.KC, calls = 100_000;
         var a = GC.AllocateArray<float>(SgemmKernel512.MR * kc, pinned: true);
         var b = GC.AllocateArray<float>(SgemmKernel512.NR * kc, pinned: true);
         var c = GC.AllocateArray<float>(SgemmKernel512.MR * SgemmKernel512.NR, pinned: true);

@@ -14,9 +14,9 @@ internal static unsafe class Sgemm
 {
     // KC 512 rather than 256 halves the trips of each C tile through the caches; measured on the 8B shapes
     // (683 rows) it was 5-8% faster on one thread and 5-15% on two, and 1024 gained nothing more.
-    private const int KC = 512;
+    internal const int KC = 512;
     private const int MC = 48;
-    private const int NC = 2048;
+    internal const int NC = 2048;
     /// <summary>Columns per thread from which threads split op(B)'s columns instead of C's rows (see Compute).</summary>
     private const int SplitColumns = 1024;
     private const long SmallWork = 32L * 32 * 32;
