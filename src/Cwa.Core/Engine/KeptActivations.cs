@@ -8,9 +8,9 @@ namespace Cwa.Core.Engine;
 /// <summary>
 /// What a layer-major gradient pass keeps from each block's forward for its backward (<see cref="IBlockEngine.KeptPerRow"/>
 /// values per row), one slot per (block, batch): in process memory, or in a scratch file written and read with
-/// plain positioned reads and writes (writes on a background thread, <see cref="BackgroundFileWriter"/>). The
-/// file's pages are then ordinary page cache, which the kernel writes back as memory runs short; writing through a
-/// shared mapping instead cost a page fault per 4 KB (25 s at 8B).
+/// positioned writes on a background thread (<see cref="BackgroundFileWriter"/>), past the page cache where the file
+/// system allows (<see cref="DirectIo"/>), and plain positioned reads; writing through a shared mapping instead cost a
+/// page fault per 4 KB (25 s at 8B).
 /// The next block's slots are read ahead in the background during the backward sweep.
 /// </summary>
 internal sealed unsafe class KeptActivations : IDisposable
@@ -18,11 +18,14 @@ internal sealed unsafe class KeptActivations : IDisposable
     private readonly SlotLayout _layout;
     private readonly float* _memory;
     private readonly SafeFileHandle? _file;
+    private readonly SafeFileHandle? _direct;
     private readonly BackgroundFileWriter? _writer;
     private readonly PageWarmer? _warmer;
     private bool _disposed;
 
     public string? Path { get; }
+    /// <summary>Whether the scratch file's writes so far went past the page cache.</summary>
+    public bool WritesDirect => _writer?.WritesDirect ?? false;
     public long Bytes => _layout.Bytes;
     /// <summary>Seconds spent writing kept values and reading them back (parts of the block sweeps in the pass's clock).</summary>
     public double WriteSeconds { get; private set; }
@@ -46,7 +49,8 @@ internal sealed unsafe class KeptActivations : IDisposable
         {
             throw new CwaException($"{scratchPath}: cannot create the scratch file for kept activations ({e.Message})");
         }
-        _writer = new BackgroundFileWriter(_file, Models.MemoryEstimate.KeptStagingBytes(rowsPerBatch.DefaultIfEmpty(0).Max(), perRow));
+        _direct = DirectIo.TryOpenForWrite(scratchPath);
+        _writer = new BackgroundFileWriter(_file, Models.MemoryEstimate.KeptStagingBytes(rowsPerBatch.DefaultIfEmpty(0).Max(), perRow), _direct);
         _warmer = new PageWarmer();
     }
 
@@ -134,6 +138,7 @@ internal sealed unsafe class KeptActivations : IDisposable
         _disposed = true;
         _warmer?.Dispose();
         _writer?.Dispose();
+        _direct?.Dispose();
         _file?.Dispose();
         if (_memory != null) NativeMemory.Free(_memory);
     }

@@ -70,9 +70,8 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
 
     /// <summary>
     /// Whether the kept products stay in process memory: only when they are small beside what the budget leaves
-    /// after the hidden states. Otherwise they go to a scratch file, whose pages the kernel keeps as file cache while
-    /// memory allows and writes back when it runs short (at 8B they are 7 GB, which belong there rather than in
-    /// the process's anonymous memory).
+    /// after the hidden states. Otherwise they go to a scratch file, written past the page cache where the file system
+    /// allows (at 8B they are 7 GB, which belong there rather than in the process's anonymous memory).
     /// </summary>
     public static bool KeepsInMemory(long keptBytes, long hiddenBytes, long budget) => keptBytes <= Math.Max(0, budget - hiddenBytes) / 4;
 

@@ -148,6 +148,61 @@ public class StreamingBuffersTests
     }
 
     [Fact]
+    public void ASequentialStreamGoesPastThePageCacheInWholeBlocksAndAnyOtherWriteEndsIt()
+    {
+        using var dir = new TempDir();
+        string file = dir.File("scratch.bin");
+        var expected = new byte[70_000];
+        new Random(5).NextBytes(expected);
+        using var handle = File.OpenHandle(file, FileMode.CreateNew, FileAccess.ReadWrite);
+        using var direct = DirectIo.TryOpenForWrite(file);
+        if (direct == null) return; // this file system has no direct I/O: the ordinary path is tested above
+        using var writer = new BackgroundFileWriter(handle, 12_000, direct);
+        Assert.Equal(2 * 8192, writer.StagingBytes); // chunks are whole blocks (8192 here), at least 2 of them
+        // Odd-sized pieces in order; a flush in the middle writes a padded partial block that later data rewrites.
+        int[] cuts = [0, 1, 5000, 8192, 20_001, 33_333, 50_000];
+        for (int i = 0; i + 1 < cuts.Length; i++)
+        {
+            writer.Write(expected.AsSpan(cuts[i], cuts[i + 1] - cuts[i]), cuts[i]);
+            if (i == 3) { writer.Flush(); AssertFile(handle, expected.AsSpan(0, cuts[i + 1])); }
+        }
+        writer.Flush();
+        Assert.True(writer.WritesDirect);
+        AssertFile(handle, expected.AsSpan(0, 50_000));
+        // A write elsewhere (here: back over earlier data) ends the stream; what follows goes through the page cache.
+        new Random(6).NextBytes(expected.AsSpan(100, 900));
+        writer.Write(expected.AsSpan(100, 900), 100);
+        writer.Write(expected.AsSpan(50_000, 20_000), 50_000);
+        writer.Flush();
+        Assert.False(writer.WritesDirect);
+        AssertFile(handle, expected);
+    }
+
+    [Fact]
+    public void ADirectHandleThatRefusesWritesLeavesThemToTheOrdinaryOne()
+    {
+        using var dir = new TempDir();
+        string file = dir.File("scratch.bin");
+        var expected = new byte[40_000];
+        new Random(7).NextBytes(expected);
+        using var handle = File.OpenHandle(file, FileMode.CreateNew, FileAccess.ReadWrite);
+        using var readOnly = File.OpenHandle(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var writer = new BackgroundFileWriter(handle, 8192, readOnly);
+        writer.Write(expected.AsSpan(0, 30_000), 0);
+        writer.Write(expected.AsSpan(30_000), 30_000);
+        writer.Flush();
+        Assert.False(writer.WritesDirect);
+        AssertFile(handle, expected);
+    }
+
+    private static void AssertFile(Microsoft.Win32.SafeHandles.SafeFileHandle handle, ReadOnlySpan<byte> expected)
+    {
+        var back = new byte[expected.Length];
+        Assert.Equal(back.Length, RandomAccess.Read(handle, back, 0));
+        Assert.True(expected.SequenceEqual(back));
+    }
+
+    [Fact]
     public void AFailedBackgroundWriteIsReportedByTheNextFlushAndEveryWriteAfterIt()
     {
         if (!File.Exists("/dev/full")) return; // Linux's always-full device stands in for a full disk
@@ -174,5 +229,15 @@ public class StreamingBuffersTests
         kept.Slot(layers - 1, 1).Read(0, back);
         Assert.Equal(Values((ulong)(100 + 10 * (layers - 1) + 1), rows[1] * perRow), back);
         Assert.True(kept.WriteSeconds > 0 && kept.ReadSeconds > 0);
+        // The slots are written in order, one stream: past the page cache wherever the file system offers it.
+        using (var probe = DirectIo.TryOpenForWrite(kept.Path!)) Assert.Equal(probe != null, kept.WritesDirect);
+        // Every slot reads back, also those written before the last partial block's padded flush.
+        for (int l = 0; l < layers; l++)
+            for (int b = 0; b < rows.Length; b++)
+            {
+                var values = new float[rows[b] * perRow];
+                kept.Slot(l, b).Read(0, values);
+                Assert.Equal(Values((ulong)(100 + 10 * l + b), rows[b] * perRow), values);
+            }
     }
 }
