@@ -17,8 +17,21 @@ internal enum Accumulation
 /// </summary>
 internal sealed class GradientSums(long length, Accumulation mode)
 {
-    public float[] Total { get; } = new float[length];
-    public float[]? Squares { get; } = mode == Accumulation.PerBatch ? new float[length] : null;
+    private readonly float[] _total = new float[length];
+    private readonly float[]? _squares = mode == Accumulation.PerBatch ? new float[length] : null;
+    // PerBatch: the sums hold no batch yet, whatever their memory says. Clearing 2 x 0.9 GB per 8B block and then
+    // adding the first batch to the zeros cost Fisher about 10 s over Sum; the first whole batch now writes them.
+    private bool _unset;
+
+    public float[] Total
+    {
+        get { Settle(); return _total; }
+    }
+
+    public float[]? Squares
+    {
+        get { Settle(); return _squares; }
+    }
     // The batch buffer exists only for tensors the engine writes whole (the vocabulary tensors go by chunks and rows).
     private float[]? _batch;
     // EndBatch zeroes the batch buffer as it consumes it (while the chunk is in cache), so StartBatch need not sweep it again.
@@ -30,12 +43,21 @@ internal sealed class GradientSums(long length, Accumulation mode)
     public Accumulation Mode => mode;
 
     /// <summary>Where the engine accumulates.</summary>
-    public float[] Target => mode == Accumulation.Sum ? Total : _batch ??= new float[length];
+    public float[] Target => mode == Accumulation.Sum ? _total : _batch ??= new float[length];
 
+    /// <summary>Empties the sums (PerBatch: only marks them so; the next whole batch overwrites them).</summary>
     public void Clear()
     {
-        Array.Clear(Total);
-        if (Squares != null) Array.Clear(Squares);
+        if (mode == Accumulation.PerBatch) _unset = true;
+        else Array.Clear(_total);
+    }
+
+    private void Settle()
+    {
+        if (!_unset) return;
+        Array.Clear(_total);
+        Array.Clear(_squares!);
+        _unset = false;
     }
 
     public void StartBatch()
@@ -48,19 +70,22 @@ internal sealed class GradientSums(long length, Accumulation mode)
     public void EndBatch(double scale, int batch, string tensor)
     {
         if (_batch is not { } g) return;
-        AddBatch(0, g, 0, g.Length, scale, batch, tensor, clear: true);
+        AddBatch(0, g, 0, g.Length, scale, batch, tensor, clear: true, first: _unset);
+        _unset = false;
         _batchZero = true;
     }
 
     /// <summary>
     /// Adds g[from, from + count), one batch's gradient of flat indices offset.., scaled, to Total and its squares
     /// to Squares; clear zeroes those values of g as they are consumed. Chunk by chunk on every thread: at 8B a block's
-    /// buffers are 0.9 GB each, and one thread's memory bandwidth made this a tenth of the pass.
+    /// buffers are 0.9 GB each, and one thread's memory bandwidth made this a tenth of the pass. first: g is the whole
+    /// tensor's first batch, written rather than added (the same values: x + 0 is x, and -0 + 0 is the +0 it writes).
     /// </summary>
-    public void AddBatch(long offset, float[] g, int from, int count, double scale, int batch, string tensor, bool clear = false)
+    public void AddBatch(long offset, float[] g, int from, int count, double scale, int batch, string tensor, bool clear = false, bool first = false)
     {
-        var total = Total;
-        var squares = Squares!;
+        if (!first) Settle();
+        var total = _total;
+        var squares = _squares!;
         int chunks = (count + Chunk - 1) / Chunk;
         var bad = new long[chunks];
         Gemm.ParallelFor(chunks, Gemm.MaxThreads, c =>
@@ -72,8 +97,17 @@ internal sealed class GradientSums(long length, Accumulation mode)
             int at = checked((int)(offset + start - from));
             var sq = squares.AsSpan(at, n);
             var tot = total.AsSpan(at, n);
-            TensorPrimitives.MultiplyAdd(x, x, sq, sq);
-            TensorPrimitives.MultiplyAdd(x, (float)scale, tot, tot);
+            if (first)
+            {
+                TensorPrimitives.Multiply(x, x, sq);
+                TensorPrimitives.Multiply(x, (float)scale, tot);
+                TensorPrimitives.Add(tot, 0f, tot);
+            }
+            else
+            {
+                TensorPrimitives.MultiplyAdd(x, x, sq, sq);
+                TensorPrimitives.MultiplyAdd(x, (float)scale, tot, tot);
+            }
             if (clear) x.Clear();
         });
         for (int c = 0; c < chunks; c++)

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 using Cwa.Core;
 using Cwa.Core.Checkpoints;
 using Cwa.Core.Engine;
@@ -20,20 +21,46 @@ public class StreamingBuffersTests
     public void PerBatchSumsAddScaledValuesAndSquaresBitForBitAndLeaveTheBatchBufferZero()
     {
         var sums = new GradientSums(Length, Accumulation.PerBatch);
-        var total = new float[Length];
-        var squares = new float[Length];
-        for (int b = 0; b < 3; b++)
+        // Two blocks through the same sums: the second block's first batch overwrites what the first block left.
+        for (int block = 0; block < 2; block++)
         {
-            var g = Values((ulong)b + 1, Length);
-            sums.StartBatch();
-            g.CopyTo(sums.Target, 0);
-            sums.EndBatch(0.25, b, "t");
-            TensorPrimitives.MultiplyAdd(g, g, squares, squares);
-            TensorPrimitives.MultiplyAdd(g, 0.25f, total, total);
-            Assert.All(sums.Target, v => Assert.Equal(0f, v));
+            sums.Clear();
+            var total = new float[Length];
+            var squares = new float[Length];
+            for (int b = 0; b < 3; b++)
+            {
+                var g = Values((ulong)(10 * block + b + 1), Length);
+                g[0] = -0f; // signed zeros in every batch sum to +0, as they do added to zeros
+                sums.StartBatch();
+                g.CopyTo(sums.Target, 0);
+                sums.EndBatch(0.25, b, "t");
+                TensorPrimitives.MultiplyAdd(g, g, squares, squares);
+                TensorPrimitives.MultiplyAdd(g, 0.25f, total, total);
+                Assert.All(sums.Target, v => Assert.Equal(0f, v));
+            }
+            Assert.True(MemoryMarshal.AsBytes(total.AsSpan()).SequenceEqual(MemoryMarshal.AsBytes(sums.Total.AsSpan())));
+            Assert.True(MemoryMarshal.AsBytes(squares.AsSpan()).SequenceEqual(MemoryMarshal.AsBytes(sums.Squares.AsSpan())));
         }
-        Assert.True(total.AsSpan().SequenceEqual(sums.Total));
-        Assert.True(squares.AsSpan().SequenceEqual(sums.Squares));
+    }
+
+    [Fact]
+    public void ClearedPerBatchSumsReadAsZeroUntilAWholeBatchAndAPartIsAddedToZeros()
+    {
+        var sums = new GradientSums(Length, Accumulation.PerBatch);
+        sums.StartBatch();
+        Array.Fill(sums.Target, 3f);
+        sums.EndBatch(1, 0, "t");
+        sums.Clear();
+        Assert.All(sums.Total, v => Assert.Equal(0f, v));
+        Assert.All(sums.Squares!, v => Assert.Equal(0f, v));
+        sums.StartBatch();
+        Array.Fill(sums.Target, 3f);
+        sums.EndBatch(1, 0, "t");
+        sums.Clear();
+        var g = Values(9, 100);
+        sums.AddBatch(50, g, 0, g.Length, 1, 1, "t");
+        for (int i = 0; i < Length; i++)
+            Assert.Equal(i >= 50 && i < 150 ? g[i - 50] : 0f, sums.Total[i]);
     }
 
     [Fact]
