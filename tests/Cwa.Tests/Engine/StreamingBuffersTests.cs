@@ -64,6 +64,21 @@ public class StreamingBuffersTests
     }
 
     [Fact]
+    public void ModelSizedArraysComeZeroedEvenFromMemoryTheCollectorReuses()
+    {
+        foreach (long length in new[] { 17L, (64L << 20) / sizeof(float) + 3 })
+            for (int round = 0; round < 2; round++)
+            {
+                var a = HugePageArrays.Zeroed(length);
+                Assert.Equal(length, a.LongLength);
+                Assert.True(a.AsSpan().IndexOfAnyExcept(0f) < 0);
+                Array.Fill(a, 5f); // dirty memory the next round may be given back
+                a = null;
+                GC.Collect();
+            }
+    }
+
+    [Fact]
     public void ABatchThatWasNotEndedIsClearedByTheNextStart()
     {
         var sums = new GradientSums(Length, Accumulation.PerBatch);
