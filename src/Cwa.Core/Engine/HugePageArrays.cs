@@ -3,11 +3,12 @@ using System.Runtime.InteropServices;
 namespace Cwa.Core.Engine;
 
 /// <summary>
-/// Zeroed float arrays of model size (gradient sums, widened blocks) whose memory Linux backs with 2 MB pages
+/// Float arrays of model size (gradient sums, widened blocks) whose memory Linux backs with 2 MB pages
 /// (madvise(MADV_HUGEPAGE): transparent huge pages are usually enabled only on request). Their memory is fresh in
 /// every phase of a layer-major pass, and faulting it in 4 KB at a time was 28% of the 8B Fisher run's loss-head
 /// phase on the benchmark VM (the kernel zeroing pages and handling a fault per page). The arrays are pinned (they
-/// never move, so the advice stays with them) and cleared here, so the faults happen in 2 MB steps.
+/// never move, so the advice stays with them); zeroed ones are cleared here on every thread, so the faults happen
+/// in 2 MB steps.
 /// </summary>
 internal static partial class HugePageArrays
 {
@@ -15,9 +16,21 @@ internal static partial class HugePageArrays
     private const long HugePage = 2L << 20;
     private const int HugePageAdvice = 14; // MADV_HUGEPAGE
 
-    public static unsafe float[] Zeroed(long length)
+    public static float[] Zeroed(long length)
     {
-        if (!OperatingSystem.IsLinux() || length * sizeof(float) < MinBytes) return new float[length];
+        if (!Advised(length)) return new float[length];
+        var array = Uninitialized(length);
+        // Cleared on every thread: the first touch of each page (its fault and zeroing by the kernel) happens here.
+        const int chunk = 1 << 24;
+        int chunks = (int)((length + chunk - 1) / chunk);
+        Gemm.ParallelFor(chunks, Gemm.MaxThreads, c => array.AsSpan(c * chunk, (int)Math.Min(chunk, length - (long)c * chunk)).Clear());
+        return array;
+    }
+
+    /// <summary>The same without clearing, for a caller that writes every value before reading any (a widened block).</summary>
+    public static unsafe float[] Uninitialized(long length)
+    {
+        if (!Advised(length)) return new float[length];
         var array = GC.AllocateUninitializedArray<float>(checked((int)length), pinned: true);
         fixed (float* p = array)
         {
@@ -26,12 +39,10 @@ internal static partial class HugePageArrays
                 try { _ = Madvise((nint)first, (nuint)(end - first), HugePageAdvice); }
                 catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
         }
-        // Cleared on every thread: the first touch of each page (its fault and zeroing by the kernel) happens here.
-        const int chunk = 1 << 24;
-        int chunks = (int)((length + chunk - 1) / chunk);
-        Gemm.ParallelFor(chunks, Gemm.MaxThreads, c => array.AsSpan(c * chunk, (int)Math.Min(chunk, length - (long)c * chunk)).Clear());
         return array;
     }
+
+    private static bool Advised(long length) => OperatingSystem.IsLinux() && length * sizeof(float) >= MinBytes;
 
     [LibraryImport("libc", EntryPoint = "madvise")]
     private static partial int Madvise(nint address, nuint length, int advice);

@@ -58,7 +58,7 @@ internal sealed class StreamedWeights : IDisposable
             if (spec.Block == _resident) Slots.Bind(t, []);
             if (spec.Block != layer) continue;
             if (!_blockBuffers.TryGetValue(spec.Component, out var buffer))
-                _blockBuffers[spec.Component] = buffer = HugePageArrays.Zeroed(spec.NumElements);
+                _blockBuffers[spec.Component] = buffer = HugePageArrays.Uninitialized(spec.NumElements); // Fill writes every value
             Fill(t, 0, buffer);
             Slots.Bind(t, buffer);
         }
