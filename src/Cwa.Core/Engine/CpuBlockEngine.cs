@@ -70,7 +70,14 @@ internal sealed class CpuBlockEngine : IBlockEngine
     public void BackwardBlock(int layer, LlamaModel<float>.BatchRows ctx, float[] x, float[] dx, int batch, double scale, KeptSlot kept)
     {
         var members = _w.BlockMembers(layer).ToList();
-        foreach (int t in members) _blockSums[_w.Specs[t].Component].StartBatch();
+        var folds = Host.GradientFolds ??= new GemmFold?[_w.Specs.Count];
+        foreach (int t in members)
+        {
+            var sums = _blockSums[_w.Specs[t].Component];
+            // Weight matrices' per-batch gradients are folded into the sums by the products that compute them.
+            if (sums.Mode == Accumulation.PerBatch && _w.Specs[t].Is2D) folds[t] = sums.StartFoldedBatch(scale);
+            else sums.StartBatch();
+        }
         var cache = Host.Caches(ctx.Batch, 1)[0];
         if (kept.IsEmpty) Host.ForwardBlock(layer, x, cache, ctx, null);
         else
@@ -78,7 +85,8 @@ internal sealed class CpuBlockEngine : IBlockEngine
             cache.LoadKept(kept, ctx.Count);
             Host.RestoreBlock(layer, x, cache, ctx);
         }
-        Host.BackwardBlock(layer, cache, dx, _grads, ctx);
+        try { Host.BackwardBlock(layer, cache, dx, _grads, ctx); }
+        finally { foreach (int t in members) folds[t] = null; }
         foreach (int t in members) _blockSums[_w.Specs[t].Component].EndBatch(scale, batch, _w.Specs[t].Name);
     }
 

@@ -1,5 +1,3 @@
-using System.Numerics.Tensors;
-
 namespace Cwa.Core.Engine;
 
 /// <summary>How a layer-major gradient pass accumulates a tensor's gradient over the batches.</summary>
@@ -36,6 +34,8 @@ internal sealed class GradientSums(long length, Accumulation mode)
     private float[]? _batch;
     // EndBatch zeroes the batch buffer as it consumes it (while the chunk is in cache), so StartBatch need not sweep it again.
     private bool _batchZero = true;
+    private GemmFold? _fold;
+    private bool _folding;
 
     /// <summary>Elements a thread adds at a time: small enough to stay in its cache between the passes over it.</summary>
     private const int Chunk = 1 << 16;
@@ -66,9 +66,30 @@ internal sealed class GradientSums(long length, Accumulation mode)
         _batchZero = false;
     }
 
-    /// <summary>Adds the batch buffer to the sums (<see cref="AddBatch"/>) and zeroes it.</summary>
+    /// <summary>
+    /// Starts a batch whose gradient the engine's product folds into the sums as it computes it (PerBatch, whole
+    /// weight matrices): the batch buffer is then only the product's scratch, and nothing clears it.
+    /// </summary>
+    public GemmFold StartFoldedBatch(double scale)
+    {
+        var fold = _fold ??= new GemmFold(_total, _squares ?? throw new InvalidOperationException("only per-batch sums fold"));
+        fold.Start(scale, first: _unset);
+        _folding = true;
+        return fold;
+    }
+
+    /// <summary>Adds the batch buffer to the sums (<see cref="AddBatch"/>) and zeroes it, or checks the fold that added it.</summary>
     public void EndBatch(double scale, int batch, string tensor)
     {
+        if (_folding)
+        {
+            _folding = false;
+            if (!_fold!.Applied) throw new InvalidOperationException($"no product folded batch {batch} into {tensor}'s sums");
+            if (_fold.FirstBad >= 0)
+                throw NotFinite(batch, tensor, _fold.FirstBad);
+            _unset = false;
+            return;
+        }
         if (_batch is not { } g) return;
         AddBatch(0, g, 0, g.Length, scale, batch, tensor, clear: true, first: _unset);
         _unset = false;
@@ -95,25 +116,16 @@ internal sealed class GradientSums(long length, Accumulation mode)
             bad[c] = NonFinite.FirstIndex(x);
             if (bad[c] >= 0) return;
             int at = checked((int)(offset + start - from));
-            var sq = squares.AsSpan(at, n);
-            var tot = total.AsSpan(at, n);
-            if (first)
-            {
-                TensorPrimitives.Multiply(x, x, sq);
-                TensorPrimitives.Multiply(x, (float)scale, tot);
-                TensorPrimitives.Add(tot, 0f, tot);
-            }
-            else
-            {
-                TensorPrimitives.MultiplyAdd(x, x, sq, sq);
-                TensorPrimitives.MultiplyAdd(x, (float)scale, tot, tot);
-            }
+            GemmFold.Add(x, squares.AsSpan(at, n), total.AsSpan(at, n), (float)scale, first);
             if (clear) x.Clear();
         });
         for (int c = 0; c < chunks; c++)
             if (bad[c] >= 0)
-                throw new CwaException($"calibration batch {batch}: gradient of {tensor} not finite at flat index {offset + (long)c * Chunk + bad[c]}; check the model weights and data");
+                throw NotFinite(batch, tensor, offset + (long)c * Chunk + bad[c]);
     }
+
+    private static CwaException NotFinite(int batch, string tensor, long index) =>
+        new($"calibration batch {batch}: gradient of {tensor} not finite at flat index {index}; check the model weights and data");
 }
 
 /// <summary>lm_head's gradient of one batch, chunk by chunk of vocabulary rows, added to the sums as each chunk completes.</summary>

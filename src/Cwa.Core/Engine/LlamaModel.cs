@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using Cwa.Core.Data;
 using Cwa.Core.Models;
 
@@ -58,6 +59,11 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
 
     public ModelWeights<T> Weights => _w;
     public IActivationObserver<T>? Observer { get; set; }
+    /// <summary>
+    /// Per tensor index, where the block backward folds a weight matrix's gradient as it computes it instead of adding
+    /// it to the gradient buffer (float only; the layer-major pass's per-batch sums, <see cref="GemmFold"/>).
+    /// </summary>
+    internal GemmFold?[]? GradientFolds { get; set; }
     internal int HeadIndex => _head;
     internal int EmbedIndex => _embed;
     internal int FinalNormIndex => _finalNorm;
@@ -274,17 +280,17 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         var (batch, rows, sc) = (ctx.Batch, ctx.Rows, _scratch!);
         int n = rows.Count, d = _c.HiddenSize, f = _c.IntermediateSize, qd = _c.QDim, kd = _c.KvDim;
         // down_proj: y = H Wd^T  =>  dWd += dY^T H, dH = dY Wd
-        Gemm.Compute(true, false, d, f, n, T.One, dx, 0, d, c.H, 0, f, T.One, g[p.Down], 0, f);
+        WeightGradient(g, p.Down, dx, c.H, d, f, n);
         Gemm.Compute(false, false, n, f, d, T.One, dx, 0, d, _w[p.Down], 0, f, T.Zero, sc.Dh, 0, f);
         SwiGlu<T>.Backward(c.Gate, c.Up, sc.Dh, sc.DGate, sc.DUp, _threads, n * f);
-        Gemm.Compute(true, false, f, d, n, T.One, sc.DGate, 0, f, c.Xn2, 0, d, T.One, g[p.Gate], 0, d);
-        Gemm.Compute(true, false, f, d, n, T.One, sc.DUp, 0, f, c.Xn2, 0, d, T.One, g[p.Up], 0, d);
+        WeightGradient(g, p.Gate, sc.DGate, c.Xn2, f, d, n);
+        WeightGradient(g, p.Up, sc.DUp, c.Xn2, f, d, n);
         Gemm.Compute(false, false, n, d, f, T.One, sc.DGate, 0, f, _w[p.Gate], 0, d, T.Zero, sc.Dn, 0, d);
         Gemm.Compute(false, false, n, d, f, T.One, sc.DUp, 0, f, _w[p.Up], 0, d, T.One, sc.Dn, 0, d);
         // Residual: gradient w.r.t. XMid is dx plus what flows back through the post-attention norm.
         RmsNorm<T>.Backward(c.XMid, _w[p.PostNorm], c.R2, sc.Dn, dx, g[p.PostNorm], n, d, _threads);
         // o_proj
-        Gemm.Compute(true, false, d, qd, n, T.One, dx, 0, d, c.Att, 0, qd, T.One, g[p.O], 0, qd);
+        WeightGradient(g, p.O, dx, c.Att, d, qd, n);
         Gemm.Compute(false, false, n, qd, d, T.One, dx, 0, d, _w[p.O], 0, qd, T.Zero, sc.DAtt, 0, qd);
         _attention.Backward(c.Q, c.K, c.V, c.Probs, sc.DAtt, sc.Dq, sc.Dk, sc.Dv, batch.BatchSize, batch.SeqLen, batch.Lengths, rows.Start);
         _rope!.Apply(sc.Dq, rows.Positions, _c.NumHeads, inverse: true, _threads);
@@ -311,13 +317,23 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// <summary>dW += dY^T X, dBias += column sums of dY, dX (+)= dY W.</summary>
     private void LinearBackward(T[] dy, T[] x, int wi, int bi, ModelWeights<T> g, int n, int outDim, int inDim, bool first, T[] dx)
     {
-        Gemm.Compute(true, false, outDim, inDim, n, T.One, dy, 0, outDim, x, 0, inDim, T.One, g[wi], 0, inDim);
+        WeightGradient(g, wi, dy, x, outDim, inDim, n);
         if (bi >= 0)
         {
             var gb = g[bi];
             for (int r = 0; r < n; r++) TensorPrimitives.Add(gb, dy.AsSpan(r * outDim, outDim), gb);
         }
         Gemm.Compute(false, false, n, inDim, outDim, T.One, dy, 0, outDim, _w[wi], 0, inDim, first ? T.Zero : T.One, dx, 0, inDim);
+    }
+
+    /// <summary>dW += dY^T X for W of [outDim, inDim] and n rows, or dY^T X folded into W's running sums.</summary>
+    private void WeightGradient(ModelWeights<T> g, int wi, T[] dy, T[] x, int outDim, int inDim, int n)
+    {
+        if (typeof(T) == typeof(float) && GradientFolds?[wi] is { } fold)
+            Sgemm.Compute(true, false, outDim, inDim, n, 1f, Unsafe.As<float[]>(dy), 0, outDim, Unsafe.As<float[]>(x), 0, inDim,
+                0f, Unsafe.As<float[]>(g[wi]), 0, inDim, fold);
+        else
+            Gemm.Compute(true, false, outDim, inDim, n, T.One, dy, 0, outDim, x, 0, inDim, T.One, g[wi], 0, inDim);
     }
 
     /// <summary>Per-batch work buffers shared by all blocks of one pass.</summary>
