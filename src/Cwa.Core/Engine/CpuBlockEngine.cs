@@ -1,3 +1,4 @@
+using Cwa.Core.Models;
 using Cwa.Core.Pipeline;
 
 namespace Cwa.Core.Engine;
@@ -63,7 +64,8 @@ internal sealed class CpuBlockEngine : IBlockEngine
             if (!_blockSums.TryGetValue(spec.Component, out var sums) || sums.Mode != mode)
                 _blockSums[spec.Component] = sums = new GradientSums(spec.NumElements, mode);
             sums.Clear();
-            _grads.Bind(t, sums.Target);
+            // Folded weight matrices get their scratch per batch (BackwardBlock), and most batches need none.
+            _grads.Bind(t, Folds(sums, spec) ? [] : sums.Target);
         }
     }
 
@@ -73,9 +75,14 @@ internal sealed class CpuBlockEngine : IBlockEngine
         var folds = Host.GradientFolds ??= new GemmFold?[_w.Specs.Count];
         foreach (int t in members)
         {
-            var sums = _blockSums[_w.Specs[t].Component];
-            // Weight matrices' per-batch gradients are folded into the sums by the products that compute them.
-            if (sums.Mode == Accumulation.PerBatch && _w.Specs[t].Is2D) folds[t] = sums.StartFoldedBatch(scale);
+            var (spec, sums) = (_w.Specs[t], _blockSums[_w.Specs[t].Component]);
+            if (Folds(sums, spec))
+            {
+                folds[t] = sums.StartFoldedBatch(scale);
+                // Only a product that writes C needs the batch buffer (0.9 GB per 8B block): batches of more than
+                // KCSingle rows. The buffer, once made, stays for the run.
+                _grads.Bind(t, Sgemm.FoldWritesC(spec.Rows, spec.Cols, ctx.Count) ? sums.Target : []);
+            }
             else sums.StartBatch();
         }
         var cache = Host.Caches(ctx.Batch, 1)[0];
@@ -88,7 +95,14 @@ internal sealed class CpuBlockEngine : IBlockEngine
         try { Host.BackwardBlock(layer, cache, dx, _grads, ctx); }
         finally { foreach (int t in members) folds[t] = null; }
         foreach (int t in members) _blockSums[_w.Specs[t].Component].EndBatch(scale, batch, _w.Specs[t].Name);
+        PeakBatchBufferBytes = Math.Max(PeakBatchBufferBytes, _blockSums.Values.Where(s => s.HoldsBatchBuffer).Sum(s => s.Length * 4));
     }
+
+    /// <summary>The most bytes the block sums' batch buffers held at once (folded weight matrices make none for batches of one SGEMM step).</summary>
+    internal long PeakBatchBufferBytes { get; private set; }
+
+    /// <summary>Weight matrices' per-batch gradients are folded into the sums by the products that compute them.</summary>
+    private static bool Folds(GradientSums sums, ParameterSpec spec) => sums.Mode == Accumulation.PerBatch && spec.Is2D;
 
     public IReadOnlyList<(int Tensor, GradientSums Sums)> CompleteBlockSums(int layer)
     {

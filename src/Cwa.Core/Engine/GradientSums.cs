@@ -42,6 +42,11 @@ internal sealed class GradientSums(long length, Accumulation mode)
 
     public Accumulation Mode => mode;
 
+    public long Length => length;
+
+    /// <summary>Whether the batch buffer has been made (folded weight matrices make it only for batches that need it).</summary>
+    internal bool HoldsBatchBuffer => _batch != null;
+
     /// <summary>Where the engine accumulates.</summary>
     public float[] Target => mode == Accumulation.Sum ? _total : _batch ??= HugePageArrays.Zeroed(length);
 

@@ -17,6 +17,7 @@ public sealed class StreamedBackend : IBackend
     private readonly IBlockEngine _engine;
     internal StreamedWeights Weights { get; }
     internal LayerMajorPass Pass { get; }
+    internal IBlockEngine Engine => _engine;
 
     /// <param name="memoryBudget">bytes the saved hidden states may use in memory before they spill to a scratch file</param>
     /// <param name="scratchDir">folder for that scratch file (the run's staging folder)</param>

@@ -37,11 +37,14 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
         long small = specs.Where(s => !s.Is2D).Sum(s => s.NumElements) * 4;
         long vocab = (long)c.VocabSize * c.HiddenSize * 4;
         long weights = small + Math.Min(c.VocabSize, 4096) * (long)c.HiddenSize * 4;
+        long n = (long)batch * seqLen;
         // While blocks run: a block's weights, its sums and one tensor's scores (a tied embedding's sums stay too).
-        long blockPhase = block + (needGradients ? block * (perBatch ? 3 : 1) : 0) + largest + (c.TieWordEmbeddings && needGradients ? vocab : 0);
+        // Per-batch sums are a total and squares, plus a batch buffer only where a batch is deeper than the weight
+        // gradient's one SGEMM step (the products fold the rest from their cache, see CpuBlockEngine.BackwardBlock).
+        long sums = !needGradients ? 0 : !perBatch ? block : block * (n > Engine.Sgemm.KCSingle ? 3 : 2);
+        long blockPhase = block + sums + largest + (c.TieWordEmbeddings && needGradients ? vocab : 0);
         // While lm_head or the embedding is scored (no block resident): sums, scores, and the 1024 rows being scored.
         long vocabPhase = (needGradients ? vocab * (perBatch ? 2 : 1) : 0) + vocab + 3L * Math.Min(c.VocabSize, 1024) * c.HiddenSize * 4;
-        long n = (long)batch * seqLen;
         long activations = BlockCache(c, batch, seqLen) + Scratch(c, n) + BatchArrays(c, n) + 2 * 4 * n * c.HiddenSize
             + (hiddenInMemory ? HiddenBytes(c, totalTokens, needGradients) : 0)
             + (!needGradients ? 0 : keptInMemory ? KeptBytes(c, totalTokens) : KeptStagingBytes(n, Engine.LayerCache<float>.KeptPerRow(c)));

@@ -94,6 +94,35 @@ public class GemmFoldTests
         Assert.Equal(expected, fold.FirstBad);
     }
 
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void AOneStepFoldNeedsNoCAndOneThatWritesCRefusesToGoWithout(int m, int n, int k)
+    {
+        bool oneStep = k is > 0 and <= Sgemm.KCSingle && (long)m * n * k >= 32 * 32 * 32;
+        Assert.Equal(!oneStep, Sgemm.FoldWritesC(m, n, k));
+        var rng = new SplitMix64(31);
+        var a = Random(ref rng, Math.Max(1, m * k));
+        var b = Random(ref rng, Math.Max(1, n * k));
+        (float[] Total, float[] Squares) Folded(float[] c)
+        {
+            var (total, squares) = (new float[m * n], new float[m * n]);
+            var fold = new GemmFold(total, squares);
+            fold.Start(0.5, first: true);
+            Sgemm.Compute(true, false, m, n, k, 1f, a, 0, m, b, 0, n, 0f, c, 0, n, fold);
+            return (total, squares);
+        }
+        var withC = Folded(new float[m * n]);
+        if (!oneStep)
+        {
+            var e = Assert.Throws<ArgumentException>(() => Folded([]));
+            Assert.Contains($"depth {k} writes C", e.Message);
+            return;
+        }
+        var withoutC = Folded([]);
+        Assert.True(withC.Total.AsSpan().SequenceEqual(withoutC.Total), "totals differ without C");
+        Assert.True(withC.Squares.AsSpan().SequenceEqual(withoutC.Squares), "squares differ without C");
+    }
+
     [Fact]
     public void AFoldedProductRefusesANonZeroBeta()
     {

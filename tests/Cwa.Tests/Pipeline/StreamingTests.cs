@@ -221,6 +221,46 @@ public class StreamingTests(VariantModelsFixture models) : IClassFixture<Variant
         Assert.Empty(Directory.EnumerateFiles(dir.Path, "*.scratch"));
     }
 
+    [Fact]
+    public void PerBatchSumsNeedABatchBufferOnlyForBatchesDeeperThanOneSgemmStep()
+    {
+        using var dir = new TempDir();
+        using var ckpt = CheckpointFolder.Open(models.Path("untied-gqa"));
+        var rng = new Cwa.Core.SplitMix64(5);
+        Batch Make(int size, int length) =>
+            new(size, length, Enumerable.Range(0, size * length).Select(_ => (int)rng.NextLong(ckpt.Config.VocabSize)).ToArray(), Enumerable.Repeat(length, size).ToArray());
+        var (shallow, deep) = (Make(2, 30), Make(3, 400));
+        Assert.True(deep.BatchSize * deep.SeqLen > Cwa.Core.Engine.Sgemm.KCSingle);
+        Dictionary<int, (float[] G, float[]? F)> Sums(Batch[] batches, Cwa.Core.Engine.Accumulation mode, double scale, out long bufferBytes)
+        {
+            using var backend = Cwa.Core.Engine.StreamedBackend.OnCpu(ckpt, DType.F32, null, 1L << 30, dir.Path);
+            var sums = new Dictionary<int, (float[], float[]?)>();
+            backend.Pass.Gradients(batches, mode, scale, false, c => sums[c.Index] = (c.Gradient!.ToArray(), c.Fisher?.ToArray()), null);
+            bufferBytes = ((Cwa.Core.Engine.CpuBlockEngine)backend.Engine).PeakBatchBufferBytes;
+            return sums;
+        }
+        // A block's norms (and biases) always accumulate in a batch buffer; its weight matrices only for the deep batch.
+        var block = Cwa.Core.Models.LlamaLayout.Parameters(ckpt.Config).Where(p => p.Block == 0).ToList();
+        long vectors = block.Where(p => !p.Is2D).Sum(p => p.NumElements) * 4, matrices = block.Where(p => p.Is2D).Sum(p => p.NumElements) * 4;
+        Sums([shallow, shallow], Cwa.Core.Engine.Accumulation.PerBatch, 0.5, out long bytes);
+        Assert.Equal(vectors, bytes);
+
+        var both = Sums([shallow, deep], Cwa.Core.Engine.Accumulation.PerBatch, 0.5, out bytes);
+        Assert.Equal(vectors + matrices, bytes);
+        var first = Sums([shallow], Cwa.Core.Engine.Accumulation.Sum, 1.0, out _);
+        var second = Sums([deep], Cwa.Core.Engine.Accumulation.Sum, 1.0, out _);
+        foreach (var (t, (g, f)) in both)
+        {
+            var (a, b) = (first[t].G, second[t].G);
+            double big = a.Concat(b).Max(v => Math.Abs((double)v)) + 1e-30;
+            for (int i = 0; i < g.Length; i++)
+            {
+                Assert.True(Math.Abs(g[i] - 0.5 * (a[i] + b[i])) <= 1e-5 * big, $"tensor {t}: total[{i}] {g[i]}, batches {a[i]} and {b[i]}");
+                Assert.True(Math.Abs(f![i] - ((double)a[i] * a[i] + (double)b[i] * b[i])) <= 1e-5 * big * big, $"tensor {t}: squares[{i}] {f[i]}, batches {a[i]} and {b[i]}");
+            }
+        }
+    }
+
     [Theory]
     [InlineData("tied", new[] { "--metric", "fisher" }, "tied embeddings need the in-memory mode")]
     [InlineData("untied-gqa", new[] { "--metric", "hutchinson_diag" }, "not available with layer streaming")]

@@ -38,14 +38,23 @@ internal static unsafe class Sgemm
     private static float[] _packB = [];
     private static readonly Lock PackBLock = new();
 
+    /// <summary>
+    /// Whether a folded product of this shape writes its C (see <see cref="Compute"/>'s fold): deeper than one step, too
+    /// small for the packed path, or without a vector kernel. Otherwise C may be empty and need not exist at all.
+    /// </summary>
+    internal static bool FoldWritesC(int m, int n, int k) => k == 0 || k > KCSingle || (long)m * n * k < SmallWork || !(Use512 || Use256);
+
     /// <param name="fold">
     /// when given (beta must be 0), C's values are added to the fold's running sums as they are finished, and C is only
-    /// scratch: products of depth up to <see cref="KCSingle"/> never write it, deeper ones leave it undefined.
+    /// scratch: products of depth up to <see cref="KCSingle"/> never write it (C may then be empty, see
+    /// <see cref="FoldWritesC"/>), deeper ones leave it undefined.
     /// </param>
     public static void Compute(bool transA, bool transB, int m, int n, int k, float alpha,
         float[] a, int aOffset, int lda, float[] b, int bOffset, int ldb, float beta, float[] c, int cOffset, int ldc, GemmFold? fold = null)
     {
         if (fold != null && beta != 0f) throw new ArgumentException("a folded product overwrites its scratch C: beta must be 0", nameof(beta));
+        if (fold != null && c.Length == 0 && (alpha == 0f || FoldWritesC(m, n, k)))
+            throw new ArgumentException($"a folded {m} x {n} product of depth {k} writes C: it needs a C to write", nameof(c));
         if (k == 0 || alpha == 0f)
         {
             for (int i = 0; i < m; i++)
