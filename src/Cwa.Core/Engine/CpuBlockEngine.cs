@@ -127,7 +127,11 @@ internal sealed class CpuBlockEngine : IBlockEngine
         if (_headGradient is PerBatchHeadGradient perBatch) perBatch.Batch = batch;
         bool counted = false;
         var result = Host.Head(ctx, x, _headGradient, norm.Target, dx, norm.Mode == Accumulation.Sum ? scale : 1.0, r => counted = live?.Invoke(r) ?? true);
-        if (counted) norm.EndBatch(scale, batch, _w.Specs[_finalNorm].Name);
+        if (counted)
+        {
+            norm.EndBatch(scale, batch, _w.Specs[_finalNorm].Name);
+            (_headGradient as PerBatchHeadGradient)?.EndBatch();
+        }
         return result;
     }
 

@@ -89,9 +89,7 @@ internal sealed class GradientSums(long length, Accumulation mode)
         if (_folding)
         {
             _folding = false;
-            if (!_fold!.Applied) throw new InvalidOperationException($"no product folded batch {batch} into {tensor}'s sums");
-            if (_fold.FirstBad >= 0)
-                throw NotFinite(batch, tensor, _fold.FirstBad);
+            CheckFold(batch, tensor);
             _unset = false;
             return;
         }
@@ -100,6 +98,32 @@ internal sealed class GradientSums(long length, Accumulation mode)
         _unset = false;
         _batchZero = true;
     }
+
+    private void CheckFold(int batch, string tensor)
+    {
+        if (!_fold!.Applied) throw new InvalidOperationException($"no product folded batch {batch} into {tensor}'s sums");
+        if (_fold.FirstBad >= 0) throw NotFinite(batch, tensor, _fold.FirstBad);
+    }
+
+    // A batch whose gradient comes in pieces (lm_head's vocabulary chunks), each folded or added as it completes. While
+    // the sums hold no batch yet (after Clear) every piece writes its values, as a whole first batch does.
+
+    /// <summary>Starts folding a piece of this batch (<see cref="EndFoldedPiece"/> checks it).</summary>
+    public GemmFold StartFoldedPiece(double scale)
+    {
+        var fold = _fold ??= new GemmFold(_total, _squares ?? throw new InvalidOperationException("only per-batch sums fold"));
+        fold.Start(scale, first: _unset);
+        return fold;
+    }
+
+    public void EndFoldedPiece(int batch, string tensor) => CheckFold(batch, tensor);
+
+    /// <summary>Adds a piece of this batch that was computed into a buffer (<see cref="AddBatch"/>).</summary>
+    public void AddPiece(long offset, float[] g, int count, double scale, int batch, string tensor) =>
+        AddBatch(offset, g, 0, count, scale, batch, tensor, first: _unset);
+
+    /// <summary>Every piece of the batch is in.</summary>
+    public void EndPieces() => _unset = false;
 
     /// <summary>
     /// Adds g[from, from + count), one batch's gradient of flat indices offset.., scaled, to Total and its squares
@@ -133,19 +157,37 @@ internal sealed class GradientSums(long length, Accumulation mode)
         new($"calibration batch {batch}: gradient of {tensor} not finite at flat index {index}; check the model weights and data");
 }
 
-/// <summary>lm_head's gradient of one batch, chunk by chunk of vocabulary rows, added to the sums as each chunk completes.</summary>
+/// <summary>
+/// lm_head's gradient of one batch, chunk by chunk of vocabulary rows: each chunk folded into the sums by its product,
+/// or, where the product writes C (batches deeper than one SGEMM step), computed into a chunk and added when complete.
+/// </summary>
 internal sealed class PerBatchHeadGradient(GradientSums sums, int dim, double scale, string tensor) : IHeadGradient<float>
 {
     private float[] _chunk = [];
+    private bool _folded;
     public int Batch { get; set; }
+
+    public GemmFold? Fold(int first, int count, int depth)
+    {
+        _folded = !Sgemm.FoldWritesC(count, dim, depth);
+        return _folded ? sums.StartFoldedPiece(scale) : null;
+    }
 
     public (float[] Array, int Offset) Rows(int first, int count)
     {
+        _folded = false;
         int n = count * dim;
         if (_chunk.Length < n) _chunk = new float[n];
         Array.Clear(_chunk, 0, n);
         return (_chunk, 0);
     }
 
-    public void Done(int first, int count) => sums.AddBatch((long)first * dim, _chunk, 0, count * dim, scale, Batch, tensor);
+    public void Done(int first, int count)
+    {
+        if (_folded) sums.EndFoldedPiece(Batch, tensor);
+        else sums.AddPiece((long)first * dim, _chunk, count * dim, scale, Batch, tensor);
+    }
+
+    /// <summary>The batch's backward is over (only for batches that ran one).</summary>
+    public void EndBatch() => sums.EndPieces();
 }

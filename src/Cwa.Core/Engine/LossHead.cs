@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 
 namespace Cwa.Core.Engine;
 
@@ -10,7 +11,8 @@ namespace Cwa.Core.Engine;
 /// target logit. With gradients, pass 2 takes each tile's logits again (kept from pass 1 when all of them fit in
 /// <see cref="KeptLogitsLimit"/> values, else recomputed: the same product either way) and fuses the backward per vocabulary chunk:
 /// dlogits = (softmax - onehot) * s with s = scale / targets, dW_head[chunk] += dlogits^T x, dx += dlogits W_head[chunk].
-/// Each chunk's weight gradient is complete for the batch when its pass-2 loop ends (what per-batch Fisher sums need).
+/// Each chunk's weight gradient is complete for the batch when its pass-2 loop ends (what per-batch Fisher sums need;
+/// with the chunk's rows in one tile its product can fold them into those sums directly, <see cref="IHeadGradient{T}.Fold"/>).
 /// </summary>
 internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
@@ -119,7 +121,9 @@ internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
         {
             int vn = Math.Min(vChunk, vocab - v0);
             var (w, wOff) = head.Rows(v0, vn);
-            var (g, gOff) = dHead.Rows(v0, vn);
+            // A chunk whose rows come in one tile may go straight into per-batch sums (no gradient chunk is written).
+            var fold = typeof(T) == typeof(float) && rChunk >= n ? dHead.Fold(v0, vn, n) : null;
+            var (g, gOff) = fold == null ? dHead.Rows(v0, vn) : ([], 0);
             for (int r0 = 0; r0 < n; r0 += rChunk)
             {
                 int rn = Math.Min(rChunk, n - r0);
@@ -136,7 +140,10 @@ internal sealed class LossHead<T> where T : unmanaged, IFloatingPointIeee754<T>
                     int t = targets[row] - v0;
                     if ((uint)t < (uint)vn) z[t] -= s;
                 });
-                Gemm.Compute(true, false, vn, dim, rn, T.One, logits, 0, vn, xs, 0, dim, T.One, g, gOff, dim);
+                if (fold != null)
+                    Sgemm.Compute(true, false, vn, dim, rn, 1f, Unsafe.As<float[]>(logits), 0, vn, Unsafe.As<float[]>(xs), 0, dim, 0f, [], v0 * dim, dim, fold);
+                else
+                    Gemm.Compute(true, false, vn, dim, rn, T.One, logits, 0, vn, xs, 0, dim, T.One, g, gOff, dim);
                 Gemm.Compute(false, false, rn, dim, vn, T.One, logits, 0, vn, w, wOff, dim, v0 == 0 ? T.Zero : T.One, dxt, r0 * dim, dim);
             }
             dHead.Done(v0, vn);
@@ -172,6 +179,11 @@ internal interface IHeadGradient<T>
 {
     /// <summary>The array the gradient of rows [first, first + count) accumulates into (beta = 1).</summary>
     (T[] Array, int Offset) Rows(int first, int count);
+    /// <summary>
+    /// Instead of <see cref="Rows"/>: a fold that takes rows [first, first + count) of this batch's gradient, a product of
+    /// the given depth, straight into running sums at the rows' flat indices (with C empty), or null where it cannot.
+    /// </summary>
+    GemmFold? Fold(int first, int count, int depth);
     /// <summary>Those rows have received this batch's whole contribution.</summary>
     void Done(int first, int count);
 }
@@ -180,5 +192,6 @@ internal interface IHeadGradient<T>
 internal sealed class ResidentRows<T>(T[] data, int dim) : IMatrixRows<T>, IHeadGradient<T>
 {
     public (T[] Array, int Offset) Rows(int first, int count) => (data, first * dim);
+    public GemmFold? Fold(int first, int count, int depth) => null;
     public void Done(int first, int count) { }
 }
