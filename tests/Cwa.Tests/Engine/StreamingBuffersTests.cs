@@ -146,6 +146,41 @@ public class StreamingBuffersTests
     }
 
     [Fact]
+    public void AKeptSlotLeavesThePageCacheOnceItIsRead()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        using var dir = new TempDir();
+        int[] rows = [64, 37];
+        const int perRow = 1000, layers = 2;
+        using var kept = new KeptActivations(rows, perRow, layers, dir.File("kept.scratch"));
+        for (int l = 0; l < layers; l++)
+            for (int b = 0; b < rows.Length; b++)
+                kept.Slot(l, b).Write(0, Values((ulong)(10 * l + b), rows[b] * perRow));
+        kept.Flush();
+        using var handle = File.OpenHandle(kept.Path!, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        int fd = (int)handle.DangerousGetHandle();
+        long length = RandomAccess.GetLength(handle);
+        void ReadAll() => RandomAccess.Read(handle, new byte[length], 0);
+        // A file system that keeps pages it was told to drop (tmpfs) cannot show the difference.
+        ReadAll();
+        PageCacheProbe.Drop(fd);
+        if (PageCacheProbe.Resident(fd, length).Any(r => r)) return;
+
+        ReadAll();
+        Assert.All(PageCacheProbe.Resident(fd, length), Assert.True);
+        for (int l = layers - 1; l >= 0; l--)
+            for (int b = 0; b < rows.Length; b++)
+            {
+                var values = new float[rows[b] * perRow];
+                kept.Slot(l, b).Read(0, values);
+                Assert.Equal(Values((ulong)(10 * l + b), rows[b] * perRow), values);
+            }
+        // Only pages a slot shares with its neighbour (or the file's padded end) may stay.
+        int left = PageCacheProbe.Resident(fd, length).Count(r => r);
+        Assert.True(left <= 2 * layers * rows.Length, $"{left} of {(length + PageCacheProbe.Page - 1) / PageCacheProbe.Page} pages still cached after every slot was read");
+    }
+
+    [Fact]
     public void AScratchFileThatCannotBeCreatedIsAClearError()
     {
         using var dir = new TempDir();
