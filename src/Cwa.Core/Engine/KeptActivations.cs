@@ -116,10 +116,10 @@ internal sealed unsafe class KeptActivations : IDisposable
             if (n <= 0) throw new CwaException($"{Path}: the kept activations end early (the scratch file was changed while the run used it)");
             done += n;
         }
-        // Each slot is read once, so its pages go now. Left in the page cache, they made the kernel reclaim under the
-        // 8B run's memory pressure (16 GB of mapped weights and 6-7 GB of process memory on 24 GB), and the next
-        // block's slots, read ahead but not yet touched, were found missing: reading the slots took 15-17 s of a
-        // 180 s backward sweep, and 8.8 s of a 152 s one with this (grad_x_weight, one run each).
+        // Each slot is read once, so its pages go now rather than when the kernel must reclaim: the 8B run holds 16 GB
+        // of mapped weights and 6-7 GB of process memory on 24 GB, and 7 GB of read slots would otherwise compete
+        // with the next block's read-ahead slots and weights. 8B runs with it spent 8.8-18.2 s reading slots (median
+        // 11-14 s of 4), without it 14.9-18.7 s (3): a hint, inside this VM's noise.
         DirectIo.Forget(_file, start * sizeof(float), bytes.Length);
     }
 
