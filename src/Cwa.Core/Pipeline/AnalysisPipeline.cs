@@ -32,7 +32,7 @@ public static class AnalysisPipeline
         PerturbationKind? kind = r.Perturb != null ? PerturbationKinds.Parse(r.Perturb) : null;
         bool perturb = kind != null || r.Controls.Count > 0 || r.KSweep.Count > 0;
         bool heldOut = perturb || r.AblateEach > 0;
-        AnalyzeValidation.CheckOptions(r, kind);
+        var tasks = AnalyzeValidation.CheckOptions(r, kind);
         var onDevice = LoadedModel.ResolveDevice(r.Device, gpu, progress);
         // The run writes into a staging folder that replaces the out dir only once complete (and holds its lock).
         using var runDir = RunDirectory.Open(r.OutDir, r.Model);
@@ -128,7 +128,7 @@ public static class AnalysisPipeline
             if (perturb)
                 using (timer.Phase("perturbation"))
                 {
-                    pert = PerturbationExperiment.Run(model, evalBatches, ranking, r, progress);
+                    pert = PerturbationExperiment.Run(model, evalBatches, ranking, r, tasks, progress);
                     JsonOutput.Write(outputs.PathOf("perturbation_results.json"), pert);
                     if (pert.Controls.Count > 0)
                         JsonOutput.Write(outputs.PathOf("control_baselines.json"), new { pert.Baseline, pert.Controls, pert.TopKRun, pert.TopOverRandomRatio, pert.TopMinusRandomCi95High });

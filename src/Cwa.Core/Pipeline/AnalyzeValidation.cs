@@ -16,7 +16,8 @@ internal static class AnalyzeValidation
     /// <summary>Per dumped weight, counted from the code: heap entry, kept candidate, gradient capture and the written row.</summary>
     private const long DumpBytesPerRow = 120;
 
-    public static void CheckOptions(AnalyzeRequest r, PerturbationKind? kind)
+    /// <summary>Checks the options that need no model; returns the --tasks sets, read here once for the whole run (null without).</summary>
+    public static IReadOnlyList<Evaluation.TaskSet>? CheckOptions(AnalyzeRequest r, PerturbationKind? kind)
     {
         if (!double.IsFinite(r.PerturbScale)) throw new InputException($"--perturb-scale must be a finite number (got {r.PerturbScale})");
         if (!(r.PerturbProb is >= 0 and <= 1)) throw new InputException($"--perturb-prob must be between 0 and 1 (got {r.PerturbProb})");
@@ -27,11 +28,12 @@ internal static class AnalyzeValidation
             throw new InputException("--quantize-all-but-top only applies to --perturb quantize");
         if (r.Tasks != null && !perturbs)
             throw new InputException("--tasks scores the baseline against the perturbed sets: add --perturb (or score a model alone with cwa eval --tasks)");
-        if (r.Tasks != null) Evaluation.TaskItems.Load(r.Tasks); // task files are checked before anything is loaded
+        var tasks = r.Tasks != null ? Evaluation.TaskItems.Load(r.Tasks) : null; // checked before anything heavy is loaded
         if (r.QuantizeAllButTop && r.PerturbProb < 1)
             throw new InputException("--quantize-all-but-top compares quantising everything with everything but the top-k; --perturb-prob below 1 would quantise different subsets in each");
         if (r.ScoresParquet is { Top: <= 0, Tensors.Count: 0 })
             throw new InputException("--dump-top 0 (every weight) needs --dump-tensors naming the tensors to dump; every weight of the model is what --dump-scores safetensors writes");
+        return tasks;
     }
 
     /// <summary>k against the tensors this metric scores, --bit against the held dtype.</summary>

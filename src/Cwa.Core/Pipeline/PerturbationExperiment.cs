@@ -104,7 +104,9 @@ public sealed record QuantizationSplit(PerturbedRun All, PerturbedRun AllButTop,
 /// </summary>
 public static class PerturbationExperiment
 {
-    public static PerturbationReport Run(LoadedModel model, IReadOnlyList<Batch> evalBatches, RankingResult ranking, AnalyzeRequest r, IProgressSink progress)
+    /// <param name="tasks">the --tasks sets (read once, when the options were checked), or null</param>
+    public static PerturbationReport Run(LoadedModel model, IReadOnlyList<Batch> evalBatches, RankingResult ranking, AnalyzeRequest r, IReadOnlyList<TaskSet>? tasks,
+        IProgressSink progress)
     {
         var kind = PerturbationKinds.Parse(r.Perturb ?? "zero");
         var controls = r.Controls.Select(RankingModes.ParseControl).Distinct().ToList();
@@ -116,7 +118,7 @@ public static class PerturbationExperiment
         using var phase = progress.Start("perturbation", evaluations * evalBatches.Count);
         var backend = model.Backend;
 
-        var meter = new PerturbationMeter(backend, evalBatches, settings, phase, r.Tasks == null ? null : new TaskSuite(TaskItems.Load(r.Tasks), model.Tokenizer, r.MaxLength));
+        var meter = new PerturbationMeter(backend, evalBatches, settings, phase, tasks == null ? null : new TaskSuite(tasks, model.Tokenizer, r.MaxLength));
         var baseline = meter.Baseline;
         PerturbedRun Measure(string label, int drawSeed, IReadOnlyList<TensorSelection> set) => meter.Measure(label, drawSeed, set);
         List<TensorSelection> RandomMatching(IReadOnlyList<TensorSelection> top, int drawSeed) => RandomKSelector.Matching(backend.Specs, top, drawSeed);
