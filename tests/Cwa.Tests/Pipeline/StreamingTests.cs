@@ -243,7 +243,7 @@ public class StreamingTests(VariantModelsFixture models) : IClassFixture<Variant
         var block = Cwa.Core.Models.LlamaLayout.Parameters(ckpt.Config).Where(p => p.Block == 0).ToList();
         long vectors = block.Where(p => !p.Is2D).Sum(p => p.NumElements) * 4, matrices = block.Where(p => p.Is2D).Sum(p => p.NumElements) * 4;
         Sums([shallow, shallow], Cwa.Core.Engine.Accumulation.PerBatch, 0.5, out long bytes);
-        Assert.Equal(vectors, bytes);
+        Assert.Equal(vectors + (Cwa.Core.Engine.Sgemm.Vectorised ? 0 : matrices), bytes); // the reference loop writes C
 
         var both = Sums([shallow, deep], Cwa.Core.Engine.Accumulation.PerBatch, 0.5, out bytes);
         Assert.Equal(vectors + matrices, bytes);

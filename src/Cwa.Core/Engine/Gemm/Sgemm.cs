@@ -42,7 +42,10 @@ internal static unsafe class Sgemm
     /// Whether a folded product of this shape writes its C (see <see cref="Compute"/>'s fold): deeper than one step, too
     /// small for the packed path, or without a vector kernel. Otherwise C may be empty and need not exist at all.
     /// </summary>
-    internal static bool FoldWritesC(int m, int n, int k) => k == 0 || k > KCSingle || (long)m * n * k < SmallWork || !(Use512 || Use256);
+    internal static bool FoldWritesC(int m, int n, int k) => k == 0 || k > KCSingle || (long)m * n * k < SmallWork || !Vectorised;
+
+    /// <summary>Whether this machine runs the packed path (AVX-512 or AVX2 with FMA); elsewhere every product takes the reference loop.</summary>
+    internal static bool Vectorised => Use512 || Use256;
 
     /// <param name="fold">
     /// when given (beta must be 0), C's values are added to the fold's running sums as they are finished, and C is only
@@ -66,7 +69,7 @@ internal static unsafe class Sgemm
             FoldRows(fold, c, cOffset, ldc, 0, m, 0, n);
             return;
         }
-        if ((long)m * n * k < SmallWork || !(Use512 || Use256))
+        if ((long)m * n * k < SmallWork || !Vectorised)
         {
             ReferenceGemm.Compute(transA, transB, m, n, k, alpha, a, aOffset, lda, b, bOffset, ldb, beta, c, cOffset, ldc);
             FoldRows(fold, c, cOffset, ldc, 0, m, 0, n);
