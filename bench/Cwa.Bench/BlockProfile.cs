@@ -146,3 +146,47 @@ internal static unsafe class KernelProfile
         }
     }
 }
+
+/// <summary>
+/// `-- dw8b`: one 8B block's weight-gradient products as the layer-major backward runs them, into model-sized sums
+/// (cold in cache): added into C (beta 1, grad_x_weight), written to C (beta 0), and folded from the cache into a
+/// sum and its squares (Fisher). Says what moving a batch's gradient through memory costs against folding it.
+/// </summary>
+internal static class WeightGradientProfile
+{
+    public static void Run(Peak peak)
+    {
+        var config = TestModelPresets.Config("llama-3.1-8b-shape", 1024);
+        int n = 720, d = config.HiddenSize, f = config.IntermediateSize, qd = config.QDim, kd = config.KvDim;
+        var shapes = new (string Name, int M, int N)[] { ("down", d, f), ("gate", f, d), ("up", f, d), ("o", d, qd), ("q", qd, d), ("k", kd, d), ("v", kd, d) };
+        double peakTotal = peak.GflopsPerCore * Environment.ProcessorCount;
+        var dy = Program.Random(f * n, 3);
+        var x = Program.Random(f * n, 4);
+        Console.WriteLine($"8B weight-gradient products, depth {n}, {Environment.ProcessorCount} threads; peak {peakTotal:F0} GFLOP/s");
+        for (int round = 0; round < 3; round++)
+        {
+            double add = 0, write = 0, fold = 0, flops = 0;
+            foreach (var s in shapes)
+            {
+                long len = (long)s.M * s.N;
+                var c = HugePageArrays.Zeroed(len);
+                var total = HugePageArrays.Zeroed(len);
+                var squares = HugePageArrays.Zeroed(len);
+                var gf = new GemmFold(total, squares);
+                flops += 2.0 * s.M * s.N * n;
+                add += Time(() => Sgemm.Compute(true, false, s.M, s.N, n, 1f, dy, 0, s.M, x, 0, s.N, 1f, c, 0, s.N));
+                write += Time(() => Sgemm.Compute(true, false, s.M, s.N, n, 1f, dy, 0, s.M, x, 0, s.N, 0f, c, 0, s.N));
+                fold += Time(() => { gf.Start(1.0, first: false); Sgemm.Compute(true, false, s.M, s.N, n, 1f, dy, 0, s.M, x, 0, s.N, 0f, [], 0, s.N, gf); });
+            }
+            Console.WriteLine($"round {round}: beta 1 {add * 1e3,7:F0} ms ({100 * flops / add / 1e9 / peakTotal:F1}%)  beta 0 {write * 1e3,7:F0} ms ({100 * flops / write / 1e9 / peakTotal:F1}%)  " +
+                $"fold {fold * 1e3,7:F0} ms ({100 * flops / fold / 1e9 / peakTotal:F1}%)");
+        }
+    }
+
+    private static double Time(Action a)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        a();
+        return sw.Elapsed.TotalSeconds;
+    }
+}

@@ -30,6 +30,7 @@ public static class Program
         if (section == "block8b") BlockProfile.Run(peak, quick);
         if (section == "pack8b") PackProfile.Run();
         if (section == "kernel") KernelProfile.Run(peak);
+        if (section == "dw8b") WeightGradientProfile.Run(peak);
         if (section == "load8b") LoadProfile.Run(args[Array.IndexOf(args, "--model") + 1]);
         return 0;
     }
@@ -160,7 +161,7 @@ public static class Program
         return best;
     }
 
-    private static float[] Random(int n, ulong seed)
+    internal static float[] Random(int n, ulong seed)
     {
         var r = new Cwa.Core.SplitMix64(seed);
         var x = new float[n];

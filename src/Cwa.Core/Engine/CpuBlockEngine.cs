@@ -63,7 +63,8 @@ internal sealed class CpuBlockEngine : IBlockEngine
             var spec = _w.Specs[t];
             if (!_blockSums.TryGetValue(spec.Component, out var sums) || sums.Mode != mode)
                 _blockSums[spec.Component] = sums = new GradientSums(spec.NumElements, mode);
-            sums.Clear();
+            // A weight matrix's first batch writes its sums whole (Sum: a product with beta 0; PerBatch: a fold).
+            sums.Clear(overwritten: spec.Is2D);
             // Folded weight matrices get their scratch per batch (BackwardBlock), and most batches need none.
             _grads.Bind(t, Folds(sums, spec) ? [] : sums.Target);
         }
@@ -73,9 +74,11 @@ internal sealed class CpuBlockEngine : IBlockEngine
     {
         var members = _w.BlockMembers(layer).ToList();
         var folds = Host.GradientFolds ??= new GemmFold?[_w.Specs.Count];
+        var writes = Host.GradientWrites ??= new bool[_w.Specs.Count];
         foreach (int t in members)
         {
             var (spec, sums) = (_w.Specs[t], _blockSums[_w.Specs[t].Component]);
+            writes[t] = sums.Mode == Accumulation.Sum && sums.HoldsNoBatch;
             if (Folds(sums, spec))
             {
                 folds[t] = sums.StartFoldedBatch(scale);
@@ -93,7 +96,10 @@ internal sealed class CpuBlockEngine : IBlockEngine
             Host.RestoreBlock(layer, x, cache, ctx);
         }
         try { Host.BackwardBlock(layer, cache, dx, _grads, ctx); }
-        finally { foreach (int t in members) folds[t] = null; }
+        finally
+        {
+            foreach (int t in members) (folds[t], writes[t]) = (null, false);
+        }
         foreach (int t in members) _blockSums[_w.Specs[t].Component].EndBatch(scale, batch, _w.Specs[t].Name);
         PeakBatchBufferBytes = Math.Max(PeakBatchBufferBytes, _blockSums.Values.Where(s => s.HoldsBatchBuffer).Sum(s => s.Length * 4));
     }

@@ -64,6 +64,11 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// it to the gradient buffer (float only; the layer-major pass's per-batch sums, <see cref="GemmFold"/>).
     /// </summary>
     internal GemmFold?[]? GradientFolds { get; set; }
+    /// <summary>
+    /// Per tensor index, whether the block backward writes a weight matrix's gradient buffer (beta 0) instead of adding
+    /// to it: the buffer holds no batch yet (the layer-major pass's sums, <see cref="GradientSums.HoldsNoBatch"/>).
+    /// </summary>
+    internal bool[]? GradientWrites { get; set; }
     internal int HeadIndex => _head;
     internal int EmbedIndex => _embed;
     internal int FinalNormIndex => _finalNorm;
@@ -333,7 +338,7 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
             Sgemm.Compute(true, false, outDim, inDim, n, 1f, Unsafe.As<float[]>(dy), 0, outDim, Unsafe.As<float[]>(x), 0, inDim,
                 0f, Unsafe.As<float[]>(g[wi]), 0, inDim, fold);
         else
-            Gemm.Compute(true, false, outDim, inDim, n, T.One, dy, 0, outDim, x, 0, inDim, T.One, g[wi], 0, inDim);
+            Gemm.Compute(true, false, outDim, inDim, n, T.One, dy, 0, outDim, x, 0, inDim, GradientWrites?[wi] == true ? T.Zero : T.One, g[wi], 0, inDim);
     }
 
     /// <summary>Per-batch work buffers shared by all blocks of one pass.</summary>

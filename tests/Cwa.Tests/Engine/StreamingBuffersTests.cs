@@ -64,6 +64,29 @@ public class StreamingBuffersTests
     }
 
     [Fact]
+    public void SumsClearedForOverwritingKeepWhatTheFirstBatchWroteAndReadAsZeroWithoutOne()
+    {
+        var sums = new GradientSums(Length, Accumulation.Sum);
+        Array.Fill(sums.Target, 2f); // the previous block's gradient
+        sums.Clear(overwritten: true);
+        Assert.True(sums.HoldsNoBatch);
+        Assert.Equal(2f, sums.Target[5]); // not swept: the first batch writes it whole
+        var g = Values(3, Length);
+        g.CopyTo(sums.Target, 0);
+        sums.EndBatch(1, 0, "t");
+        Assert.False(sums.HoldsNoBatch);
+        Assert.True(g.AsSpan().SequenceEqual(sums.Total));
+
+        sums.Clear(overwritten: true);
+        Assert.All(sums.Total, v => Assert.Equal(0f, v)); // no batch came: reading settles to zeros
+        Assert.False(sums.HoldsNoBatch);
+        Array.Fill(sums.Target, 4f);
+        sums.Clear();
+        Assert.False(sums.HoldsNoBatch);
+        Assert.All(sums.Target, v => Assert.Equal(0f, v)); // a plain Clear zeroes what the engine adds to
+    }
+
+    [Fact]
     public void ModelSizedArraysComeZeroedEvenFromMemoryTheCollectorReuses()
     {
         foreach (long length in new[] { 17L, (64L << 20) / sizeof(float) + 3 })
