@@ -19,7 +19,7 @@ internal sealed class CpuBlockEngine : IBlockEngine
     public CpuBlockEngine(StreamedWeights weights, EngineOptions options)
     {
         _w = weights;
-        Host = new LlamaModel<float>(weights.Slots, options, weights.Embedding, weights.Head);
+        Host = new LlamaModel<float>(weights.Slots, options, weights.Embedding, weights.Head) { MappedWeights = weights.Mapped };
         _grads = ModelWeights<float>.Unbound(weights.Config);
         _finalNorm = Host.FinalNormIndex;
     }
@@ -30,7 +30,7 @@ internal sealed class CpuBlockEngine : IBlockEngine
 
     public void Reserve(Workload workload) => Host.Reserve(workload.Batch, workload.SeqLen, backward: false);
 
-    public void LoadBlock(int layer) => _w.LoadBlock(layer);
+    public void LoadBlock(int layer) => _w.LoadBlock(layer, mapped: true);
 
     /// <summary>Also drops the block sums: at 8B one block's Fisher sums are 2.6 GB that the embedding phase must not hold.</summary>
     public void ReleaseBlocks()

@@ -69,6 +69,8 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// to it: the buffer holds no batch yet (the layer-major pass's sums, <see cref="GradientSums.HoldsNoBatch"/>).
     /// </summary>
     internal bool[]? GradientWrites { get; set; }
+    /// <summary>Per tensor index, weight matrices the products read as mapped bf16 (float only; <see cref="StreamedWeights.Mapped"/>).</summary>
+    internal Bf16Matrix?[]? MappedWeights { get; set; }
     internal int HeadIndex => _head;
     internal int EmbedIndex => _embed;
     internal int FinalNormIndex => _finalNorm;
@@ -286,17 +288,17 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         int n = rows.Count, d = _c.HiddenSize, f = _c.IntermediateSize, qd = _c.QDim, kd = _c.KvDim;
         // down_proj: y = H Wd^T  =>  dWd += dY^T H, dH = dY Wd
         WeightGradient(g, p.Down, dx, c.H, d, f, n);
-        Gemm.Compute(false, false, n, f, d, T.One, dx, 0, d, _w[p.Down], 0, f, T.Zero, sc.Dh, 0, f);
+        WeightProduct(false, n, f, d, dx, d, p.Down, f, T.Zero, sc.Dh, f);
         SwiGlu<T>.Backward(c.Gate, c.Up, sc.Dh, sc.DGate, sc.DUp, _threads, n * f);
         WeightGradient(g, p.Gate, sc.DGate, c.Xn2, f, d, n);
         WeightGradient(g, p.Up, sc.DUp, c.Xn2, f, d, n);
-        Gemm.Compute(false, false, n, d, f, T.One, sc.DGate, 0, f, _w[p.Gate], 0, d, T.Zero, sc.Dn, 0, d);
-        Gemm.Compute(false, false, n, d, f, T.One, sc.DUp, 0, f, _w[p.Up], 0, d, T.One, sc.Dn, 0, d);
+        WeightProduct(false, n, d, f, sc.DGate, f, p.Gate, d, T.Zero, sc.Dn, d);
+        WeightProduct(false, n, d, f, sc.DUp, f, p.Up, d, T.One, sc.Dn, d);
         // Residual: gradient w.r.t. XMid is dx plus what flows back through the post-attention norm.
         RmsNorm<T>.Backward(c.XMid, _w[p.PostNorm], c.R2, sc.Dn, dx, g[p.PostNorm], n, d, _threads);
         // o_proj
         WeightGradient(g, p.O, dx, c.Att, d, qd, n);
-        Gemm.Compute(false, false, n, qd, d, T.One, dx, 0, d, _w[p.O], 0, qd, T.Zero, sc.DAtt, 0, qd);
+        WeightProduct(false, n, qd, d, dx, d, p.O, qd, T.Zero, sc.DAtt, qd);
         _attention.Backward(c.Q, c.K, c.V, c.Probs, sc.DAtt, sc.Dq, sc.Dk, sc.Dv, batch.BatchSize, batch.SeqLen, batch.Lengths, rows.Start);
         _rope!.Apply(sc.Dq, rows.Positions, _c.NumHeads, inverse: true, _threads);
         _rope.Apply(sc.Dk, rows.Positions, _c.NumKvHeads, inverse: true, _threads);
@@ -309,7 +311,7 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// <summary>y = x W^T (+ bias).</summary>
     private void Linear(T[] x, int wi, int bi, T[] y, int n, int outDim, int inDim)
     {
-        Gemm.Compute(false, true, n, outDim, inDim, T.One, x, 0, inDim, _w[wi], 0, inDim, T.Zero, y, 0, outDim);
+        WeightProduct(true, n, outDim, inDim, x, inDim, wi, inDim, T.Zero, y, outDim);
         if (bi < 0) return;
         var bias = _w[bi];
         for (int r = 0; r < n; r++)
@@ -328,7 +330,21 @@ public sealed class LlamaModel<T> where T : unmanaged, IFloatingPointIeee754<T>
             var gb = g[bi];
             for (int r = 0; r < n; r++) TensorPrimitives.Add(gb, dy.AsSpan(r * outDim, outDim), gb);
         }
-        Gemm.Compute(false, false, n, inDim, outDim, T.One, dy, 0, outDim, _w[wi], 0, inDim, first ? T.Zero : T.One, dx, 0, inDim);
+        WeightProduct(false, n, inDim, outDim, dy, outDim, wi, inDim, first ? T.Zero : T.One, dx, inDim);
+    }
+
+    /// <summary>
+    /// C = A op(W) + beta C for weight matrix wi (op(W) = W^T: a layer's output; W: the gradient of its input), read
+    /// from its mapped bf16 bytes where the streamed CPU engine left it there (<see cref="MappedWeights"/>).
+    /// </summary>
+    private void WeightProduct(bool transW, int m, int n, int k, T[] a, int lda, int wi, int ldw, T beta, T[] c, int ldc)
+    {
+        if (typeof(T) == typeof(float) && MappedWeights?[wi] is { } mapped)
+        {
+            if (m > 0 && n > 0)
+                Sgemm.Compute(false, transW, m, n, k, 1f, Unsafe.As<float[]>(a), 0, lda, mapped, ldw, float.CreateTruncating(beta), Unsafe.As<float[]>(c), 0, ldc);
+        }
+        else Gemm.Compute(false, transW, m, n, k, T.One, a, 0, lda, _w[wi], 0, ldw, beta, c, 0, ldc);
     }
 
     /// <summary>dW += dY^T X for W of [outDim, inDim] and n rows, or dY^T X folded into W's running sums.</summary>

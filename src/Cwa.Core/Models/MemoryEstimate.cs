@@ -28,12 +28,16 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
     /// tied embedding's sums stay through the blocks); one block's activations for one batch, the loss head's tiles,
     /// the saved hidden states of every batch when they stay in memory (<see cref="HiddenBytes"/>), and the kept
     /// products of a gradient pass (all of them in memory, or the staging memory of their scratch file).
+    /// mappedWeights: the products read the block's matrices as mapped bf16 (<see cref="Engine.StreamedWeights.ReadsMapped"/>),
+    /// so a gradient pass holds no widened block, only the buffers scoring widens one tensor into.
     /// </summary>
-    public static MemoryEstimate ForStreaming(ModelConfig c, int batch, int seqLen, bool needGradients, bool perBatch, long totalTokens, bool hiddenInMemory, bool keptInMemory = false)
+    public static MemoryEstimate ForStreaming(ModelConfig c, int batch, int seqLen, bool needGradients, bool perBatch, long totalTokens, bool hiddenInMemory,
+        bool keptInMemory = false, bool mappedWeights = false)
     {
         var specs = LlamaLayout.Parameters(c);
         var blockSpecs = specs.Where(s => s.Block == 0 && s.Is2D).ToList();
         long block = blockSpecs.Sum(s => s.NumElements) * 4, largest = blockSpecs.Max(s => s.NumElements) * 4;
+        long blockWeights = mappedWeights && needGradients ? Engine.StreamedWeights.ScoringBufferBytes(c) : block;
         long small = specs.Where(s => !s.Is2D).Sum(s => s.NumElements) * 4;
         long vocab = (long)c.VocabSize * c.HiddenSize * 4;
         long weights = small + Math.Min(c.VocabSize, 4096) * (long)c.HiddenSize * 4;
@@ -42,7 +46,7 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
         // Per-batch sums are a total and squares, plus a batch buffer only where a batch is deeper than the weight
         // gradient's one SGEMM step (the products fold the rest from their cache, see CpuBlockEngine.BackwardBlock).
         long sums = !needGradients ? 0 : !perBatch ? block : block * (n > Engine.Sgemm.KCSingle ? 3 : 2);
-        long blockPhase = block + sums + largest + (c.TieWordEmbeddings && needGradients ? vocab : 0);
+        long blockPhase = blockWeights + sums + largest + (c.TieWordEmbeddings && needGradients ? vocab : 0);
         // While lm_head or the embedding is scored (no block resident): sums, scores, and the 1024 rows being scored.
         long vocabPhase = (needGradients ? vocab * (perBatch ? 2 : 1) : 0) + vocab + 3L * Math.Min(c.VocabSize, 1024) * c.HiddenSize * 4;
         long activations = BlockCache(c, batch, seqLen) + Scratch(c, n) + BatchArrays(c, n) + 2 * 4 * n * c.HiddenSize
@@ -50,7 +54,7 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
             + (!needGradients ? 0 : keptInMemory ? KeptBytes(c, totalTokens) : KeptStagingBytes(n, Engine.LayerCache<float>.KeptPerRow(c)));
         // Reported as the larger phase: its block weights (if any) as weights, the rest as gradients and scores.
         return blockPhase >= vocabPhase
-            ? new MemoryEstimate(weights + block, blockPhase - block, activations, HeadBuffers(c, n, needGradients))
+            ? new MemoryEstimate(weights + blockWeights, blockPhase - blockWeights, activations, HeadBuffers(c, n, needGradients))
             : new MemoryEstimate(weights, vocabPhase, activations, HeadBuffers(c, n, needGradients));
     }
 

@@ -112,7 +112,8 @@ public sealed class LoadedModel : IDisposable
     private static LoadedModel Streamed(ModelSource source, EngineOptions options, IProgressSink progress, Workload w, long budget, string? scratchDir, MemoryEstimate inMemory)
     {
         var c = source.Config;
-        var resident = MemoryEstimate.ForStreaming(c, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: false);
+        bool mapped = StreamedWeights.ReadsMapped(source.Checkpoint, source.HeldType);
+        var resident = MemoryEstimate.ForStreaming(c, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: false, mappedWeights: mapped);
         resident.EnsureFits(source.Checkpoint.Directory, budget, MemoryPolicy.StreamedFix);
         long hiddenBudget = scratchDir == null ? long.MaxValue : budget - resident.Total;
         long hidden = MemoryEstimate.HiddenBytes(c, w.Tokens, w.Gradients);
@@ -120,9 +121,9 @@ public sealed class LoadedModel : IDisposable
         backend.Reserve(w);
         bool keptInMemory = w.Gradients && MemoryEstimate.KeepsInMemory(MemoryEstimate.KeptBytes(c, w.Tokens), hidden, hiddenBudget);
         var plan = hidden <= hiddenBudget || keptInMemory
-            ? MemoryEstimate.ForStreaming(c, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: hidden <= hiddenBudget, keptInMemory)
+            ? MemoryEstimate.ForStreaming(c, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: hidden <= hiddenBudget, keptInMemory, mapped)
             : resident;
-        progress.Info($"layer streaming: weights stay mapped and one block at a time is widened (in memory the run would need {MemoryEstimate.Format(inMemory.Total)}, " +
+        progress.Info($"layer streaming: weights stay mapped and {(mapped ? "the products widen bf16 panels as they pack them" : "one block at a time is widened")} (in memory the run would need {MemoryEstimate.Format(inMemory.Total)}, " +
             $"the budget is {MemoryEstimate.Format(budget)}); hidden states {MemoryEstimate.Format(hidden)} {(hidden <= hiddenBudget ? "in memory" : "in a scratch file")}");
         return new LoadedModel
         {

@@ -37,14 +37,16 @@ internal static class StreamingAnalysis
             if (!scored.Contains(c.Index)) return;
             scoring.Start();
             var spec = specs[c.Index];
-            var summary = c.Weights.Length > 0
-                ? scorer.Score(c.Index, Input(spec, c.Weights, c.Gradient, c.Fisher, activations))
+            // A block matrix the products read as mapped is widened here, once, for its scores.
+            var weights = c.Weights.Length == 0 && spec.Block >= 0 ? backend.Weights.Widened(c.Index) : c.Weights;
+            var summary = weights.Length > 0
+                ? scorer.Score(c.Index, Input(spec, weights, c.Gradient, c.Fisher, activations))
                 : ScoreVocabulary(backend, scorer, c, activations);
             if (c.Gradient != null)
                 foreach (var s in summary.Top.Concat(summary.Dumped ?? [])) captured[s] = c.Gradient[s.FlatIndex];
             builder.Add(c.Index, summary);
             // A vocabulary tensor's 2 GB score buffer must not stay through the blocks (theirs are a tenth of it).
-            if (c.Weights.Length == 0) scorer.Release();
+            if (weights.Length == 0) scorer.Release();
             scoring.Stop();
         }
 

@@ -19,10 +19,11 @@ public class WeightsAndDumpTests(TinyModelFixture tiny) : IClassFixture<TinyMode
             TestModelGenerator.Fill(dst, spec, 1, i);
             if (spec.Name == "model.layers.1.mlp.up_proj.weight") dst[77] = float.NaN;
         }, tok.TokenizerJson, tok.TokenizerConfigJson);
-        // The CPU path widens to fp32 first; the device path checks the stored bf16 bits themselves.
-        foreach (var device in new[] { "cpu", "ilgpu-cpu" })
+        // The CPU path widens to fp32 first; the device path and the streamed CPU path (whose products read the
+        // mapped bf16) check the stored bf16 bits themselves.
+        foreach (var device in new[] { "cpu", "ilgpu-cpu", "cpu --streaming on" })
         {
-            var (code, _, err) = Cli.Run("analyze", "--model", dir.File("m"), "--out-dir", dir.File("o"), "--quiet", "--device", device);
+            var (code, _, err) = Cli.Run(["analyze", "--model", dir.File("m"), "--out-dir", dir.File("o"), "--quiet", "--device", .. device.Split(' ')]);
             Assert.Equal(2, code);
             Assert.Contains("tensor model.layers.1.mlp.up_proj.weight holds a non-finite value at flat index 77", err);
         }

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Cwa.Core.Checkpoints;
 
 namespace Cwa.Core.Engine;
 
@@ -122,6 +123,59 @@ internal static unsafe class Packing
             }
         }
     }
+
+    /// <summary>
+    /// <see cref="PackB"/> from a bf16 B (a streamed weight matrix as it is mapped), widened as it is packed: the same
+    /// panels, bit for bit, as packing its fp32 widening, without an fp32 copy of the matrix ever existing.
+    /// </summary>
+    public static void PackB(bool transB, ushort* b, int ldb, int p0, int kc, int j0, int nc, int nr, float[] dest, int destOffset)
+    {
+        int panels = (nc + nr - 1) / nr;
+        fixed (float* pd = dest)
+        {
+            if (!transB)
+            {
+                // Row p of the block is row p0 + p of B: read once, start to end, widened into each panel's row.
+                for (int p = 0; p < kc; p++)
+                {
+                    ushort* src = b + (long)(p0 + p) * ldb + j0;
+                    float* dst = pd + destOffset + p * nr;
+                    for (int pj = 0; pj < panels; pj++, src += nr, dst += (long)kc * nr)
+                    {
+                        int cols = Math.Min(nr, nc - pj * nr);
+                        DTypeConversion.Bf16ToFloat(new ReadOnlySpan<ushort>(src, cols), new Span<float>(dst, cols));
+                        for (int j = cols; j < nr; j++) dst[j] = 0f;
+                    }
+                }
+                return;
+            }
+            // op(B) = B^T: column j of a panel is row jStart + j of B. Eight rows at a time are widened into a scratch
+            // (kc x 8 floats, in L1/L2) and transposed from there as the fp32 case transposes B itself.
+            var scratch = _widened ??= GC.AllocateUninitializedArray<float>(8 * Sgemm.KCSingle, pinned: true);
+            if (scratch.Length < 8 * kc) _widened = scratch = GC.AllocateUninitializedArray<float>(8 * kc, pinned: true);
+            fixed (float* ws = scratch)
+                for (int pj = 0; pj < panels; pj++)
+                {
+                    float* d = pd + destOffset + (long)pj * kc * nr;
+                    int cols = Math.Min(nr, nc - pj * nr), jStart = j0 + pj * nr;
+                    for (int g = 0; g < cols; g += 8)
+                    {
+                        int rows = Math.Min(8, cols - g);
+                        for (int j = 0; j < rows; j++)
+                            DTypeConversion.Bf16ToFloat(new ReadOnlySpan<ushort>(b + (long)(jStart + g + j) * ldb + p0, kc), new Span<float>(ws + j * kc, kc));
+                        int p = 0;
+                        if (rows == 8 && Avx.IsSupported)
+                            for (; p + 8 <= kc; p += 8) Transpose8(ws + p, kc, d + p * nr + g, nr);
+                        for (; p < kc; p++)
+                            for (int j = 0; j < rows; j++) d[p * nr + g + j] = ws[j * kc + p];
+                    }
+                    for (int j = cols; j < nr; j++)
+                        for (int p = 0; p < kc; p++) d[p * nr + j] = 0f;
+                }
+        }
+    }
+
+    [ThreadStatic] private static float[]? _widened;
 
     /// <summary>dst[p * ldd + j] = src[j * lds + p] for an 8 x 8 block.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -53,7 +53,17 @@ internal static unsafe class Sgemm
     /// <see cref="FoldWritesC"/>), deeper ones leave it undefined.
     /// </param>
     public static void Compute(bool transA, bool transB, int m, int n, int k, float alpha,
-        float[] a, int aOffset, int lda, float[] b, int bOffset, int ldb, float beta, float[] c, int cOffset, int ldc, GemmFold? fold = null)
+        float[] a, int aOffset, int lda, float[] b, int bOffset, int ldb, float beta, float[] c, int cOffset, int ldc, GemmFold? fold = null) =>
+        Compute(transA, transB, m, n, k, alpha, a, aOffset, lda, new FloatB(b, bOffset), ldb, beta, c, cOffset, ldc, fold);
+
+    /// <summary>The same product with B a bf16 matrix (a streamed weight as mapped), widened panel by panel while it is packed.</summary>
+    public static void Compute(bool transA, bool transB, int m, int n, int k, float alpha,
+        float[] a, int aOffset, int lda, Bf16Matrix b, int ldb, float beta, float[] c, int cOffset, int ldc) =>
+        Compute(transA, transB, m, n, k, alpha, a, aOffset, lda, b, ldb, beta, c, cOffset, ldc, null);
+
+    private static void Compute<TB>(bool transA, bool transB, int m, int n, int k, float alpha,
+        float[] a, int aOffset, int lda, TB b, int ldb, float beta, float[] c, int cOffset, int ldc, GemmFold? fold)
+        where TB : struct, IGemmB<TB>
     {
         if (fold != null && beta != 0f) throw new ArgumentException("a folded product overwrites its scratch C: beta must be 0", nameof(beta));
         if (fold != null && c.Length == 0 && (alpha == 0f || FoldWritesC(m, n, k)))
@@ -71,7 +81,8 @@ internal static unsafe class Sgemm
         }
         if ((long)m * n * k < SmallWork || !Vectorised)
         {
-            ReferenceGemm.Compute(transA, transB, m, n, k, alpha, a, aOffset, lda, b, bOffset, ldb, beta, c, cOffset, ldc);
+            var (bDense, bOffset) = b.Dense(transB, n, k, ldb);
+            ReferenceGemm.Compute(transA, transB, m, n, k, alpha, a, aOffset, lda, bDense, bOffset, ldb, beta, c, cOffset, ldc);
             FoldRows(fold, c, cOffset, ldc, 0, m, 0, n);
             return;
         }
@@ -91,7 +102,7 @@ internal static unsafe class Sgemm
                 try
                 {
                     int j = t * share;
-                    Compute(transA, transB, m, Math.Min(share, n - j), k, alpha, a, aOffset, lda, b, bOffset + (transB ? j * ldb : j), ldb, beta, c, cOffset + j, ldc, fold);
+                    Compute(transA, transB, m, Math.Min(share, n - j), k, alpha, a, aOffset, lda, b.Skip(transB ? (long)j * ldb : j), ldb, beta, c, cOffset + j, ldc, fold);
                 }
                 finally { InsideParallel = false; }
             });
@@ -134,11 +145,11 @@ internal static unsafe class Sgemm
                         Parallel.For(0, (panels + perTask - 1) / perTask, new ParallelOptions { MaxDegreeOfParallelism = Gemm.MaxThreads }, task =>
                         {
                             int first = task * perTask * nr, cols = Math.Min(perTask * nr, ncur - first);
-                            Packing.PackB(transB, b, bOffset, ldb, p0, kcur, j0 + first, cols, nr, packB, first / nr * kcur * nr);
+                            b.Pack(transB, ldb, p0, kcur, j0 + first, cols, nr, packB, first / nr * kcur * nr);
                         });
                     }
                     else
-                        Packing.PackB(transB, b, bOffset, ldb, p0, kcur, j0, ncur, nr, packB, 0);
+                        b.Pack(transB, ldb, p0, kcur, j0, ncur, nr, packB, 0);
                     int mBlocks = (m + MC - 1) / MC;
                     if (parallel)
                     {
