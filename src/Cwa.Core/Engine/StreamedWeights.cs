@@ -87,7 +87,10 @@ internal sealed class StreamedWeights : IDisposable
 
     /// <summary>Whether the products can read every block matrix of this checkpoint as mapped (bf16 stored, bf16 or f32 held).</summary>
     public static bool ReadsMapped(CheckpointFolder ckpt, DType held) =>
-        held is DType.BF16 or DType.F32 && LlamaLayout.Parameters(ckpt.Config).Where(s => s.Is2D && s.Block >= 0).All(s => ckpt.StoredType(s.Name) == DType.BF16);
+        LlamaLayout.Parameters(ckpt.Config).Where(s => s.Is2D && s.Block >= 0).All(s => Mappable(ckpt.StoredType(s.Name), held));
+
+    /// <summary>Widening stored values to the held dtype is exact: bf16 held as bf16 or f32 (the products widen it themselves).</summary>
+    private static bool Mappable(DType stored, DType held) => stored == DType.BF16 && held is (DType.BF16 or DType.F32);
 
     private void Widen(int t)
     {
@@ -109,7 +112,7 @@ internal sealed class StreamedWeights : IDisposable
     private unsafe Bf16Matrix? Map(int t)
     {
         string name = Specs[t].Name;
-        if (_held is not (DType.BF16 or DType.F32) || _ckpt.StoredType(name) != DType.BF16 || _overlay.ContainsKey(t)) return null;
+        if (!Mappable(_ckpt.StoredType(name), _held) || _overlay.ContainsKey(t)) return null;
         var values = MemoryMarshal.Cast<byte, ushort>(_ckpt.RawBytes(name));
         if (!_checked[t])
         {
