@@ -123,26 +123,39 @@ internal static class PackProfile
     }
 }
 
-/// <summary>`-- kernel`: the 12 x 32 AVX-512 micro-kernel alone on cache-resident panels of the engine's depth KC (what the GEMMs can reach at best).</summary>
+/// <summary>
+/// `-- kernel`: each micro-kernel this machine runs, alone on cache-resident panels of the engine's depth KC (what the
+/// GEMMs can reach at best with it). The narrower ones are what machines without AVX-512 get.
+/// </summary>
 internal static unsafe class KernelProfile
 {
     public static void Run(Peak peak)
     {
         const int kc = Sgemm.KC, calls = 100_000;
-        var a = GC.AllocateArray<float>(SgemmKernel512.MR * kc, pinned: true);
-        var b = GC.AllocateArray<float>(SgemmKernel512.NR * kc, pinned: true);
-        var c = GC.AllocateArray<float>(SgemmKernel512.MR * SgemmKernel512.NR, pinned: true);
-        Array.Fill(a, 0.001f);
-        Array.Fill(b, 0.002f);
-        fixed (float* pa = a, pb = b, pc = c)
+        foreach (var kernel in MicroKernels.Supported.Where(k => k != MicroKernel.Reference).Reverse())
         {
-            float* ap = pa, bp = pb, cp = pc;
-            double best = Program.BestOf(5, () =>
+            var (mr, nr) = MicroKernels.Tile(kernel);
+            var a = GC.AllocateArray<float>(mr * kc, pinned: true);
+            var b = GC.AllocateArray<float>(nr * kc, pinned: true);
+            var c = GC.AllocateArray<float>(mr * nr, pinned: true);
+            Array.Fill(a, 0.001f);
+            Array.Fill(b, 0.002f);
+            fixed (float* pa = a, pb = b, pc = c)
             {
-                for (int i = 0; i < calls; i++) SgemmKernel512.Full(kc, ap, bp, cp, SgemmKernel512.NR, 1f, 1f);
-            });
-            double flops = 2.0 * SgemmKernel512.MR * SgemmKernel512.NR * kc * calls;
-            Console.WriteLine($"micro-kernel 12x32, kc {kc}, one thread: {flops / best / 1e9:F1} GFLOP/s = {100 * flops / best / 1e9 / peak.GflopsPerCore:F1}% of one core's peak");
+                float* ap = pa, bp = pb, cp = pc;
+                double best = Program.BestOf(5, () =>
+                {
+                    for (int i = 0; i < calls; i++)
+                        switch (kernel)
+                        {
+                            case MicroKernel.Avx512: SgemmKernel512.Full(kc, ap, bp, cp, nr, 1f, 1f); break;
+                            case MicroKernel.Avx2: SgemmKernel256.Full(kc, ap, bp, cp, nr, 1f, 1f); break;
+                            default: SgemmKernel128.Full(kc, ap, bp, cp, nr, 1f, 1f); break;
+                        }
+                });
+                double flops = 2.0 * mr * nr * kc * calls;
+                Console.WriteLine($"micro-kernel {kernel} {mr}x{nr}, kc {kc}, one thread: {flops / best / 1e9:F1} GFLOP/s = {100 * flops / best / 1e9 / peak.GflopsPerCore:F1}% of one core's (AVX-512) peak");
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ using Cwa.Core.Models;
 namespace Cwa.Bench;
 
 /// <summary>
-/// `dotnet run --project bench/Cwa.Bench -c Release -- engine [--ghz G] [--quick]`: SGEMM GFLOP/s against this
+/// `dotnet run --project bench/Cwa.Bench -c Release -- engine [--ghz G] [--quick] [--kernel avx2|vector128|reference]`: SGEMM GFLOP/s against this
 /// machine's theoretical FP32 FMA peak, then forward+backward throughput on the small preset with 256-token
 /// sequences. Timings are best-of-N after warmup (Stopwatch), not a statistical harness: quote them with the machine.
 /// </summary>
@@ -23,6 +23,10 @@ public static class Program
         Console.WriteLine($"machine: {Environment.ProcessorCount} threads; clock: /proc/cpuinfo {nominal:F2} GHz, measured {measured:F2} GHz " +
             $"(dependent multiply chain); peak uses {ghz:F2} GHz ({peak.Description})");
         Console.WriteLine($"theoretical FP32 peak: {peak.GflopsPerCore:F1} GFLOP/s per core, {peak.GflopsPerCore * Environment.ProcessorCount:F1} GFLOP/s total");
+        // --kernel NAME runs the sections on a narrower micro-kernel than this machine's best (what AVX2 or ARM64 machines run).
+        int kernelAt = Array.IndexOf(args, "--kernel");
+        using var kernel = kernelAt >= 0 ? MicroKernels.Use(Enum.Parse<MicroKernel>(args[kernelAt + 1], ignoreCase: true)) : null;
+        Console.WriteLine($"micro-kernel: {MicroKernels.Current}");
         if (section is "gemm" or "engine") GemmSection(peak, quick);
         if (section is "engine" or "forward") EngineSection(peak, quick);
         if (section is "engine" or "scoring") ScoringSection(quick);

@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
+using System.Numerics;
 
 namespace Cwa.Core;
 
@@ -13,13 +13,14 @@ public static class NonFinite
     {
         var bits = MemoryMarshal.Cast<float, uint>(values);
         int i = 0;
-        if (Vector256.IsHardwareAccelerated)
+        // Vector<T>: 256 bits on x86, 128 on ARM64.
+        if (Vector.IsHardwareAccelerated)
         {
-            var mask = Vector256.Create(0x7F800000u);
-            for (; i + 8 <= bits.Length; i += 8)
+            var mask = new Vector<uint>(0x7F800000u);
+            for (; i + Vector<uint>.Count <= bits.Length; i += Vector<uint>.Count)
             {
-                var v = Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(bits), (nuint)i) & mask;
-                if (Vector256.EqualsAny(v, mask)) break;
+                var v = Vector.LoadUnsafe(ref MemoryMarshal.GetReference(bits), (nuint)i) & mask;
+                if (Vector.EqualsAny(v, mask)) break;
             }
         }
         for (; i < bits.Length; i++)
@@ -34,13 +35,13 @@ public static class NonFinite
     public static long FirstIndexBf16(ReadOnlySpan<ushort> bits)
     {
         int i = 0;
-        if (Vector256.IsHardwareAccelerated)
+        if (Vector.IsHardwareAccelerated)
         {
-            var mask = Vector256.Create((ushort)0x7F80);
-            for (; i + 16 <= bits.Length; i += 16)
+            var mask = new Vector<ushort>(0x7F80);
+            for (; i + Vector<ushort>.Count <= bits.Length; i += Vector<ushort>.Count)
             {
-                var v = Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(bits), (nuint)i) & mask;
-                if (Vector256.EqualsAny(v, mask)) break;
+                var v = Vector.LoadUnsafe(ref MemoryMarshal.GetReference(bits), (nuint)i) & mask;
+                if (Vector.EqualsAny(v, mask)) break;
             }
         }
         for (; i < bits.Length; i++)

@@ -1,5 +1,5 @@
+using System.Numerics;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 
 namespace Cwa.Core.Checkpoints;
 
@@ -40,13 +40,14 @@ public static class DTypeConversion
     {
         var outBits = MemoryMarshal.Cast<float, uint>(dst);
         int i = 0;
-        if (Vector256.IsHardwareAccelerated)
-            for (; i + 16 <= src.Length; i += 16)
+        // Vector<T>: 256 bits on x86, 128 (NEON) on ARM64.
+        if (Vector.IsHardwareAccelerated)
+            for (; i + Vector<ushort>.Count <= src.Length; i += Vector<ushort>.Count)
             {
-                var v = Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(src), (nuint)i);
-                var (lo, hi) = Vector256.Widen(v);
+                var v = Vector.LoadUnsafe(ref MemoryMarshal.GetReference(src), (nuint)i);
+                Vector.Widen(v, out var lo, out var hi);
                 (lo << 16).StoreUnsafe(ref MemoryMarshal.GetReference(outBits), (nuint)i);
-                (hi << 16).StoreUnsafe(ref MemoryMarshal.GetReference(outBits), (nuint)(i + 8));
+                (hi << 16).StoreUnsafe(ref MemoryMarshal.GetReference(outBits), (nuint)(i + Vector<uint>.Count));
             }
         for (; i < src.Length; i++) outBits[i] = (uint)src[i] << 16;
     }

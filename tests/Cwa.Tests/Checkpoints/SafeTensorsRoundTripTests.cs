@@ -89,4 +89,18 @@ public class SafeTensorsRoundTripTests
         f.Read("a", a);
         Assert.Equal([1.0, 2, 3], a);
     }
+
+    /// <summary>Widening is a 16-bit shift, done a vector at a time (the machine's width) with a scalar tail: every length agrees.</summary>
+    [Fact]
+    public void Bf16WideningIsTheShiftAtEveryLength()
+    {
+        var rng = new Cwa.Core.SplitMix64(5);
+        for (int n = 0; n <= 70; n++)
+        {
+            var bits = Enumerable.Range(0, n).Select(_ => (ushort)rng.NextLong(65536)).ToArray();
+            var widened = new float[n];
+            DTypeConversion.Bf16ToFloat(bits, widened);
+            for (int i = 0; i < n; i++) Assert.Equal((uint)bits[i] << 16, BitConverter.SingleToUInt32Bits(widened[i]));
+        }
+    }
 }

@@ -8,16 +8,16 @@ namespace Cwa.Tests.Engine;
 /// <summary>Products whose B is a bf16 matrix widened while it is packed: the same bits as on B's fp32 widening.</summary>
 public unsafe class Bf16GemmTests
 {
-    [Theory]
     // (m, n, k): the reference loop (tiny), one thread's packed path with edge panels, rows split between threads,
-    // columns split (n of 2,048 or more), and a depth of two SGEMM steps (over 1,024).
-    [InlineData(5, 7, 9)]
-    [InlineData(37, 45, 70)]
-    [InlineData(130, 300, 517)]
-    [InlineData(50, 2093, 130)]
-    [InlineData(60, 90, 1100)]
-    public void AProductOnBf16BIsBitForBitTheProductOnItsWidening(int m, int n, int k)
+    // columns split (n of 2,048 or more), and a depth of two SGEMM steps (over 1,024); on every micro-kernel.
+    public static TheoryData<string, int, int, int> Shapes =>
+        KernelCases.Each(new() { { 5, 7, 9 }, { 37, 45, 70 }, { 130, 300, 517 }, { 50, 2093, 130 }, { 60, 90, 1100 } });
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void AProductOnBf16BIsBitForBitTheProductOnItsWidening(string kernel, int m, int n, int k)
     {
+        using var selected = KernelCases.Use(kernel);
         int saved = Gemm.MaxThreads;
         try
         {

@@ -20,10 +20,13 @@ public class GemmFoldTests
         { 30, 2300, 1500 },  // two depth steps, columns split
     };
 
+    public static TheoryData<string, int, int, int> KernelShapes => KernelCases.Each(Shapes);
+
     [Theory]
-    [MemberData(nameof(Shapes))]
-    public void FoldAddsThePlainProductToTheSumsOnEveryPath(int m, int n, int k)
+    [MemberData(nameof(KernelShapes))]
+    public void FoldAddsThePlainProductToTheSumsOnEveryPath(string kernel, int m, int n, int k)
     {
+        using var selected = KernelCases.Use(kernel);
         var rng = new SplitMix64(17);
         int ldc = n + 3, cOff = 5, len = cOff + m * ldc + 4;
         int saved = Gemm.MaxThreads;
@@ -95,10 +98,11 @@ public class GemmFoldTests
     }
 
     [Theory]
-    [MemberData(nameof(Shapes))]
-    public void AOneStepFoldNeedsNoCAndOneThatWritesCRefusesToGoWithout(int m, int n, int k)
+    [MemberData(nameof(KernelShapes))]
+    public void AOneStepFoldNeedsNoCAndOneThatWritesCRefusesToGoWithout(string kernel, int m, int n, int k)
     {
-        // Without a vector kernel (AVX2 or AVX-512) every product takes the reference loop, which writes C.
+        using var selected = KernelCases.Use(kernel);
+        // Without a vector kernel every product takes the reference loop, which writes C.
         bool oneStep = k is > 0 and <= Sgemm.KCSingle && (long)m * n * k >= 32 * 32 * 32 && Sgemm.Vectorised;
         Assert.Equal(!oneStep, Sgemm.FoldWritesC(m, n, k));
         var rng = new SplitMix64(31);

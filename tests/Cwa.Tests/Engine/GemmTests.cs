@@ -12,10 +12,13 @@ public class GemmTests
         { 20, 2093, 530 },
     };
 
+    public static TheoryData<string, int, int, int> KernelShapes => KernelCases.Each(Shapes);
+
     [Theory]
-    [MemberData(nameof(Shapes))]
-    public void FloatMatchesDoubleReferenceForAllTransposesAndBetas(int m, int n, int k)
+    [MemberData(nameof(KernelShapes))]
+    public void FloatMatchesDoubleReferenceForAllTransposesAndBetas(string kernel, int m, int n, int k)
     {
+        using var selected = KernelCases.Use(kernel);
         var rng = new SplitMix64(7);
         foreach (bool ta in new[] { false, true })
             foreach (bool tb in new[] { false, true })
@@ -69,11 +72,13 @@ public class GemmTests
     }
 
     /// <summary>Threads split rows (narrow products) or columns (wide ones); neither may change a single bit.</summary>
+    public static TheoryData<string, int, int, int> ThreadShapes => KernelCases.Each(new() { { 512, 384, 700 }, { 70, 3300, 1100 } });
+
     [Theory]
-    [InlineData(512, 384, 700)]
-    [InlineData(70, 3300, 1100)]
-    public void ResultsAreBitIdenticalAcrossThreadCounts(int m, int n, int k)
+    [MemberData(nameof(ThreadShapes))]
+    public void ResultsAreBitIdenticalAcrossThreadCounts(string kernel, int m, int n, int k)
     {
+        using var selected = KernelCases.Use(kernel);
         var rng = new SplitMix64(11);
         var a = Random(ref rng, m * k);
         var b = Random(ref rng, n * k);

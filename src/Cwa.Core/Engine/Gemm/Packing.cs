@@ -62,7 +62,7 @@ internal static unsafe class Packing
         fixed (float* pb = b, pd = dest)
         {
             int first = 0;
-            if (!transB && nr % 8 == 0 && Avx.IsSupported)
+            if (!transB)
             {
                 // op(B) = B: each row of the block is read once, start to end, and dealt out to the whole panels.
                 // Walking panel by panel instead read 128 bytes from each of kc rows in turn (a stride of a whole
@@ -72,8 +72,7 @@ internal static unsafe class Packing
                 {
                     float* src = pb + bOffset + (long)(p0 + p) * ldb + j0;
                     float* dst = pd + destOffset + p * nr;
-                    for (int pj = 0; pj < whole; pj++, src += nr, dst += (long)kc * nr)
-                        for (int j = 0; j < nr; j += 8) Avx.Store(dst + j, Avx.LoadVector256(src + j));
+                    for (int pj = 0; pj < whole; pj++, src += nr, dst += (long)kc * nr) CopyRow(src, dst, nr);
                 }
                 first = whole;
             }
@@ -85,18 +84,13 @@ internal static unsafe class Packing
                 if (!transB)
                 {
                     float* src = pb + bOffset + (long)p0 * ldb + jStart;
-                    bool whole = cols == nr && nr % 8 == 0 && Avx.IsSupported;
                     for (int p = 0; p < kc; p++, src += ldb)
                     {
+                        // Only the last, partial panel is left here: whole ones were dealt out above.
                         float* dst = d + p * nr;
-                        if (whole)
-                            for (int j = 0; j < nr; j += 8) Avx.Store(dst + j, Avx.LoadVector256(src + j));
-                        else
-                        {
-                            int j = 0;
-                            for (; j < cols; j++) dst[j] = src[j];
-                            for (; j < nr; j++) dst[j] = 0f;
-                        }
+                        int j = 0;
+                        for (; j < cols; j++) dst[j] = src[j];
+                        for (; j < nr; j++) dst[j] = 0f;
                     }
                     continue;
                 }
@@ -176,6 +170,18 @@ internal static unsafe class Packing
     }
 
     [ThreadStatic] private static float[]? _widened;
+
+    /// <summary>dst[0..nr) = src[0..nr) in the widest vectors the machine has (nr is a kernel's panel width).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CopyRow(float* src, float* dst, int nr)
+    {
+        int j = 0;
+        if (Avx.IsSupported)
+            for (; j + 8 <= nr; j += 8) Avx.Store(dst + j, Avx.LoadVector256(src + j));
+        if (Vector128.IsHardwareAccelerated)
+            for (; j + 4 <= nr; j += 4) Vector128.Store(Vector128.Load(src + j), dst + j);
+        for (; j < nr; j++) dst[j] = src[j];
+    }
 
     /// <summary>dst[p * ldd + j] = src[j * lds + p] for an 8 x 8 block.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

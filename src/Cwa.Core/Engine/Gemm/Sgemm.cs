@@ -1,5 +1,3 @@
-using System.Runtime.Intrinsics.X86;
-
 namespace Cwa.Core.Engine;
 
 /// <summary>
@@ -8,7 +6,8 @@ namespace Cwa.Core.Engine;
 /// (L1/L2 resident) and swept by the register-blocked micro-kernel. Packing absorbs all transpose cases.
 /// Threads split the columns of wide products and the MC row blocks of narrower ones; either way the KC order is
 /// fixed, so every element of C is summed in the same order whatever the thread count: results are bit-identical
-/// across runs and thread counts.
+/// across runs and thread counts. The micro-kernel is the machine's widest (<see cref="MicroKernels"/>); kernels of
+/// different widths round differently, so bit-identity holds for one kernel.
 /// </summary>
 internal static unsafe class Sgemm
 {
@@ -28,9 +27,6 @@ internal static unsafe class Sgemm
     private const long SmallWork = 32L * 32 * 32;
     private const long ParallelWork = 1L << 21;
 
-    private static readonly bool Use512 = Avx512F.IsSupported;
-    private static readonly bool Use256 = Fma.IsSupported && Avx2.IsSupported;
-
     [ThreadStatic] private static float[]? _packA;
     [ThreadStatic] private static float[]? _packBLocal;
     [ThreadStatic] private static float[]? _foldTile;
@@ -44,8 +40,8 @@ internal static unsafe class Sgemm
     /// </summary>
     internal static bool FoldWritesC(int m, int n, int k) => k == 0 || k > KCSingle || (long)m * n * k < SmallWork || !Vectorised;
 
-    /// <summary>Whether this machine runs the packed path (AVX-512 or AVX2 with FMA); elsewhere every product takes the reference loop.</summary>
-    internal static bool Vectorised => Use512 || Use256;
+    /// <summary>Whether the calling flow's products run the packed path (a vector micro-kernel); otherwise every product takes the reference loop.</summary>
+    internal static bool Vectorised => MicroKernels.Current != MicroKernel.Reference;
 
     /// <param name="fold">
     /// when given (beta must be 0), C's values are added to the fold's running sums as they are finished, and C is only
@@ -54,15 +50,15 @@ internal static unsafe class Sgemm
     /// </param>
     public static void Compute(bool transA, bool transB, int m, int n, int k, float alpha,
         float[] a, int aOffset, int lda, float[] b, int bOffset, int ldb, float beta, float[] c, int cOffset, int ldc, GemmFold? fold = null) =>
-        Compute(transA, transB, m, n, k, alpha, a, aOffset, lda, new FloatB(b, bOffset), ldb, beta, c, cOffset, ldc, fold);
+        Compute(transA, transB, m, n, k, alpha, a, aOffset, lda, new FloatB(b, bOffset), ldb, beta, c, cOffset, ldc, fold, MicroKernels.Current);
 
     /// <summary>The same product with B a bf16 matrix (a streamed weight as mapped), widened panel by panel while it is packed.</summary>
     public static void Compute(bool transA, bool transB, int m, int n, int k, float alpha,
         float[] a, int aOffset, int lda, Bf16Matrix b, int ldb, float beta, float[] c, int cOffset, int ldc) =>
-        Compute(transA, transB, m, n, k, alpha, a, aOffset, lda, b, ldb, beta, c, cOffset, ldc, null);
+        Compute(transA, transB, m, n, k, alpha, a, aOffset, lda, b, ldb, beta, c, cOffset, ldc, null, MicroKernels.Current);
 
     private static void Compute<TB>(bool transA, bool transB, int m, int n, int k, float alpha,
-        float[] a, int aOffset, int lda, TB b, int ldb, float beta, float[] c, int cOffset, int ldc, GemmFold? fold)
+        float[] a, int aOffset, int lda, TB b, int ldb, float beta, float[] c, int cOffset, int ldc, GemmFold? fold, MicroKernel kernel)
         where TB : struct, IGemmB<TB>
     {
         if (fold != null && beta != 0f) throw new ArgumentException("a folded product overwrites its scratch C: beta must be 0", nameof(beta));
@@ -79,15 +75,14 @@ internal static unsafe class Sgemm
             FoldRows(fold, c, cOffset, ldc, 0, m, 0, n);
             return;
         }
-        if ((long)m * n * k < SmallWork || !Vectorised)
+        if ((long)m * n * k < SmallWork || kernel == MicroKernel.Reference)
         {
             var (bDense, bOffset) = b.Dense(transB, n, k, ldb);
             ReferenceGemm.Compute(transA, transB, m, n, k, alpha, a, aOffset, lda, bDense, bOffset, ldb, beta, c, cOffset, ldc);
             FoldRows(fold, c, cOffset, ldc, 0, m, 0, n);
             return;
         }
-        int mr = Use512 ? SgemmKernel512.MR : SgemmKernel256.MR;
-        int nr = Use512 ? SgemmKernel512.NR : SgemmKernel256.NR;
+        var (mr, nr) = MicroKernels.Tile(kernel);
         bool parallel = !InsideParallel && Gemm.MaxThreads > 1 && (long)m * n * k >= ParallelWork;
         if (parallel && n >= Gemm.MaxThreads * SplitColumns)
         {
@@ -102,7 +97,7 @@ internal static unsafe class Sgemm
                 try
                 {
                     int j = t * share;
-                    Compute(transA, transB, m, Math.Min(share, n - j), k, alpha, a, aOffset, lda, b.Skip(transB ? (long)j * ldb : j), ldb, beta, c, cOffset + j, ldc, fold);
+                    Compute(transA, transB, m, Math.Min(share, n - j), k, alpha, a, aOffset, lda, b.Skip(transB ? (long)j * ldb : j), ldb, beta, c, cOffset + j, ldc, fold, kernel);
                 }
                 finally { InsideParallel = false; }
             });
@@ -113,7 +108,8 @@ internal static unsafe class Sgemm
         // (attention heads run GEMMs from parallel loops) get a private buffer instead.
         float[] packB;
         bool ownsShared = parallel && PackBLock.TryEnter();
-        int nc = Math.Min(NC, RoundUp(n, nr));
+        // Whole panels: NC is not a multiple of every kernel's NR (12 for the 128-bit one).
+        int nc = RoundUp(Math.Min(NC, n), nr);
         int kc = k <= KCSingle ? k : KC;
         int packBSize = kc * nc;
         if (ownsShared)
@@ -166,7 +162,7 @@ internal static unsafe class Sgemm
                             {
                                 int end = Math.Min(m, (t + 1) * share);
                                 for (int i0 = t * share; i0 < end; i0 += MC)
-                                    Block(transA, a, aOffset, lda, end, i0, p0, kcur, j0, ncur, mr, nr, packB, alpha, betaEff, c, cOffset, ldc, lastFold, kcur == k);
+                                    Block(kernel, transA, a, aOffset, lda, end, i0, p0, kcur, j0, ncur, packB, alpha, betaEff, c, cOffset, ldc, lastFold, kcur == k);
                             }
                             finally { InsideParallel = false; }
                         });
@@ -174,7 +170,7 @@ internal static unsafe class Sgemm
                     else
                     {
                         for (int ib = 0; ib < mBlocks; ib++)
-                            Block(transA, a, aOffset, lda, m, ib * MC, p0, kcur, j0, ncur, mr, nr, packB, alpha, betaEff, c, cOffset, ldc, lastFold, kcur == k);
+                            Block(kernel, transA, a, aOffset, lda, m, ib * MC, p0, kcur, j0, ncur, packB, alpha, betaEff, c, cOffset, ldc, lastFold, kcur == k);
                     }
                 }
             }
@@ -197,10 +193,11 @@ internal static unsafe class Sgemm
     /// <param name="fold">the product's fold, on its last depth step only: the block's finished rows go to it</param>
     /// <param name="wholeDepth">this step is the product's whole depth, so C's values exist nowhere else and a fold
     /// takes them from a per-thread tile instead of C (C is then never written)</param>
-    private static void Block(bool transA, float[] a, int aOffset, int lda, int m, int i0, int p0, int kcur,
-        int j0, int ncur, int mr, int nr, float[] packB, float alpha, float beta, float[] c, int cOffset, int ldc,
+    private static void Block(MicroKernel kernel, bool transA, float[] a, int aOffset, int lda, int m, int i0, int p0, int kcur,
+        int j0, int ncur, float[] packB, float alpha, float beta, float[] c, int cOffset, int ldc,
         GemmFold? fold = null, bool wholeDepth = false)
     {
+        var (mr, nr) = MicroKernels.Tile(kernel);
         int mcur = Math.Min(MC, m - i0);
         int need = RoundUp(MC, mr) * kcur;
         var packA = _packA;
@@ -211,17 +208,18 @@ internal static unsafe class Sgemm
         {
             // The tile is C's MC x NC block at row stride NC; beta is 0 here (the first and only step of a folded product).
             var tile = _foldTile ??= GC.AllocateUninitializedArray<float>(MC * NC, pinned: true);
-            Sweep(packA, packB, tile, 0, NC, mcur, ncur, mr, nr, kcur, alpha, beta);
+            Sweep(kernel, packA, packB, tile, 0, NC, mcur, ncur, kcur, alpha, beta);
             for (int r = 0; r < mcur; r++) fold.Row(tile.AsSpan(r * NC, ncur), cOffset + (i0 + r) * ldc + j0);
             return;
         }
-        Sweep(packA, packB, c, cOffset + i0 * ldc + j0, ldc, mcur, ncur, mr, nr, kcur, alpha, beta);
+        Sweep(kernel, packA, packB, c, cOffset + i0 * ldc + j0, ldc, mcur, ncur, kcur, alpha, beta);
         if (fold != null) FoldRows(fold, c, cOffset, ldc, i0, i0 + mcur, j0, j0 + ncur);
     }
 
     /// <summary>The micro-kernel over one packed MC x KC block of op(A) and KC x NC block of op(B), into C at c[cAt] (stride ldc).</summary>
-    private static void Sweep(float[] packA, float[] packB, float[] c, int cAt, int ldc, int mcur, int ncur, int mr, int nr, int kcur, float alpha, float beta)
+    private static void Sweep(MicroKernel kernel, float[] packA, float[] packB, float[] c, int cAt, int ldc, int mcur, int ncur, int kcur, float alpha, float beta)
     {
+        var (mr, nr) = MicroKernels.Tile(kernel);
         fixed (float* pa = packA, pb = packB, pc = c)
         {
             for (int jr = 0; jr < ncur; jr += nr)
@@ -233,15 +231,21 @@ internal static unsafe class Sgemm
                     int mrCur = Math.Min(mr, mcur - ir);
                     float* ap = pa + (ir / mr) * kcur * mr;
                     float* cp = pc + cAt + (long)ir * ldc + jr;
-                    if (Use512)
+                    bool full = mrCur == mr && nrCur == nr;
+                    switch (kernel)
                     {
-                        if (mrCur == mr && nrCur == nr) SgemmKernel512.Full(kcur, ap, bp, cp, ldc, alpha, beta);
-                        else SgemmKernel512.Edge(kcur, ap, bp, cp, ldc, mrCur, nrCur, alpha, beta);
-                    }
-                    else
-                    {
-                        if (mrCur == mr && nrCur == nr) SgemmKernel256.Full(kcur, ap, bp, cp, ldc, alpha, beta);
-                        else SgemmKernel256.Edge(kcur, ap, bp, cp, ldc, mrCur, nrCur, alpha, beta);
+                        case MicroKernel.Avx512:
+                            if (full) SgemmKernel512.Full(kcur, ap, bp, cp, ldc, alpha, beta);
+                            else SgemmKernel512.Edge(kcur, ap, bp, cp, ldc, mrCur, nrCur, alpha, beta);
+                            break;
+                        case MicroKernel.Avx2:
+                            if (full) SgemmKernel256.Full(kcur, ap, bp, cp, ldc, alpha, beta);
+                            else SgemmKernel256.Edge(kcur, ap, bp, cp, ldc, mrCur, nrCur, alpha, beta);
+                            break;
+                        default:
+                            if (full) SgemmKernel128.Full(kcur, ap, bp, cp, ldc, alpha, beta);
+                            else SgemmKernel128.Edge(kcur, ap, bp, cp, ldc, mrCur, nrCur, alpha, beta);
+                            break;
                     }
                 }
             }
