@@ -64,7 +64,7 @@ internal static class InspectCommand
         w.WriteLine($"analyze (CPU, batch {batch} x {length} tokens): weights {MemoryEstimate.Format(m.Weights)}, gradients {MemoryEstimate.Format(m.Gradients)}, activations {MemoryEstimate.Format(m.Activations)}, logits {MemoryEstimate.Format(m.Logits)}, total {MemoryEstimate.Format(m.Total)}");
         foreach (bool perBatch in new[] { false, true })
         {
-            var s = MemoryEstimate.ForStreaming(c, batch, length, true, perBatch, 0, hiddenInMemory: false, mappedWeights: storedType == DType.BF16);
+            var s = MemoryEstimate.ForStreaming(c, batch, length, true, perBatch, 0, hiddenInMemory: false, mappedWeights: storedType == DType.BF16, scoresInPlace: perBatch);
             w.WriteLine($"analyze (CPU, layer streaming{(perBatch ? ", fisher/obd" : "")}): weights {MemoryEstimate.Format(s.Weights)}, gradients and scores {MemoryEstimate.Format(s.Gradients)}, " +
                 $"activations {MemoryEstimate.Format(s.Activations)}, logits {MemoryEstimate.Format(s.Logits)}, total {MemoryEstimate.Format(s.Total)}" +
                 $" + hidden states {MemoryEstimate.Format(MemoryEstimate.HiddenBytes(c, 1000, true))} per 1,000 calibration tokens (a scratch file beyond --memory-budget)");

@@ -30,9 +30,10 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
     /// products of a gradient pass (all of them in memory, or the staging memory of their scratch file).
     /// mappedWeights: the products read the block's matrices as mapped bf16 (<see cref="Engine.StreamedWeights.ReadsMapped"/>),
     /// so a gradient pass holds no widened block, only the buffers scoring widens one tensor into.
+    /// scoresInPlace: with per-batch sums, the scores overwrite the Fisher sums (fisher, obd).
     /// </summary>
     public static MemoryEstimate ForStreaming(ModelConfig c, int batch, int seqLen, bool needGradients, bool perBatch, long totalTokens, bool hiddenInMemory,
-        bool keptInMemory = false, bool mappedWeights = false)
+        bool keptInMemory = false, bool mappedWeights = false, bool scoresInPlace = false)
     {
         var specs = LlamaLayout.Parameters(c);
         var blockSpecs = specs.Where(s => s.Block == 0 && s.Is2D).ToList();
@@ -48,7 +49,10 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Activatio
         long sums = !needGradients ? 0 : !perBatch ? block : block * (n > Engine.Sgemm.KCSingle ? 3 : 2);
         long blockPhase = blockWeights + sums + largest + (c.TieWordEmbeddings && needGradients ? vocab : 0);
         // While lm_head or the embedding is scored (no block resident): sums, scores, and the 1024 rows being scored.
-        long vocabPhase = (needGradients ? vocab * (perBatch ? 2 : 1) : 0) + vocab + 3L * Math.Min(c.VocabSize, 1024) * c.HiddenSize * 4;
+        // Scores written over the Fisher sums need no vocabulary-sized array: the scorer keeps its block-sized one
+        // (measured at 8B: 6.02-6.32 GiB for fisher, which the vocabulary-sized scores had planned at 7.89).
+        long scores = scoresInPlace && perBatch && needGradients ? largest : vocab;
+        long vocabPhase = (needGradients ? vocab * (perBatch ? 2 : 1) : 0) + scores + 3L * Math.Min(c.VocabSize, 1024) * c.HiddenSize * 4;
         long activations = BlockCache(c, batch, seqLen) + Scratch(c, n) + BatchArrays(c, n) + 2 * 4 * n * c.HiddenSize
             + (hiddenInMemory ? HiddenBytes(c, totalTokens, needGradients) : 0)
             + (!needGradients ? 0 : keptInMemory ? KeptBytes(c, totalTokens) : KeptStagingBytes(n, Engine.LayerCache<float>.KeptPerRow(c)));

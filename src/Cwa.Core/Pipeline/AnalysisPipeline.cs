@@ -66,7 +66,7 @@ public static class AnalysisPipeline
             var shapes = batches.Concat(evalBatches).Concat(stabilityPlan?.Seeds.SelectMany(s => s.Batches) ?? [])
                 .Concat(stabilityPlan?.Halves is var (ha, hb) ? ha.Concat(hb) : []).ToList();
             var workload = new Workload(shapes.Max(b => b.BatchSize), shapes.Max(b => b.SeqLen), gradients, metric.NeedsFisher(curvature) || r.SkipNonFinite,
-                Math.Max(batches.Sum(b => b.Lengths.Sum()), evalBatches.Sum(b => b.Lengths.Sum())));
+                Math.Max(batches.Sum(b => b.Lengths.Sum()), evalBatches.Sum(b => b.Lengths.Sum())), ScoresInPlace: metric.NeedsFisher(curvature));
             model = LoadedModel.Load(source, onDevice, new EngineOptions(r.Threads, r.Recompute), progress, workload,
                 new MemoryPolicy(r.Streaming, r.MemoryBudget, outDir));
             if (model.Backend is StreamedBackend) StreamingAnalysis.CheckSupported(metric, curvature, r, model.Config);

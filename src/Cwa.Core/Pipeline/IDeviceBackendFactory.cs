@@ -6,9 +6,10 @@ namespace Cwa.Core.Pipeline;
 /// <summary>
 /// What one forward/backward of the run will hold at most: the memory plans are sized from it. PerBatch: gradients
 /// are kept per batch besides their sum (Fisher). Tokens: real tokens of all calibration batches (the hidden
-/// states a layer-major pass saves).
+/// states a layer-major pass saves). ScoresInPlace: the scores overwrite the Fisher sums (fisher, obd), so a
+/// streamed run never holds a vocabulary-sized score array.
 /// </summary>
-public readonly record struct Workload(int Batch, int SeqLen, bool Gradients, bool PerBatch = false, long Tokens = 0);
+public readonly record struct Workload(int Batch, int SeqLen, bool Gradients, bool PerBatch = false, long Tokens = 0, bool ScoresInPlace = false);
 
 /// <summary>
 /// Where a run holds the model. Streaming: "on", "off" or "auto" (on when the in-memory plan exceeds the budget).

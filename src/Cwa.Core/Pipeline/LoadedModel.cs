@@ -69,7 +69,7 @@ public sealed class LoadedModel : IDisposable
             {
                 // On a device the host holds no weights or activations, at most gradient sums read back for host scoring;
                 // streamed, one block's widened weights and sums and the hidden states. The device factory picks the mode.
-                var hostStreamed = MemoryEstimate.ForStreaming(ckpt.Config, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: false);
+                var hostStreamed = MemoryEstimate.ForStreaming(ckpt.Config, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: false, scoresInPlace: w.ScoresInPlace);
                 var hostInMemory = inMemory with { Weights = 0, Activations = 0, Logits = 0 };
                 var streaming = new DeviceStreaming(memory.Streaming, memory.ScratchDir == null ? long.MaxValue : Math.Max(0, budget - hostStreamed.Total),
                     memory.ScratchDir, hostInMemory, hostStreamed, workload == null ? 0 : budget);
@@ -113,7 +113,7 @@ public sealed class LoadedModel : IDisposable
     {
         var c = source.Config;
         bool mapped = StreamedWeights.ReadsMapped(source.Checkpoint, source.HeldType);
-        var resident = MemoryEstimate.ForStreaming(c, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: false, mappedWeights: mapped);
+        var resident = MemoryEstimate.ForStreaming(c, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: false, mappedWeights: mapped, scoresInPlace: w.ScoresInPlace);
         resident.EnsureFits(source.Checkpoint.Directory, budget, MemoryPolicy.StreamedFix);
         long hiddenBudget = scratchDir == null ? long.MaxValue : budget - resident.Total;
         long hidden = MemoryEstimate.HiddenBytes(c, w.Tokens, w.Gradients);
@@ -121,7 +121,7 @@ public sealed class LoadedModel : IDisposable
         backend.Reserve(w);
         bool keptInMemory = w.Gradients && MemoryEstimate.KeepsInMemory(MemoryEstimate.KeptBytes(c, w.Tokens), hidden, hiddenBudget);
         var plan = hidden <= hiddenBudget || keptInMemory
-            ? MemoryEstimate.ForStreaming(c, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: hidden <= hiddenBudget, keptInMemory, mapped)
+            ? MemoryEstimate.ForStreaming(c, w.Batch, w.SeqLen, w.Gradients, w.PerBatch, w.Tokens, hiddenInMemory: hidden <= hiddenBudget, keptInMemory, mapped, w.ScoresInPlace)
             : resident;
         progress.Info($"layer streaming: weights stay mapped and {(mapped ? "the products widen bf16 panels as they pack them" : "one block at a time is widened")} (in memory the run would need {MemoryEstimate.Format(inMemory.Total)}, " +
             $"the budget is {MemoryEstimate.Format(budget)}); hidden states {MemoryEstimate.Format(hidden)} {(hidden <= hiddenBudget ? "in memory" : "in a scratch file")}");

@@ -34,7 +34,8 @@ public class MemoryEstimateAccuracyTests
     [InlineData("demo", "on")]
     [InlineData("small", "off")]
     [InlineData("small", "on")]
-    public void TheEstimateIsWithinAQuarterOfTheMeasuredPeak(string preset, string streaming)
+    [InlineData("small", "on", "fisher")] // per-batch sums, scores written over them
+    public void TheEstimateIsWithinAQuarterOfTheMeasuredPeak(string preset, string streaming, string metric = "grad_x_weight")
     {
         if (!OperatingSystem.IsLinux()) return; // the peak is read from /proc
         using var dir = new TempDir();
@@ -44,9 +45,9 @@ public class MemoryEstimateAccuracyTests
             Assert.Equal(0, Cli.Run("create-test-model", "--preset", preset, "--out", dir.File("m"), "--quiet").Code);
             model = ["--model", dir.File("m")];
         }
-        var (estimate, peak) = Measure(dir.File("out"), [.. model, "--streaming", streaming, "--max-samples", "24", "--save-plots", "false"]);
+        var (estimate, peak) = Measure(dir.File("out"), [.. model, "--streaming", streaming, "--metric", metric, "--max-samples", "24", "--save-plots", "false"]);
         Assert.True(peak > 0, "no peak measured");
         double error = (double)estimate / peak - 1;
-        Assert.True(Math.Abs(error) <= 0.25, $"{preset}, streaming {streaming}: estimate {estimate >> 20} MiB, measured peak {peak >> 20} MiB ({error:P0})");
+        Assert.True(Math.Abs(error) <= 0.25, $"{preset}, streaming {streaming}, {metric}: estimate {estimate >> 20} MiB, measured peak {peak >> 20} MiB ({error:P0})");
     }
 }
