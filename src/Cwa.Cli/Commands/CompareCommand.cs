@@ -9,7 +9,7 @@ internal static class CompareCommand
 {
     private static readonly Argument<string[]> Runs = new("runs") { Description = "Two or more analyze output folders (or top_weights.csv files).", Arity = ArgumentArity.OneOrMore };
     private static readonly Option<int?> TopK = new("--topk", "-k") { Description = "Compare the top-k by score (default: the smallest number of rows any run has)." };
-    private static readonly Option<string> Out = new("--out", "-o") { Description = "Folder for compare.json and compare_overlap.png.", DefaultValueFactory = _ => "compare" };
+    private static readonly Option<string> Out = new("--out", "-o", "--out-dir") { Description = "Folder for compare.json and compare_overlap.png (--out-dir, as analyze and merge name it, works too).", DefaultValueFactory = _ => "compare" };
 
     public static Command Create()
     {

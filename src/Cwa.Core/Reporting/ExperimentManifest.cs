@@ -106,6 +106,10 @@ public sealed class ExperimentManifest
             ["os"] = RuntimeInformation.OSDescription,
             ["dotnet"] = RuntimeInformation.FrameworkDescription,
             ["cpu"] = cpu,
+            ["architecture"] = RuntimeInformation.ProcessArchitecture.ToString().ToLowerInvariant(),
+            // Kernels of different vector widths round differently: scores agree across machines to rounding, and
+            // bit for bit only between machines with the same kernel.
+            ["sgemm_kernel"] = Engine.MicroKernels.Best.ToString().ToLowerInvariant(),
             ["cores"] = System.Environment.ProcessorCount,
             ["memory_gb"] = Math.Round(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (double)(1L << 30), 2),
             ["gpu"] = gpu,

@@ -72,6 +72,8 @@ public class AnalyzeEndToEndTests(TinyModelFixture tiny) : IClassFixture<TinyMod
         Assert.All(actual, f => Assert.Contains(f, listed));
         Assert.True(m.GetProperty("results").GetProperty("forward_backward_tflops").GetDouble() > 0);
         Assert.Equal(JsonValueKind.Null, m.GetProperty("environment").GetProperty("gpu").ValueKind);
+        Assert.Equal(Cwa.Core.Engine.MicroKernels.Best.ToString().ToLowerInvariant(), m.GetProperty("environment").GetProperty("sgemm_kernel").GetString());
+        Assert.Equal(System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture.ToString().ToLowerInvariant(), m.GetProperty("environment").GetProperty("architecture").GetString());
         foreach (var phase in new[] { "load", "gradients", "scoring", "ranking", "writing", "plots", "perturbation" })
             Assert.True(m.GetProperty("timing").TryGetProperty(phase, out _), $"timing lacks {phase}");
         // Results are keyed for jq and pandas: snake_case ASCII, both losses named.

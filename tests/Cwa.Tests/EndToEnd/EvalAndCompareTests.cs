@@ -59,7 +59,8 @@ public class EvalAndCompareTests(TinyModelFixture tiny) : IClassFixture<TinyMode
         Assert.Equal(2, code);
         Assert.Contains("--topk 50 is larger than the 3 rows of run 'a'", err);
 
-        (code, _, err) = Cli.Run("compare", dir.File("a"), dir.File("b"), "--out", dir.File("cmp"));
+        // --out-dir, the name analyze and merge use, is the same option (it was read as a third run).
+        (code, _, err) = Cli.Run("compare", dir.File("a"), dir.File("b"), "--out-dir", dir.File("cmp"));
         Assert.Equal(0, code);
         Assert.Contains("warning: runs 'a' and 'b' analysed different models", err);
         using var doc = JsonDocument.Parse(File.ReadAllText(dir.File("cmp/compare.json")));
