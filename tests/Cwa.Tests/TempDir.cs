@@ -12,7 +12,7 @@ public sealed class TempDir : IDisposable
     public void Dispose()
     {
         try { Directory.Delete(Path, recursive: true); } catch (IOException) { }
-        // The lock file an analyze run leaves beside its out dir when the out dir is this folder itself.
+        // The lock file a run leaves beside its out dir when the out dir is this folder itself (where it is not deleted: not Linux).
         try { System.IO.File.Delete(System.IO.Path.Combine(System.IO.Path.GetDirectoryName(Path)!, $".{System.IO.Path.GetFileName(Path)}.cwa-lock")); } catch (IOException) { }
     }
 }

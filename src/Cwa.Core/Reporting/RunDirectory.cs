@@ -9,7 +9,7 @@ namespace Cwa.Core.Reporting;
 /// or two runs into one folder, left tables of one run beside the manifest of another. So a run writes into a
 /// staging folder beside the out dir and <see cref="Publish"/> swaps it in at the end (one atomic exchange on
 /// Linux): the out dir holds the previous complete run until the new one is complete. A lock file beside it
-/// refuses a second concurrent run. Folders that hold a model or anything cwa did not write are refused, because
+/// refuses a second concurrent run; on Linux its holder deletes it at the end (see <see cref="TakeLock"/>). Folders that hold a model or anything cwa did not write are refused, because
 /// publishing replaces the folder's whole content.
 /// </summary>
 public sealed partial class RunDirectory : IDisposable
@@ -28,6 +28,7 @@ public sealed partial class RunDirectory : IDisposable
     public const string PlotsFolder = "plots";
 
     private readonly FileStream _lock;
+    private readonly string _lockPath;
     private readonly string _previous;
     private bool _published;
 
@@ -37,9 +38,9 @@ public sealed partial class RunDirectory : IDisposable
     public string Staging { get; }
     public string CheckpointPath => Path.Combine(Target, CheckpointName);
 
-    private RunDirectory(string target, string staging, string previous, FileStream lockFile)
+    private RunDirectory(string target, string staging, string previous, FileStream lockFile, string lockPath)
     {
-        Target = target; Staging = staging; _previous = previous; _lock = lockFile;
+        Target = target; Staging = staging; _previous = previous; _lock = lockFile; _lockPath = lockPath;
     }
 
     /// <summary>Checks the folder, takes the lock and creates an empty staging folder.</summary>
@@ -49,11 +50,11 @@ public sealed partial class RunDirectory : IDisposable
         string target = Check(outDir, modelDir);
         string parent = Path.GetDirectoryName(target)!, name = Path.GetFileName(target);
         FileStream lockFile;
+        string lockPath = Path.Combine(parent, $".{name}.cwa-lock");
         try
         {
             Directory.CreateDirectory(parent);
-            // FileShare.None takes an exclusive flock on Unix: a second cwa process (or a second run in this one) fails here.
-            lockFile = new FileStream(Path.Combine(parent, $".{name}.cwa-lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            lockFile = TakeLock(lockPath);
         }
         catch (IOException e) when (e.HResult is SharingViolation or EWouldBlockLinux or EWouldBlockMac)
         {
@@ -63,7 +64,7 @@ public sealed partial class RunDirectory : IDisposable
         {
             throw new InputException($"{outDir}: cannot write to the output directory ({e.Message})");
         }
-        var dir = new RunDirectory(target, Path.Combine(parent, $".{name}.cwa-staging"), Path.Combine(parent, $".{name}.cwa-previous"), lockFile);
+        var dir = new RunDirectory(target, Path.Combine(parent, $".{name}.cwa-staging"), Path.Combine(parent, $".{name}.cwa-previous"), lockFile, lockPath);
         try
         {
             dir.Recover();
@@ -114,7 +115,38 @@ public sealed partial class RunDirectory : IDisposable
     public void Dispose()
     {
         if (!_published) DeleteQuietly(Staging);
+        // Deleted while still held, so no other process can hold the lock on this file at that moment.
+        if (RemovesLockFiles)
+            try { File.Delete(_lockPath); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { } // a left lock file is harmless
         _lock.Dispose();
+    }
+
+    /// <summary>Whether lock files are deleted after a run: only where a holder can tell that its file was deleted.</summary>
+    internal static readonly bool RemovesLockFiles = OperatingSystem.IsLinux() && Directory.Exists("/proc/self/fd");
+
+    /// <summary>
+    /// Opens and exclusively locks the lock file (FileShare.None is an exclusive flock on Unix: a second cwa process,
+    /// or a second run in this one, fails here). Because a finishing run deletes its lock file, a process that opened
+    /// the file just before the deletion can win its lock after it, on a file no longer at the path, while a third
+    /// creates and locks a new one. So a lock on a deleted file does not count: the path is opened again.
+    /// </summary>
+    private static FileStream TakeLock(string path)
+    {
+        for (int attempt = 0; ; attempt++)
+        {
+            var lockFile = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            if (!RemovesLockFiles || !Deleted(lockFile)) return lockFile;
+            lockFile.Dispose();
+            if (attempt == 100) throw new IOException($"{path} was deleted each of 100 times it was locked");
+        }
+    }
+
+    /// <summary>Whether an open file has been deleted from its folder (Linux: its /proc/self/fd link says so).</summary>
+    internal static bool Deleted(FileStream file)
+    {
+        string? target = new FileInfo($"/proc/self/fd/{file.SafeFileHandle.DangerousGetHandle()}").LinkTarget;
+        return target != null && target.EndsWith(" (deleted)", StringComparison.Ordinal);
     }
 
     /// <summary>The full out dir path after every refusal rule: not empty, not a file, not a model, nothing foreign in it.</summary>

@@ -30,6 +30,7 @@ public class OutDirTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture
         string parent = Path.GetDirectoryName(Path.GetFullPath(outDir))!, name = Path.GetFileName(outDir);
         Assert.False(Directory.Exists(Path.Combine(parent, $".{name}.cwa-staging")), "staging folder left behind");
         Assert.False(Directory.Exists(Path.Combine(parent, $".{name}.cwa-previous")), "previous run left parked");
+        if (RunDirectory.RemovesLockFiles) Assert.False(File.Exists(Path.Combine(parent, $".{name}.cwa-lock")), "lock file left behind");
         if (Directory.Exists(outDir))
             Assert.DoesNotContain(Directory.EnumerateFiles(outDir, "*", SearchOption.AllDirectories), f => f.Contains(".tmp-"));
     }
@@ -159,6 +160,27 @@ public class OutDirTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture
             Assert.Contains("another cwa run is writing to this --out-dir", err);
         }
         Assert.Equal(0, Analyze(outDir).Code);
+    }
+
+    [Fact]
+    public void ALockOnADeletedLockFileDoesNotKeepTheNextRunOut()
+    {
+        if (!RunDirectory.RemovesLockFiles) return;
+        using var dir = new TempDir();
+        string path = dir.File(".run.cwa-lock");
+        // A process that opened the lock file just before its holder deleted it, and then won its lock.
+        using var stale = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        Assert.False(RunDirectory.Deleted(stale));
+        File.Delete(path);
+        Assert.True(RunDirectory.Deleted(stale));
+        using (RunDirectory.Open(dir.File("run"), null))
+        {
+            Assert.True(File.Exists(path), "the new run locks a new file at the path");
+            var (code, err) = Analyze(dir.File("run"));
+            Assert.Equal(2, code);
+            Assert.Contains("another cwa run is writing to this --out-dir", err);
+        }
+        Assert.False(File.Exists(path), "the lock file is deleted when its run ends");
     }
 
     [Fact]
