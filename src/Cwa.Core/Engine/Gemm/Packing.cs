@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 using Cwa.Core.Checkpoints;
 
@@ -9,7 +10,7 @@ namespace Cwa.Core.Engine;
 /// Copies blocks of op(A) and op(B) into the panel layouts the micro-kernels stream through, zero-padding
 /// partial panels so the kernels never branch on edges inside the k loop. The two gathering cases (A as stored,
 /// B transposed) read several rows at once and write the panel contiguously; B transposed does it in 8x8 AVX
-/// transposes. For the small per-head products of attention, packing used to cost more than the arithmetic.
+/// and 4x4 SSE/NEON transposes. For the small per-head products of attention, packing used to cost more than the arithmetic.
 /// </summary>
 internal static unsafe class Packing
 {
@@ -94,24 +95,8 @@ internal static unsafe class Packing
                     }
                     continue;
                 }
-                // op(B) = B^T: column j of the panel is row jStart + j of B. Groups of 8 rows are transposed
-                // 8 values of p at a time; leftover rows and p are copied one by one; missing columns are zero.
-                float* src0 = pb + bOffset + (long)jStart * ldb + p0;
-                int g = 0;
-                if (Avx.IsSupported)
-                    for (; g + 8 <= cols; g += 8)
-                    {
-                        float* s = src0 + (long)g * ldb;
-                        int p = 0;
-                        for (; p + 8 <= kc; p += 8) Transpose8(s + p, ldb, d + p * nr + g, nr);
-                        for (; p < kc; p++)
-                            for (int j = 0; j < 8; j++) d[p * nr + g + j] = s[(long)j * ldb + p];
-                    }
-                for (int j = g; j < cols; j++)
-                {
-                    float* s = src0 + (long)j * ldb;
-                    for (int p = 0; p < kc; p++) d[p * nr + j] = s[p];
-                }
+                // op(B) = B^T: column j of the panel is row jStart + j of B; missing columns are zero.
+                Transpose(pb + bOffset + (long)jStart * ldb + p0, ldb, cols, kc, d, nr);
                 for (int j = cols; j < nr; j++)
                     for (int p = 0; p < kc; p++) d[p * nr + j] = 0f;
             }
@@ -157,11 +142,7 @@ internal static unsafe class Packing
                         int rows = Math.Min(8, cols - g);
                         for (int j = 0; j < rows; j++)
                             DTypeConversion.Bf16ToFloat(new ReadOnlySpan<ushort>(b + (long)(jStart + g + j) * ldb + p0, kc), new Span<float>(ws + j * kc, kc));
-                        int p = 0;
-                        if (rows == 8 && Avx.IsSupported)
-                            for (; p + 8 <= kc; p += 8) Transpose8(ws + p, kc, d + p * nr + g, nr);
-                        for (; p < kc; p++)
-                            for (int j = 0; j < rows; j++) d[p * nr + g + j] = ws[j * kc + p];
+                        Transpose(ws, kc, rows, kc, d + g, nr);
                     }
                     for (int j = cols; j < nr; j++)
                         for (int p = 0; p < kc; p++) d[p * nr + j] = 0f;
@@ -170,6 +151,73 @@ internal static unsafe class Packing
     }
 
     [ThreadStatic] private static float[]? _widened;
+
+    /// <summary>
+    /// d[p * nr + j] = src[j * lds + p] for rows j &lt; rows and p &lt; kc: groups of 8 rows in 8 x 8 AVX transposes, then
+    /// groups of 4 in 4 x 4 ones (SSE, or NEON on ARM64, which has no wider vectors), the rest one value at a time.
+    /// </summary>
+    // Fully optimised from the first call: without it `-- pack8b` packed the 8B W^T at half the speed (35 against 17 ms).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Transpose(float* src, int lds, int rows, int kc, float* d, int nr)
+    {
+        int g = 0;
+        if (Avx.IsSupported)
+            for (; g + 8 <= rows; g += 8)
+            {
+                float* s = src + (long)g * lds;
+                int p = 0;
+                for (; p + 8 <= kc; p += 8) Transpose8(s + p, lds, d + p * nr + g, nr);
+                for (; p < kc; p++)
+                    for (int j = 0; j < 8; j++) d[p * nr + g + j] = s[(long)j * lds + p];
+            }
+        if (Sse.IsSupported || AdvSimd.Arm64.IsSupported)
+            for (; g + 4 <= rows; g += 4)
+            {
+                float* s = src + (long)g * lds;
+                int p = 0;
+                for (; p + 4 <= kc; p += 4) Transpose4(s + p, lds, d + p * nr + g, nr);
+                for (; p < kc; p++)
+                    for (int j = 0; j < 4; j++) d[p * nr + g + j] = s[(long)j * lds + p];
+            }
+        for (; g < rows; g++)
+        {
+            float* s = src + (long)g * lds;
+            for (int p = 0; p < kc; p++) d[p * nr + g] = s[p];
+        }
+    }
+
+    /// <summary>dst[p * ldd + j] = src[j * lds + p] for a 4 x 4 block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose4(float* src, int lds, float* dst, int ldd)
+    {
+        var r0 = Vector128.Load(src);
+        var r1 = Vector128.Load(src + lds);
+        var r2 = Vector128.Load(src + 2L * lds);
+        var r3 = Vector128.Load(src + 3L * lds);
+        if (AdvSimd.Arm64.IsSupported)
+        {
+            // Interleave row pairs by element, then the pairs by 64-bit halves.
+            var t0 = AdvSimd.Arm64.ZipLow(r0, r1).AsDouble();
+            var t1 = AdvSimd.Arm64.ZipHigh(r0, r1).AsDouble();
+            var t2 = AdvSimd.Arm64.ZipLow(r2, r3).AsDouble();
+            var t3 = AdvSimd.Arm64.ZipHigh(r2, r3).AsDouble();
+            Vector128.Store(AdvSimd.Arm64.ZipLow(t0, t2).AsSingle(), dst);
+            Vector128.Store(AdvSimd.Arm64.ZipHigh(t0, t2).AsSingle(), dst + ldd);
+            Vector128.Store(AdvSimd.Arm64.ZipLow(t1, t3).AsSingle(), dst + 2L * ldd);
+            Vector128.Store(AdvSimd.Arm64.ZipHigh(t1, t3).AsSingle(), dst + 3L * ldd);
+        }
+        else
+        {
+            var t0 = Sse.UnpackLow(r0, r1);
+            var t1 = Sse.UnpackHigh(r0, r1);
+            var t2 = Sse.UnpackLow(r2, r3);
+            var t3 = Sse.UnpackHigh(r2, r3);
+            Vector128.Store(Sse.MoveLowToHigh(t0, t2), dst);
+            Vector128.Store(Sse.MoveHighToLow(t2, t0), dst + ldd);
+            Vector128.Store(Sse.MoveLowToHigh(t1, t3), dst + 2L * ldd);
+            Vector128.Store(Sse.MoveHighToLow(t3, t1), dst + 3L * ldd);
+        }
+    }
 
     /// <summary>dst[0..nr) = src[0..nr) in the widest vectors the machine has (nr is a kernel's panel width).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
