@@ -145,13 +145,7 @@ internal static unsafe class KernelProfile
                 float* ap = pa, bp = pb, cp = pc;
                 double best = Program.BestOf(5, () =>
                 {
-                    for (int i = 0; i < calls; i++)
-                        switch (kernel)
-                        {
-                            case MicroKernel.Avx512: SgemmKernel512.Full(kc, ap, bp, cp, nr, 1f, 1f); break;
-                            case MicroKernel.Avx2: SgemmKernel256.Full(kc, ap, bp, cp, nr, 1f, 1f); break;
-                            default: SgemmKernel128.Full(kc, ap, bp, cp, nr, 1f, 1f); break;
-                        }
+                    for (int i = 0; i < calls; i++) MicroKernels.Run(kernel, kc, ap, bp, cp, nr, mr, nr, 1f, 1f);
                 });
                 double flops = 2.0 * mr * nr * kc * calls;
                 Console.WriteLine($"micro-kernel {kernel} {mr}x{nr}, kc {kc}, one thread: {flops / best / 1e9:F1} GFLOP/s = {100 * flops / best / 1e9 / peak.GflopsPerCore:F1}% of one core's (AVX-512) peak");

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
@@ -22,7 +23,7 @@ internal enum MicroKernel
 /// flow of execution (<see cref="Use"/>). Tests use that to check every kernel the machine can run, since CI machines
 /// have AVX-512 and would otherwise never execute the kernels laptops (ARM64, AVX2) depend on.
 /// </summary>
-internal static class MicroKernels
+internal static unsafe class MicroKernels
 {
     public static readonly MicroKernel Best =
         Supports(MicroKernel.Avx512) ? MicroKernel.Avx512
@@ -67,6 +68,32 @@ internal static class MicroKernels
         MicroKernel.Vector128 => (SgemmKernel128.MR, SgemmKernel128.NR),
         _ => throw new ArgumentOutOfRangeException(nameof(kernel), "the reference loop has no tile"),
     };
+
+    /// <summary>
+    /// One micro-tile of C = beta * C + alpha * Ap * Bp from packed panels of depth kc: the kernel's full tile, or its
+    /// edge path for an mr x nr corner smaller than the tile.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Run(MicroKernel kernel, int kc, float* ap, float* bp, float* c, int ldc, int mr, int nr, float alpha, float beta)
+    {
+        switch (kernel)
+        {
+            case MicroKernel.Avx512:
+                if (mr == SgemmKernel512.MR && nr == SgemmKernel512.NR) SgemmKernel512.Full(kc, ap, bp, c, ldc, alpha, beta);
+                else SgemmKernel512.Edge(kc, ap, bp, c, ldc, mr, nr, alpha, beta);
+                break;
+            case MicroKernel.Avx2:
+                if (mr == SgemmKernel256.MR && nr == SgemmKernel256.NR) SgemmKernel256.Full(kc, ap, bp, c, ldc, alpha, beta);
+                else SgemmKernel256.Edge(kc, ap, bp, c, ldc, mr, nr, alpha, beta);
+                break;
+            case MicroKernel.Vector128:
+                if (mr == SgemmKernel128.MR && nr == SgemmKernel128.NR) SgemmKernel128.Full(kc, ap, bp, c, ldc, alpha, beta);
+                else SgemmKernel128.Edge(kc, ap, bp, c, ldc, mr, nr, alpha, beta);
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(kernel), "the reference loop has no micro-kernel");
+        }
+    }
 
     private sealed class Restore(MicroKernel? previous) : IDisposable
     {

@@ -161,29 +161,30 @@ internal static unsafe class Packing
     private static void Transpose(float* src, int lds, int rows, int kc, float* d, int nr)
     {
         int g = 0;
-        if (Avx.IsSupported)
-            for (; g + 8 <= rows; g += 8)
-            {
-                float* s = src + (long)g * lds;
-                int p = 0;
-                for (; p + 8 <= kc; p += 8) Transpose8(s + p, lds, d + p * nr + g, nr);
-                for (; p < kc; p++)
-                    for (int j = 0; j < 8; j++) d[p * nr + g + j] = s[(long)j * lds + p];
-            }
-        if (Sse.IsSupported || AdvSimd.Arm64.IsSupported)
-            for (; g + 4 <= rows; g += 4)
-            {
-                float* s = src + (long)g * lds;
-                int p = 0;
-                for (; p + 4 <= kc; p += 4) Transpose4(s + p, lds, d + p * nr + g, nr);
-                for (; p < kc; p++)
-                    for (int j = 0; j < 4; j++) d[p * nr + g + j] = s[(long)j * lds + p];
-            }
+        if (Avx.IsSupported) g = Groups(src, lds, rows, kc, d, nr, g, 8);
+        if (Sse.IsSupported || AdvSimd.Arm64.IsSupported) g = Groups(src, lds, rows, kc, d, nr, g, 4);
         for (; g < rows; g++)
         {
             float* s = src + (long)g * lds;
             for (int p = 0; p < kc; p++) d[p * nr + g] = s[p];
         }
+    }
+
+    /// <summary>Rows g.. in whole groups of width (8: AVX, 4: SSE/NEON) while one is left; returns the first row left over.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Groups(float* src, int lds, int rows, int kc, float* d, int nr, int g, int width)
+    {
+        for (; g + width <= rows; g += width)
+        {
+            float* s = src + (long)g * lds;
+            int p = 0;
+            for (; p + width <= kc; p += width)
+                if (width == 8) Transpose8(s + p, lds, d + p * nr + g, nr);
+                else Transpose4(s + p, lds, d + p * nr + g, nr);
+            for (; p < kc; p++)
+                for (int j = 0; j < width; j++) d[p * nr + g + j] = s[(long)j * lds + p];
+        }
+        return g;
     }
 
     /// <summary>dst[p * ldd + j] = src[j * lds + p] for a 4 x 4 block.</summary>

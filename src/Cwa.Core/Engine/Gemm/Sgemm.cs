@@ -231,22 +231,7 @@ internal static unsafe class Sgemm
                     int mrCur = Math.Min(mr, mcur - ir);
                     float* ap = pa + (ir / mr) * kcur * mr;
                     float* cp = pc + cAt + (long)ir * ldc + jr;
-                    bool full = mrCur == mr && nrCur == nr;
-                    switch (kernel)
-                    {
-                        case MicroKernel.Avx512:
-                            if (full) SgemmKernel512.Full(kcur, ap, bp, cp, ldc, alpha, beta);
-                            else SgemmKernel512.Edge(kcur, ap, bp, cp, ldc, mrCur, nrCur, alpha, beta);
-                            break;
-                        case MicroKernel.Avx2:
-                            if (full) SgemmKernel256.Full(kcur, ap, bp, cp, ldc, alpha, beta);
-                            else SgemmKernel256.Edge(kcur, ap, bp, cp, ldc, mrCur, nrCur, alpha, beta);
-                            break;
-                        default:
-                            if (full) SgemmKernel128.Full(kcur, ap, bp, cp, ldc, alpha, beta);
-                            else SgemmKernel128.Edge(kcur, ap, bp, cp, ldc, mrCur, nrCur, alpha, beta);
-                            break;
-                    }
+                    MicroKernels.Run(kernel, kcur, ap, bp, cp, ldc, mrCur, nrCur, alpha, beta);
                 }
             }
         }
